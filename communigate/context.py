@@ -1,0 +1,34 @@
+"""
+The core objects every protocol module is handed.
+"""
+
+import attrs
+from prometheus_client import CollectorRegistry
+
+
+@attrs.define
+class ServerContext:
+    """
+    What a L{communigate.interfaces.IProtocolModule} builds its service from.
+
+    @ivar reactor: the reactor, which provides at least C{IReactorTime},
+        C{IReactorTCP} and C{IReactorUDP}; modules use the narrowest part.
+    @ivar config: the L{communigate.config.Config} the server was built from.
+    @ivar store: the L{communigate.interfaces.IStore}.
+    @ivar directory: the L{communigate.interfaces.IDirectory}.
+    @ivar portal: a L{twisted.cred.portal.Portal} whose avatars provide
+        L{communigate.interfaces.IAccount}.
+    @ivar interpreter: the L{communigate.interfaces.ICommandInterpreter}.
+    @ivar metrics: the Prometheus registry of this server (not the
+        process-wide default, so two servers can share a process).
+    @ivar hostname: the name the server greets clients with.
+    """
+
+    reactor: object
+    config: object
+    store: object
+    directory: object
+    portal: object
+    interpreter: object
+    metrics: CollectorRegistry
+    hostname: str
