@@ -29,6 +29,7 @@ from communigate.auth.passwords import (
     generate_password,
     saslprep,
 )
+from communigate.formats import cgdata
 
 
 def counting_bytes():
@@ -259,6 +260,12 @@ def test_derived_record_round_trips_exactly(local, password, domain):
     local = local.replace("@", "") or "x"
     secrets = derive_secrets(f"{local}@{domain}", password, iterations=1)
     assert PasswordSecrets.from_dict(secrets.to_dict()) == secrets
+
+
+@given(password_secrets())
+def test_record_round_trips_exactly_through_the_data_format(secrets):
+    text = cgdata.dumps(secrets.to_dict())
+    assert PasswordSecrets.from_dict(cgdata.loads(text)) == secrets
 
 
 stored_values = st.recursive(
