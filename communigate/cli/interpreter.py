@@ -48,8 +48,8 @@ class Interpreter:
         self._is_administrator = is_administrator
         self._commands: dict[str, object] = {}
         self._counter = Counter(
-            "communigate_cli_commands",
-            "CLI commands run, by command and outcome",
+            "communigate_commands",
+            "Commands of the CLI language run by any front end, by command and outcome",
             ["command", "outcome"],
             registry=registry if registry is not None else CollectorRegistry(),
         )
