@@ -1,0 +1,37 @@
+# Quick start: `make run` serves a demo domain on 127.0.0.1; `make test` runs
+# the whole suite.  Both create .venv on first use and reinstall when the
+# package metadata changes.
+
+PYTHON ?= $(shell command -v python3.11 || command -v python3)
+VENV := .venv
+BIN := $(VENV)/bin
+DATA ?= run-data
+# The package is installed in "compat" editable mode: it puts the checkout
+# on sys.path, which is how Twisted finds twisted/plugins/communigate_plugin.py.
+INSTALL := $(BIN)/pip install --quiet --disable-pip-version-check --config-settings editable_mode=compat
+
+.PHONY: run test bench clean
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+
+$(VENV)/.installed: $(BIN)/python pyproject.toml setup.cfg
+	$(INSTALL) -e .
+	touch $@
+
+$(VENV)/.installed-test: $(VENV)/.installed
+	$(INSTALL) -e '.[test]'
+	touch $@
+
+run: $(VENV)/.installed
+	$(BIN)/twistd --nodaemon --pidfile= communigate --data $(DATA) --domain example.com --demo \
+	    --cli tcp:10106:interface=127.0.0.1 --http tcp:8010:interface=127.0.0.1
+
+test: $(VENV)/.installed-test
+	$(BIN)/python -m pytest
+
+bench: $(VENV)/.installed-test
+	$(BIN)/python benchmarks/import_accounts.py
+
+clean:
+	rm -rf $(VENV) build dist *.egg-info

@@ -1,0 +1,134 @@
+"""
+The whole server as one L{MultiService}, built from a L{Config}.
+
+This is the embedding API: C{twistd communigate} calls L{build_server}, and
+so does any Twisted application that wants the server inside it, next to
+its own services.  The front ends come from the installed
+L{IProtocolModule} plugins; each gets the same L{ServerContext}.
+
+[D] The SQLite store is opened here rather than in C{startService}: it is
+a local file, opening it takes milliseconds, and a data directory that is
+unusable (not writable, written by a newer release) is reported before the
+server claims to be running.
+"""
+
+from twisted.application.service import MultiService
+from twisted.logger import Logger
+from twisted.plugin import getPlugins
+
+import communigate.plugins
+from communigate.admin.http import new_registry
+from communigate.auth.realm import build_portal
+from communigate.cli.access import administrator_check
+from communigate.cli.directory_commands import DirectoryCommands
+from communigate.cli.interpreter import BuiltinCommands, Interpreter
+from communigate.config import Config
+from communigate.context import ServerContext
+from communigate.directory import Directory
+from communigate.first_start import (
+    POSTMASTER,
+    create_initial_objects,
+    open_data_directory,
+    write_password_file,
+)
+from communigate.interfaces import IProtocolModule, IStore
+
+
+def protocol_modules() -> list:
+    """
+    The installed front ends, sorted by name.
+    """
+    modules = list(getPlugins(IProtocolModule, communigate.plugins))
+    return sorted(modules, key=lambda module: module.name)
+
+
+class CommunigateServer(MultiService):
+    """
+    The server: its core objects in L{context}, its front ends as child
+    services.
+
+    @ivar created_passwords: the generated password of every account this
+        start created (the postmaster on first start), by account name.
+    """
+
+    log = Logger()
+
+    def __init__(self, context: ServerContext, created_passwords: dict[str, str]):
+        super().__init__()
+        self.context = context
+        self.created_passwords = created_passwords
+
+    def startService(self) -> None:
+        super().startService()
+        self.log.info(
+            "communigate serving domain {domain} from {data_dir}",
+            domain=self.context.directory.main_domain(),
+            data_dir=self.context.config.data_dir,
+        )
+
+    def stopService(self):
+        d = super().stopService()
+
+        def close_store(result):
+            self.context.store.close()
+            return result
+
+        return d.addBoth(close_store)
+
+
+def build_core(config: Config, store: IStore, reactor) -> ServerContext:
+    """
+    The core objects, without any front end: what protocol modules, the
+    admin tool and tests share.
+    """
+    registry = new_registry()
+    directory = Directory(store)
+    portal = build_portal(directory)
+    interpreter = Interpreter(administrator_check(directory), registry)
+    interpreter.add_commands(BuiltinCommands(interpreter))
+    interpreter.add_commands(DirectoryCommands(directory, portal))
+    return ServerContext(
+        reactor=reactor,
+        config=config,
+        store=store,
+        directory=directory,
+        portal=portal,
+        interpreter=interpreter,
+        metrics=registry,
+        hostname=config.hostname,
+    )
+
+
+def build_server(
+    config: Config,
+    reactor=None,
+    *,
+    store: IStore | None = None,
+    modules: list | None = None,
+) -> CommunigateServer:
+    """
+    Build the server; start it with C{startService} or by giving it a
+    parent.
+
+    @param reactor: defaults to the global reactor.
+    @param store: defaults to the SQLite store in C{config.data_dir}.
+    @param modules: defaults to every installed protocol module.
+    @raise communigate.storage.StoreError: the data directory is unusable.
+    """
+    if reactor is None:
+        from twisted.internet import reactor
+    if store is None:
+        store = open_data_directory(config.data_dir)
+    context = build_core(config, store, reactor)
+    created = create_initial_objects(
+        context.directory, config.main_domain, config.demo_accounts
+    )
+    postmaster = f"{POSTMASTER}@{context.directory.main_domain()}"
+    if postmaster in created and config.data_dir:
+        write_password_file(config.data_dir, postmaster, created[postmaster])
+    server = CommunigateServer(context, created)
+    for module in protocol_modules() if modules is None else modules:
+        listen = config.listen_for(module)
+        if listen:
+            module.build_service(context, listen).setServiceParent(server)
+    return server
