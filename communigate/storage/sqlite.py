@@ -23,14 +23,19 @@ from communigate.storage.schema import MIGRATIONS, SCHEMA_VERSION
 DATABASE_NAME = "communigate.sqlite"
 
 
+_LAST_CODE_POINT = chr(0x10FFFF)
+
+
 def _prefix_end(prefix: str) -> str | None:
     """
     The smallest string greater than every string starting with C{prefix},
-    or None when there is none (an empty prefix).
+    or None when there is none (an empty prefix, or one made only of the
+    highest code point, which has no successor).
     """
-    if not prefix:
+    stem = prefix.rstrip(_LAST_CODE_POINT)
+    if not stem:
         return None
-    return prefix[:-1] + chr(ord(prefix[-1]) + 1)
+    return stem[:-1] + chr(ord(stem[-1]) + 1)
 
 
 @implementer(IStore)
@@ -150,8 +155,9 @@ class SQLiteStore:
         end = _prefix_end(prefix)
         if end is None:
             rows = self._execute(
-                "SELECT key, value FROM records WHERE kind = ? ORDER BY key",
-                (kind,),
+                "SELECT key, value FROM records"
+                " WHERE kind = ? AND key >= ? ORDER BY key",
+                (kind, prefix),
             )
         else:
             rows = self._execute(
