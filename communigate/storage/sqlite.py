@@ -140,6 +140,8 @@ class SQLiteStore:
         return None if row is None else row[0]
 
     def put(self, kind: str, key: str, value: str) -> None:
+        if not isinstance(value, str):
+            raise TypeError(f"store values are text, not {type(value).__name__}")
         self._write(
             "INSERT OR REPLACE INTO records (kind, key, value) VALUES (?, ?, ?)",
             (kind, key, value),
