@@ -1,0 +1,88 @@
+"""
+Helpers for tests of communigate and of applications built on it.
+
+L{start_server} runs a real C{twistd -n communigate} in a child process on
+127.0.0.1 with free ports, for integration tests against real clients.
+"""
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+
+import attrs
+
+START_TIMEOUT = 30.0
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_for_port(port: int, process: subprocess.Popen, timeout: float) -> float:
+    started = time.monotonic()
+    while time.monotonic() - started < timeout:
+        if process.poll() is not None:
+            raise RuntimeError(f"server exited with {process.returncode}: {process.stdout.read()}")
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=1):
+                return time.monotonic() - started
+        except OSError:
+            time.sleep(0.05)
+    raise RuntimeError(f"server did not listen on {port} within {timeout} s")
+
+
+@attrs.define
+class LiveServer:
+    process: subprocess.Popen
+    data_dir: str
+    cli_port: int
+    http_port: int
+    postmaster_password: str
+    start_seconds: float
+
+    def output(self) -> str:
+        return self.process.stdout.read() if self.process.poll() is not None else ""
+
+
+def start_server(data_dir, *extra, domain="example.com") -> LiveServer:
+    """
+    Start C{twistd communigate} on C{data_dir}, its CLI and HTTP listeners
+    on free ports of 127.0.0.1; return once the CLI accepts connections.
+    """
+    cli_port, http_port = free_port(), free_port()
+    twistd = os.path.join(os.path.dirname(sys.executable), "twistd")
+    process = subprocess.Popen(
+        [
+            twistd, "--nodaemon", "--pidfile=", "communigate",
+            "--data", str(data_dir), "--domain", domain,
+            "--cli", f"tcp:{cli_port}:interface=127.0.0.1",
+            "--http", f"tcp:{http_port}:interface=127.0.0.1",
+            *extra,
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    try:
+        seconds = wait_for_port(cli_port, process, START_TIMEOUT)
+    except BaseException:
+        process.kill()
+        raise
+    with open(os.path.join(data_dir, "postmaster-password")) as f:
+        _account, password = f.read().split()
+    return LiveServer(process, str(data_dir), cli_port, http_port, password, seconds)
+
+
+def stop_server(server: LiveServer) -> None:
+    if server.process.poll() is None:
+        server.process.send_signal(signal.SIGTERM)
+        try:
+            server.process.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            server.process.kill()
+            server.process.wait()
