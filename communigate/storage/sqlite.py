@@ -12,6 +12,7 @@ process.
 import contextlib
 import os
 import sqlite3
+from collections.abc import Sequence
 
 from twisted.logger import Logger
 from zope.interface import implementer
@@ -21,6 +22,8 @@ from communigate.storage.errors import StoreError
 from communigate.storage.schema import MIGRATIONS, SCHEMA_VERSION
 
 DATABASE_NAME = "communigate.sqlite"
+
+_SYNCHRONOUS_NAMES = {0: "OFF", 1: "NORMAL", 2: "FULL", 3: "EXTRA"}
 
 
 _LAST_CODE_POINT = chr(0x10FFFF)
@@ -49,25 +52,53 @@ class SQLiteStore:
 
     log = Logger()
 
-    def __init__(self, path: str, *, busy_timeout: float = 10.0) -> None:
+    def __init__(
+        self,
+        path: str,
+        *,
+        busy_timeout: float = 10.0,
+        migrations: Sequence[Sequence[str]] = MIGRATIONS,
+    ) -> None:
+        """
+        @param migrations: the schema steps, as in
+            L{communigate.storage.schema.MIGRATIONS} (the default); tests
+            give a longer list to exercise an upgrade.
+        """
         self.path = path
+        self._migrations = tuple(tuple(step) for step in migrations)
         try:
             self._db = sqlite3.connect(
                 path, timeout=busy_timeout, isolation_level=None
             )
+        except sqlite3.Error as e:
+            raise StoreError(f"cannot open the store {path!r}: {e}") from e
+        try:
+            # A database from a newer release is refused before anything
+            # is written to it: switching to WAL alone rewrites the header.
+            self._refuse_newer(self._user_version())
             self._db.execute("PRAGMA journal_mode=WAL")
             self._db.execute("PRAGMA synchronous=FULL")
             self.schema_version = self._migrate()
-        except sqlite3.Error as e:
-            raise StoreError(f"cannot open the store {path!r}: {e}") from e
+        except BaseException as e:
+            self._db.close()
+            if isinstance(e, sqlite3.Error):
+                raise StoreError(f"cannot open the store {path!r}: {e}") from e
+            raise
         self._depth = 0
         self._local_commits = 0
 
     @classmethod
     def in_directory(cls, directory: str, **kwargs) -> "SQLiteStore":
         """
-        Open (or create) the store of a data directory.
+        Open (or create) the store of a data directory, which must exist.
         """
+        if not os.path.exists(directory):
+            raise StoreError(f"the data directory {directory!r} does not exist")
+        if not os.path.isdir(directory):
+            raise StoreError(
+                f"the data directory {directory!r} is not a directory; "
+                f"choose another with --data"
+            )
         if not os.access(directory, os.W_OK | os.X_OK):
             raise StoreError(
                 f"the data directory {directory!r} is not writable by this "
@@ -75,22 +106,50 @@ class SQLiteStore:
             )
         return cls(os.path.join(directory, DATABASE_NAME), **kwargs)
 
-    def _migrate(self) -> int:
-        version = self._db.execute("PRAGMA user_version").fetchone()[0]
-        if version > SCHEMA_VERSION:
+    def connection_settings(self) -> dict[str, object]:
+        """
+        The durability settings in force on this connection, for operators
+        and tests: C{journal_mode} (C{wal}), C{synchronous} (C{FULL}) and
+        C{busy_timeout} in milliseconds.
+        """
+        synchronous = self._execute("PRAGMA synchronous").fetchone()[0]
+        return {
+            "journal_mode": self._execute("PRAGMA journal_mode").fetchone()[0],
+            "synchronous": _SYNCHRONOUS_NAMES.get(synchronous, str(synchronous)),
+            "busy_timeout": self._execute("PRAGMA busy_timeout").fetchone()[0],
+        }
+
+    def _user_version(self) -> int:
+        return self._db.execute("PRAGMA user_version").fetchone()[0]
+
+    def _refuse_newer(self, version: int) -> None:
+        known = len(self._migrations)
+        if version > known:
             raise StoreError(
                 f"{self.path!r} has schema version {version}, newer than this "
-                f"communigate understands ({SCHEMA_VERSION}); run the newer "
+                f"communigate understands ({known}); run the newer "
                 f"release, or restore a backup"
             )
-        for target in range(version + 1, SCHEMA_VERSION + 1):
+
+    def _migrate(self) -> int:
+        known = len(self._migrations)
+        while True:
             self._db.execute("BEGIN IMMEDIATE")
             try:
-                for statement in MIGRATIONS[target - 1]:
+                # Read under the write lock: another process opening the
+                # same new data directory may have run this step already.
+                version = self._user_version()
+                self._refuse_newer(version)
+                if version == known:
+                    self._db.execute("COMMIT")
+                    return known
+                target = version + 1
+                for statement in self._migrations[target - 1]:
                     self._db.execute(statement)
                 self._db.execute(f"PRAGMA user_version={target}")
             except BaseException:
-                self._db.execute("ROLLBACK")
+                if self._db.in_transaction:
+                    self._db.execute("ROLLBACK")
                 raise
             self._db.execute("COMMIT")
             self.log.info(
@@ -98,7 +157,6 @@ class SQLiteStore:
                 path=self.path,
                 version=target,
             )
-        return SCHEMA_VERSION
 
     @contextlib.contextmanager
     def transaction(self):
@@ -115,11 +173,23 @@ class SQLiteStore:
             yield self
         except BaseException:
             self._depth = 0
-            self._db.execute("ROLLBACK")
+            self._rollback()
             raise
         self._depth = 0
-        self._execute("COMMIT")
+        try:
+            self._execute("COMMIT")
+        except BaseException:
+            # A failed COMMIT leaves the transaction open; without this the
+            # next BEGIN would fail and the store be stuck.
+            self._rollback()
+            raise
         self._local_commits += 1
+
+    def _rollback(self) -> None:
+        # SQLite ends the transaction itself on some errors (disk full, I/O
+        # error); a second ROLLBACK would hide the error that caused it.
+        if self._db.in_transaction:
+            self._db.execute("ROLLBACK")
 
     def _execute(self, sql: str, parameters=()):
         try:
