@@ -31,6 +31,7 @@ test: $(VENV)/.installed-test
 	$(BIN)/python -m pytest
 
 bench: $(VENV)/.installed-test
+	$(BIN)/python benchmarks/start_time.py
 	$(BIN)/python benchmarks/import_accounts.py
 
 clean:

@@ -20,7 +20,7 @@ from twisted.internet import defer
 from twisted.logger import Logger
 from zope.interface import implementer
 
-from communigate.auth.credentials import IScramCredentials, ISIPDigestCredentials
+from communigate.interfaces import IScramCredentials, ISIPDigestCredentials
 from communigate.auth.passwords import check_plain, derive_secrets
 
 # Checked against when the account is unknown, so that answering "no such

@@ -18,10 +18,10 @@ import hashlib
 import hmac
 
 import attrs
-from twisted.cred.credentials import ICredentials
-from zope.interface import Attribute, implementer
+from zope.interface import implementer
 
 from communigate.auth.passwords import DIGEST_HASHES, ScramSecrets, digest_ha1
+from communigate.interfaces import IScramCredentials, ISIPDigestCredentials
 
 __all__ = [
     "ISIPDigestCredentials",
@@ -36,47 +36,6 @@ __all__ = [
 DIGEST_ALGORITHMS = ("MD5", "MD5-sess", "SHA-256", "SHA-256-sess")
 
 DIGEST_QOPS = (None, "auth", "auth-int")
-
-
-class ISIPDigestCredentials(ICredentials):
-    """
-    An answer to an RFC 7616 (RFC 2617, RFC 2069) digest challenge, as SIP
-    sends it in an C{Authorization} or C{Proxy-Authorization} header.
-    """
-
-    username = Attribute("The username parameter, C{alice} or C{alice@example.com}.")
-    realm = Attribute("The realm parameter.")
-    nonce = Attribute("The nonce the server issued.")
-    method = Attribute("The request method, e.g. C{REGISTER}.")
-    uri = Attribute("The digest-uri parameter, as sent.")
-    response = Attribute("The response parameter, hex.")
-    algorithm = Attribute("C{MD5}, C{MD5-sess}, C{SHA-256} or C{SHA-256-sess}.")
-    qop = Attribute("L{None} (RFC 2069 form), C{auth} or C{auth-int}.")
-    nc = Attribute("The nonce-count, eight hex digits as sent, or L{None}.")
-    cnonce = Attribute("The client nonce, or L{None}.")
-    body = Attribute("The message body, L{bytes}, hashed for C{auth-int}.")
-
-    def check_ha1(ha1_hex):
-        """
-        Whether C{response} is right for the base HA1 C{ha1_hex}.
-        """
-
-
-class IScramCredentials(ICredentials):
-    """
-    The outcome of a SCRAM exchange (RFC 5802) up to the client proof.
-    """
-
-    username = Attribute("The authentication identity, already unescaped.")
-    hash_name = Attribute("C{sha1} or C{sha256}.")
-    auth_message = Attribute("The AuthMessage, L{bytes}, as RFC 5802 section 3 builds it.")
-    client_proof = Attribute("The decoded ClientProof, L{bytes}.")
-
-    def check_scram(scram_secrets):
-        """
-        Whether C{client_proof} proves knowledge of the password the
-        L{communigate.auth.passwords.ScramSecrets} were derived from.
-        """
 
 
 def _hex_hash(algorithm: str, data: str | bytes) -> str:
