@@ -331,13 +331,26 @@ class Directory:
             new_local, new_domain = self.locate(new_address)
             new_name = f"{new_local}@{new_domain}"
             old_key = object_key(domain, local)
+            if (new_local, new_domain) != (local, domain):
+                # Checked before the account's own names are released, so
+                # that its own alias is reported as what it is.
+                holder = self._name_kind(new_domain, new_local)
+                if holder is not None:
+                    raise NameInUse(
+                        f"{new_name} is already {_KIND_WORDS[holder['Kind']]}"
+                    )
             for alias in record["Aliases"]:
                 self._records.remove(NAME, object_key(domain, alias))
             self._records.remove(NAME, old_key)
             self._records.remove(ACCOUNT, old_key)
             self._claim_name(new_domain, new_local, "account")
             for alias in record["Aliases"]:
-                self._claim_name(new_domain, alias, "alias", account=new_local)
+                try:
+                    self._claim_name(new_domain, alias, "alias", account=new_local)
+                except NameInUse as e:
+                    raise NameInUse(
+                        f"the alias {alias} cannot follow the account: {e}"
+                    ) from None
             for number in record["Telnums"]:
                 self._records.save(TELNUM, number, new_name)
             self._records.save(ACCOUNT, object_key(new_domain, new_local), record)
