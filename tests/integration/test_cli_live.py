@@ -89,3 +89,21 @@ def test_garbage_bytes_get_an_error_and_a_close(live_server):
         while chunk := raw.recv(1024):
             reply += chunk
     assert reply.startswith(b"501 ")
+
+
+def test_five_wrong_passwords_delay_the_next_attempt_from_that_address(live_server):
+    import time
+
+    with socket.create_connection(("127.0.0.1", live_server.cli_port)) as raw:
+        raw.settimeout(30)
+        reader = raw.makefile("rb")
+        reader.readline()
+        for _ in range(5):
+            raw.sendall(b"USER postmaster\r\nPASS wrong\r\n")
+            assert reader.readline().startswith(b"300 ")
+            assert reader.readline().startswith(b"515 ")
+        started = time.monotonic()
+        raw.sendall(f"USER postmaster\r\nPASS {live_server.postmaster_password}\r\n".encode())
+        assert reader.readline().startswith(b"300 ")
+        assert reader.readline().startswith(b"200 ")
+        assert time.monotonic() - started >= 1.5  # the first delay is 2 s
