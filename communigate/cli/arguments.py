@@ -7,7 +7,11 @@ command reads exactly the shape it expects and a stray word is an error
 naming what was expected.
 """
 
+import re
+
 from communigate.formats.cgdata import DataFormatError, parse_prefix, skip_space
+
+_INTEGER = re.compile(r"-?[0-9]+")
 
 
 class CommandError(Exception):
@@ -47,6 +51,18 @@ class ArgumentReader:
             raise CommandError(f"{what} must be a string")
         return value
 
+    def name_or_self(self, what: str) -> str:
+        """
+        A string, or a bare C{*}, CommuniGate's "the account I am logged
+        in as", which the data format itself cannot read as a value.
+        """
+        if self._peek() == "*":
+            following = self._line[self._position + 1 : self._position + 2]
+            if following in ("", " ", "\t"):
+                self._position = skip_space(self._line, self._position + 1)
+                return "*"
+        return self.string(what)
+
     def dictionary(self, what: str) -> dict:
         value = self.value(what)
         if not isinstance(value, dict):
@@ -59,13 +75,21 @@ class ArgumentReader:
             raise CommandError(f"{what} must be an array, like (a, b)")
         return value
 
-    def number(self, what: str) -> int:
+    def number(self, what: str, minimum: int | None = None) -> int:
+        """
+        A number, written as a plain atom (C{10}, C{-1}) or a number
+        object (C{#10}); C{#YES}/C{#NO} are flags, not numbers.
+        """
         value = self.value(what)
-        if isinstance(value, str) and value.isdigit():
-            return int(value)
-        if isinstance(value, int):
-            return value
-        raise CommandError(f"{what} must be a number")
+        if isinstance(value, str) and _INTEGER.fullmatch(value):
+            number = int(value)
+        elif isinstance(value, int) and not isinstance(value, bool):
+            number = value
+        else:
+            raise CommandError(f"{what} must be a number")
+        if minimum is not None and number < minimum:
+            raise CommandError(f"{what} must be at least {minimum}, not {number}")
+        return number
 
     def next_is_dictionary(self) -> bool:
         return self._peek() == "{"

@@ -14,6 +14,7 @@ from twisted.cred.error import UnauthorizedLogin
 from communigate.cli.arguments import ArgumentReader, CommandError
 from communigate.directory import Directory
 from communigate.directory.directory import ACCOUNT_TYPES
+from communigate.formats.cgdata import dumps
 from communigate.interfaces import IAccount
 
 
@@ -165,12 +166,20 @@ class DirectoryCommands:
     # -- accounts ----------------------------------------------------------
 
     def _account(self, context, arguments) -> str:
-        return qualified(context, arguments.string("account name"))
+        return qualified(context, arguments.name_or_self("account name"))
 
     def command_CREATEACCOUNT(self, context, arguments):
         """CREATEACCOUNT accountName [accountType] [settings]"""
-        account = self._account(context, arguments)
+        account = qualified(context, arguments.string("account name"))
         account_type = arguments.keyword(*(t.upper() for t in ACCOUNT_TYPES))
+        if account_type is None and not (
+            arguments.at_end() or arguments.next_is_dictionary()
+        ):
+            found = arguments.value("account type")
+            raise CommandError(
+                f"unknown account type {dumps(found)}; use one of "
+                + ", ".join(ACCOUNT_TYPES)
+            )
         account_settings = arguments.optional_dictionary("account settings")
         arguments.end()
         by_upper = {t.upper(): t for t in ACCOUNT_TYPES}
@@ -302,7 +311,7 @@ class DirectoryCommands:
         limit = None
         filtered = arguments.keyword("FILTER") is not None
         if not filtered and not arguments.at_end():
-            limit = arguments.number("limit")
+            limit = arguments.number("limit", minimum=0)
             filtered = arguments.keyword("FILTER") is not None
         pattern = arguments.string("filter") if filtered else ""
         arguments.end()
