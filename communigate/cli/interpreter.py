@@ -92,8 +92,11 @@ class Interpreter:
                     f"access denied: {context.account} is not a server administrator"
                 )
             d = defer.maybeDeferred(method, context, arguments)
-        except CommandError as e:
-            d = defer.fail(e)
+        except Exception:
+            # A CommandError becomes a 501 below; anything else (the access
+            # check could not read the store) an internal error, but
+            # always in the Deferred, never raised at the front end.
+            d = defer.fail()
         d.addCallback(_as_result)
         d.addErrback(_user_error)
         d.addErrback(self._internal_error, line)
