@@ -75,6 +75,9 @@ def effective(*levels: dict) -> dict:
 
 def is_yes(value: object) -> bool:
     """
-    Whether a flag setting is on; CommuniGate writes flags as C{YES}/C{NO}.
+    Whether a flag setting is on; CommuniGate writes flags as C{YES}/C{NO},
+    and the typed form C{#YES} reads as L{True}.
     """
+    if isinstance(value, bool):
+        return value
     return isinstance(value, str) and value.upper() in ("YES", "TRUE", "1")
