@@ -712,6 +712,13 @@ def test_server_administrator_setting_grants_access(core):
     assert "access denied" in refused(core, "LISTDOMAINS", alice)
 
 
+def test_typed_yes_flag_grants_access_too(core):
+    ok(core, "CREATEACCOUNT alice {ServerAdministrator = #YES;}")
+    assert ok(core, "LISTDOMAINS", CommandContext.for_account("alice@example.com")) == (
+        "(example.com)"
+    )
+
+
 def test_server_administrator_can_be_inherited_from_domain_defaults(core):
     ok(core, "CREATEACCOUNT alice")
     ok(core, "UPDATEACCOUNTDEFAULTS {ServerAdministrator = YES;}")

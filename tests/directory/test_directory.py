@@ -36,6 +36,7 @@ from communigate.directory.records import (
 from communigate.directory.settings import (
     BUILTIN_ACCOUNT_SETTINGS,
     BUILTIN_DOMAIN_SETTINGS,
+    is_yes,
 )
 from communigate.interfaces import IDirectory, IPasswordSecretsSource
 from communigate.storage import MemoryStore
@@ -843,6 +844,18 @@ def test_update_result_is_the_merge_without_defaulted_keys(start, changes):
         if changes.get(key) != "default"
     }
     assert directory.account_settings("alice@example.com") == expected
+
+
+@pytest.mark.parametrize(
+    "value, expected",
+    [
+        ("YES", True), ("yes", True), ("TRUE", True), ("1", True), (True, True),
+        ("NO", False), ("", False), ("0", False), (False, False), (1, False), (None, False),
+        (["YES"], False),
+    ],
+)
+def test_flag_values(value, expected):
+    assert is_yes(value) is expected
 
 
 # -- refusals change nothing -------------------------------------------------------
