@@ -39,7 +39,7 @@ from communigate.directory.settings import (
     is_yes,
 )
 from communigate.interfaces import IDirectory, IPasswordSecretsSource
-from communigate.storage import MemoryStore
+from communigate.storage import MemoryStore, SQLiteStore
 
 FAST_DERIVE = functools.partial(derive_secrets, iterations=1)
 ALL_KINDS = (SERVER, DOMAIN, DOMAIN_ALIAS, NAME, ACCOUNT, FORWARDER, GROUP, TELNUM)
@@ -52,9 +52,18 @@ def snapshot(store):
     return {kind: store.scan(kind) for kind in ALL_KINDS}
 
 
-@pytest.fixture
-def store():
-    return MemoryStore()
+@pytest.fixture(params=["memory", "sqlite"])
+def store(request, tmp_path):
+    """
+    The directory's behaviour must not depend on the store: every test runs
+    over both.
+    """
+    if request.param == "memory":
+        opened = MemoryStore()
+    else:
+        opened = SQLiteStore(str(tmp_path / "directory.sqlite"))
+    yield opened
+    opened.close()
 
 
 @pytest.fixture
@@ -914,3 +923,27 @@ def test_every_refusal_leaves_the_store_unchanged(directory, store, refusal, err
     assert str(caught.value)
     assert snapshot(store) == before
     assert store.generation() == generation
+
+
+# -- two processes sharing one data directory ---------------------------------------
+
+
+def test_directory_sees_changes_made_through_another_store_at_once(tmp_path):
+    path = str(tmp_path / "shared.sqlite")
+    server_store, tool_store = SQLiteStore(path), SQLiteStore(path)
+    try:
+        server = Directory(server_store, derive=FAST_DERIVE)
+        tool = Directory(tool_store, derive=FAST_DERIVE)
+        tool.create_domain("example.com")
+        assert server.main_domain() == "example.com"
+        tool.create_account("alice@example.com", {"Password": "pw"})
+        tool.set_account_telnums("alice@example.com", ["100"])
+        assert server.resolve_account("alice") == "alice@example.com"
+        assert check_plain(server.password_secrets("alice@example.com"), "pw")
+        # A telnum taken through one store is refused through the other.
+        server.create_account("bob@example.com")
+        with pytest.raises(NameInUse, match="telnum 100 already belongs to alice@example.com"):
+            server.set_account_telnums("bob@example.com", ["100"])
+    finally:
+        server_store.close()
+        tool_store.close()
