@@ -19,7 +19,7 @@ from zope.interface import implementer
 
 from communigate.interfaces import IStore
 from communigate.storage.errors import StoreError
-from communigate.storage.schema import MIGRATIONS, SCHEMA_VERSION
+from communigate.storage.schema import MIGRATIONS
 
 DATABASE_NAME = "communigate.sqlite"
 

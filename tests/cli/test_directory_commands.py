@@ -16,7 +16,6 @@ from communigate.config import Config
 from communigate.first_start import create_initial_objects
 from communigate.interfaces import ICommandInterpreter
 from communigate.server import build_core
-
 from communigate.storage import MemoryStore
 
 POSTMASTER = CommandContext.for_account("postmaster@example.com")
