@@ -201,7 +201,7 @@ class DirectoryCommands:
         """DELETEACCOUNT accountName"""
         account = self._account(context, arguments)
         arguments.end()
-        if self._directory.account_name(account) == context.account:
+        if not context.trusted and self._directory.account_name(account) == context.account:
             raise CommandError("an administrator cannot delete the account it is using")
         self._directory.delete_account(account)
 

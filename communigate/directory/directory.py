@@ -307,6 +307,12 @@ class Directory:
     def _secrets(self, account: str, password: object) -> dict:
         if not isinstance(password, str) or not password:
             raise InvalidSettings("the password must be a non-empty string")
+        if password == settings.DEFAULT:
+            # There is nothing to inherit a password from; removing one
+            # silently would lock the account out.
+            raise InvalidSettings(
+                "a password cannot be set to default; give the new password"
+            )
         return self._derive(account, password).to_dict()
 
     def delete_account(self, address: str) -> None:

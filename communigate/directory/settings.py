@@ -44,9 +44,10 @@ def checked(settings: object, what: str) -> dict:
 
 def replaced(settings: dict) -> dict:
     """
-    The explicit settings a C{SET} command leaves: C{default} values drop out.
+    The explicit settings a C{SET} command leaves: C{default} values drop
+    out.  Keys are kept sorted, as CommuniGate lists them.
     """
-    return {key: value for key, value in settings.items() if value != DEFAULT}
+    return {key: settings[key] for key in sorted(settings) if settings[key] != DEFAULT}
 
 
 def updated(current: dict, changes: dict) -> dict:
@@ -59,7 +60,7 @@ def updated(current: dict, changes: dict) -> dict:
             result.pop(key, None)
         else:
             result[key] = value
-    return result
+    return dict(sorted(result.items()))
 
 
 def effective(*levels: dict) -> dict:

@@ -837,3 +837,21 @@ def test_rendered_outputs_are_communigate_style(core):
     assert ok(core, "GETACCOUNTALIASES u1@client1.com") == "()"
     assert ok(core, "GETACCOUNTDEFAULTS client1.com") == "{}"
     assert ok(core, "NOOP") is None
+
+
+def test_a_password_cannot_be_set_to_default(core):
+    ok(core, "CREATEACCOUNT pat {Password = old;}")
+    assert "cannot be set to default" in refused(core, "UPDATEACCOUNTSETTINGS pat {Password = default;}")
+    ok(core, "VERIFYACCOUNTPASSWORD pat PASSWORD old")
+
+
+def test_explicit_settings_are_listed_in_key_order(core):
+    ok(core, "CREATEACCOUNT sorted {Zeta = 1; Alpha = 2;}")
+    ok(core, "UPDATEACCOUNTSETTINGS sorted {Mid = 3;}")
+    assert run(core, "GETACCOUNTSETTINGS sorted").render() == "{Alpha = 2; Mid = 3; Zeta = 1;}"
+
+
+def test_the_trusted_admin_tool_may_delete_the_postmaster_it_runs_as(core):
+    trusted = CommandContext("postmaster@example.com", "example.com", trusted=True)
+    assert "cannot delete the account it is using" in refused(core, "DELETEACCOUNT postmaster")
+    ok(core, "DELETEACCOUNT postmaster", context=trusted)
