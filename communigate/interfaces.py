@@ -54,6 +54,11 @@ class IStore(Interface):
         C{prefix}, ordered by key, as a list.
         """
 
+    def count(kind):
+        """
+        How many records C{kind} holds.
+        """
+
     def generation():
         """
         A number that changes whenever any connection, in this process or

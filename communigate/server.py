@@ -25,6 +25,7 @@ from communigate.cli.interpreter import BuiltinCommands, Interpreter
 from communigate.config import Config
 from communigate.context import ServerContext
 from communigate.directory import Directory
+from communigate.directory.metrics import DirectoryCollector
 from communigate.first_start import (
     POSTMASTER,
     create_initial_objects,
@@ -83,6 +84,7 @@ def build_core(config: Config, store: IStore, reactor) -> ServerContext:
     """
     registry = new_registry()
     directory = Directory(store)
+    registry.register(DirectoryCollector(store))
     portal = build_portal(directory)
     interpreter = Interpreter(administrator_check(directory), registry)
     interpreter.add_commands(BuiltinCommands(interpreter))

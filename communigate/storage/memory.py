@@ -80,6 +80,9 @@ class MemoryStore:
             if key.startswith(prefix)
         )
 
+    def count(self, kind: str) -> int:
+        return len(self._kinds.get(kind, {}))
+
     def generation(self) -> int:
         return self._generation
 

@@ -239,6 +239,12 @@ class SQLiteStore:
             )
         return rows.fetchall()
 
+    def count(self, kind: str) -> int:
+        (number,) = self._execute(
+            "SELECT count(*) FROM records WHERE kind = ?", (kind,)
+        ).fetchone()
+        return number
+
     def generation(self) -> int:
         # data_version moves on commits by other connections only; our own
         # commits are counted locally.  Both only grow, so the sum changes

@@ -45,6 +45,7 @@ def test_metrics_and_health_are_served(live_server):
         text = response.read().decode()
     assert "communigate_cli_connections_total" in text
     assert "communigate_commands_total" in text
+    assert 'communigate_directory_objects{kind="account"} 1.0' in text
 
 
 def test_json_logs_are_one_object_per_line(tmp_path):

@@ -280,6 +280,17 @@ def _directory_contents(directory):
     }
 
 
+def test_count_is_the_number_of_records_of_a_kind(store):
+    assert store.count("k") == 0
+    store.put("k", "a", "1")
+    store.put("k", "b", "2")
+    store.put("other", "a", "3")
+    store.put("k", "a", "4")
+    assert store.count("k") == 2
+    store.delete("k", "a")
+    assert store.count("k") == 1
+
+
 @pytest.fixture
 def database(tmp_path):
     return str(tmp_path / "store.sqlite")
