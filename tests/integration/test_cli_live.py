@@ -107,3 +107,24 @@ def test_five_wrong_passwords_delay_the_next_attempt_from_that_address(live_serv
         assert reader.readline().startswith(b"300 ")
         assert reader.readline().startswith(b"200 ")
         assert time.monotonic() - started >= 1.5  # the first delay is 2 s
+
+
+def test_the_perl_cgp_cli_login_sequence_works(live_server):
+    # The vendor's Perl CGP::CLI sends APOP whenever the banner carries a
+    # <...@...> challenge; otherwise USER (wants 300), PASS (wants 200 or
+    # 201), then INLINE, with bare LF line ends.
+    import re
+
+    with socket.create_connection(("127.0.0.1", live_server.cli_port)) as raw:
+        raw.settimeout(10)
+        reader = raw.makefile("rb")
+        banner = reader.readline().decode()
+        assert banner.startswith("200 ") and not re.search(r"<.*@.*>", banner)
+        raw.sendall(b"USER postmaster\n")
+        assert reader.readline().startswith(b"300 ")
+        raw.sendall(f"PASS {live_server.postmaster_password}\n".encode())
+        assert reader.readline().startswith(b"200 ")
+        raw.sendall(b"INLINE\nListDomains\nQUIT\n")
+        assert reader.readline().startswith(b"200 ")
+        assert reader.readline() == b"201 (example.com)\r\n"
+        assert reader.readline().startswith(b"200 ")
