@@ -137,3 +137,94 @@ def response(code: int, reason: str | None = None, **kwargs) -> Response:
     A L{Response} with the standard reason phrase unless one is given.
     """
     return Response(code=code, reason=reason or REASONS.get(code, ""), **kwargs)
+
+
+def call_type(method: str, content_type: str | None, body: bytes) -> str:
+    """
+    The Signal Rules' C{CallType}: C{AV} for a call with audio or video,
+    C{IM} for a MESSAGE or a session with an IM channel, else empty.
+    """
+    if method.upper() == "MESSAGE":
+        return "IM"
+    if method.upper() != "INVITE" or not body:
+        return ""
+    if content_type and "sdp" not in content_type.lower():
+        return ""
+    media = {
+        line[2:].split(None, 1)[0].lower()
+        for line in body.decode("utf-8", "replace").splitlines()
+        if line.startswith("m=") and len(line) > 2
+    }
+    if media & {"audio", "video"}:
+        return "AV"
+    if "message" in media:
+        return "IM"
+    return ""
+
+
+@attrs.frozen
+class SignalFacts:
+    """
+    What Signal Rule conditions look at, gathered once per Signal and
+    target by the Signal service.
+
+    @ivar now: the local wall-clock time, for C{Time Of Day} and
+        C{Current Day}, from the injected clock.
+    @ivar reg_clients: how many endpoints the target account has now.
+    @ivar presence: the target account's presence (C{online}, C{away},
+        C{busy}, C{offline} ...).
+    """
+
+    method: str
+    request_uri: str
+    from_address: str
+    to_address: str
+    call_type: str
+    authenticated: str | None
+    submit_address: str | None
+    headers: tuple[tuple[str, str], ...]
+    now: object
+    reg_clients: int = 0
+    presence: str = "offline"
+
+    @classmethod
+    def of(cls, signal: Signal, target: str, now, reg_clients=0, presence="offline"):
+        address = signal.submitter.address
+        return cls(
+            method=signal.method.upper(),
+            request_uri=target,
+            from_address=signal.from_address,
+            to_address=signal.to_address,
+            call_type=call_type(signal.method, signal.content_type, signal.body),
+            authenticated=signal.submitter.account,
+            submit_address=None if address is None else address[0],
+            headers=signal.headers,
+            now=now,
+            reg_clients=reg_clients,
+            presence=presence,
+        )
+
+
+@attrs.frozen
+class Decision:
+    """
+    What the Signal Rules of one stage decided.
+
+    @ivar reject: end this target with this final response.
+    @ivar redirect: replace this target (and stop its branches) with these
+        addresses; L{None} when there is no redirection.
+    @ivar fork: add branches to these addresses, keeping the others.
+    @ivar log: lines the rules asked to write to the log.
+    """
+
+    reject: Response | None = None
+    redirect: tuple[str, ...] | None = None
+    fork: tuple[str, ...] = ()
+    log: tuple[str, ...] = ()
+
+    @property
+    def empty(self) -> bool:
+        return self.reject is None and self.redirect is None and not self.fork
+
+
+NOTHING = Decision()
