@@ -400,6 +400,13 @@ def test_a_routing_loop_answers_482():
     assert outcome.final.code == 482
 
 
+def test_an_unknown_user_whose_name_says_loop_is_still_404():
+    harness = Harness()
+    harness.router.add("loop@example.com", RoutingError("unknown user loop@example.com"))
+    outcome = harness.submit("loop@example.com")
+    assert outcome.final.code == 404
+
+
 def test_an_unroutable_target_does_not_stop_the_others():
     harness = Harness()
     harness.account(BOB, ring(2))
