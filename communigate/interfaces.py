@@ -367,7 +367,7 @@ class ISignalRules(Interface):
         The rule plan for C{signal} sent to local C{account}, or, with
         C{account} L{None}, for the server's immediate rules that run
         before routing.  C{facts} is a
-        L{communigate.signal.rules.SignalFacts}.  Returns a
+        L{communigate.signal.model.SignalFacts}.  Returns a
         L{communigate.signal.rules.RulePlan}.
         """
 

@@ -71,3 +71,10 @@ class RoutingError(Exception):
     The address cannot be routed: unknown, rejected by a C{error} record or
     the domain's settings, or caught in a loop.  C{str()} says which.
     """
+
+
+class RoutingLoop(RoutingError):
+    """
+    The address was rewritten more times than the Router allows: a loop in
+    the Router table, forwarders or reroute settings.
+    """

@@ -33,7 +33,7 @@ from twisted.python.failure import Failure
 from zope.interface import implementer
 
 from communigate.interfaces import IResponder
-from communigate.routing.route import Module, Route, RoutingError
+from communigate.routing.route import Module, Route, RoutingError, RoutingLoop
 from communigate.signal.model import response
 from communigate.signal.ranking import best_response
 
@@ -45,12 +45,12 @@ MAX_DEPTH = 5
 def routing_failure(address: str, failure: Failure):
     """
     The answer for an address the router could not route: 482 for a
-    routing loop (the router's error says "routing loop"), 404 for
+    routing loop (L{RoutingLoop}), 404 for
     anything else the router refused, 500 for a bug.
     """
     if failure.check(RoutingError):
         reason = str(failure.value) or f"{address} cannot be routed"
-        code = 482 if "routing loop" in reason.lower() else 404
+        code = 482 if isinstance(failure.value, RoutingLoop) else 404
         return response(code, reason, origin=address)
     return response(500, f"Routing {address} failed", origin=address)
 

@@ -24,7 +24,7 @@ from communigate.interfaces import (
     ISignalService,
     ISignalTask,
 )
-from communigate.routing.route import AddressKind, Module, Route, RoutingError
+from communigate.routing.route import AddressKind, Module, Route, RoutingError, RoutingLoop
 from communigate.signal.memory import MemoryEndpointSource, MemoryRouter, ScriptedEndpoint
 from communigate.signal.model import (
     NOTHING,
@@ -395,7 +395,7 @@ def test_an_unknown_target_answers_404_with_the_routers_reason():
 
 def test_a_routing_loop_answers_482():
     harness = Harness()
-    harness.router.add("loop@example.com", RoutingError("routing loop for loop@example.com"))
+    harness.router.add("loop@example.com", RoutingLoop("routing loop for loop@example.com"))
     outcome = harness.submit("loop@example.com")
     assert outcome.final.code == 482
 
