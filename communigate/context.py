@@ -22,6 +22,10 @@ class ServerContext:
     @ivar metrics: the Prometheus registry of this server (not the
         process-wide default, so two servers can share a process).
     @ivar hostname: the name the server greets clients with.
+    @ivar router: the L{communigate.interfaces.IRouter}.
+    @ivar signals: the L{communigate.interfaces.ISignalService}; L{None}
+        in a core built without a reactor (the admin tool), which submits
+        no Signals.
     """
 
     reactor: object
@@ -32,3 +36,5 @@ class ServerContext:
     interpreter: object
     metrics: CollectorRegistry
     hostname: str
+    router: object = None
+    signals: object = None

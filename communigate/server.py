@@ -22,6 +22,8 @@ from communigate.auth.realm import build_portal
 from communigate.cli.access import administrator_check
 from communigate.cli.directory_commands import DirectoryCommands
 from communigate.cli.interpreter import BuiltinCommands, Interpreter
+from communigate.cli.routing_commands import RoutingCommands
+from communigate.cli.rules_commands import SignalRulesCommands
 from communigate.config import Config
 from communigate.context import ServerContext
 from communigate.directory import Directory
@@ -33,6 +35,10 @@ from communigate.first_start import (
     write_password_file,
 )
 from communigate.interfaces import IProtocolModule, IStore
+from communigate.routing.configuration import EnumRouting, RouterConfiguration
+from communigate.routing.router import Router
+from communigate.signal.rules import SignalRules, StoredRules
+from communigate.signal.service import SignalService
 
 
 def protocol_modules() -> list:
@@ -86,9 +92,25 @@ def build_core(config: Config, store: IStore, reactor) -> ServerContext:
     directory = Directory(store)
     registry.register(DirectoryCollector(store))
     portal = build_portal(directory)
+    router_configuration = RouterConfiguration(store)
+    # Without a reactor (the admin tool on a data directory) nothing may
+    # touch the network, so ENUM is left out there.
+    enum = None if reactor is None else EnumRouting(reactor, router_configuration, registry)
+    router = Router(directory, router_configuration, enum and enum.lookup)
     interpreter = Interpreter(administrator_check(directory), registry)
     interpreter.add_commands(BuiltinCommands(interpreter))
     interpreter.add_commands(DirectoryCommands(directory, portal))
+    interpreter.add_commands(RoutingCommands(router, router_configuration))
+    interpreter.add_commands(SignalRulesCommands(directory))
+    signals = None
+    if reactor is not None:
+        signals = SignalService(
+            router,
+            SignalRules(StoredRules(directory)),
+            reactor,
+            group_members=directory.group_members,
+            registry=registry,
+        )
     return ServerContext(
         reactor=reactor,
         config=config,
@@ -98,6 +120,8 @@ def build_core(config: Config, store: IStore, reactor) -> ServerContext:
         interpreter=interpreter,
         metrics=registry,
         hostname=config.hostname,
+        router=router,
+        signals=signals,
     )
 
 

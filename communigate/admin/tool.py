@@ -18,6 +18,7 @@ from communigate.admin.client import CLIClient, CLIClientError
 from communigate.cli.context import CommandContext
 from communigate.cli.result import CommandResult
 from communigate.config import Config
+from communigate.formats.cgdata import dumps
 from communigate.first_start import POSTMASTER
 from communigate.server import build_core
 from communigate.storage import SQLiteStore, StoreError
@@ -46,6 +47,9 @@ def _arguments(argv):
         help="CLI password (with --server); default: $COMMUNIGATE_PASSWORD",
     )
     parser.add_argument("--file", metavar="F", help="run the commands in F, one per line ('-' for stdin)")
+    parser.add_argument(
+        "--router-table", metavar="F", help="replace the Router table with the records in F"
+    )
     parser.add_argument("command", nargs=argparse.REMAINDER, help="one CLI command")
     return parser, parser.parse_args(argv)
 
@@ -169,10 +173,13 @@ def main(argv=None, stdin=None, out=None, err=None) -> int:
     out = out or sys.stdout
     err = err or sys.stderr
     parser, args = _arguments(sys.argv[1:] if argv is None else argv)
-    if args.command and args.file:
-        parser.error("give either a command or --file, not both")
+    if sum(map(bool, (args.command, args.file, args.router_table))) > 1:
+        parser.error("give one of: a command, --file, --router-table")
     if args.command:
         lines = [(1, " ".join(args.command))]
+    elif args.router_table:
+        with open(args.router_table, encoding="utf-8") as f:
+            lines = [(1, f"SETROUTERTABLE {dumps(f.read())}")]
     else:
         lines = _script_lines(args.file, stdin)
     if not lines:

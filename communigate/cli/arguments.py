@@ -63,6 +63,22 @@ class ArgumentReader:
                 return "*"
         return self.string(what)
 
+    def address(self, what: str) -> str:
+        """
+        An address: a quoted string, or the raw text up to the next space,
+        so C{+15553837461}, C{#program} and C{sip:bob@example.net} need no
+        quotes although they are not data-format atoms.
+        """
+        if self._peek() == '"':
+            return self.string(what)
+        if self.at_end():
+            raise CommandError(f"missing {what}")
+        end = self._line.find(" ", self._position)
+        end = len(self._line) if end < 0 else end
+        word = self._line[self._position : end]
+        self._position = skip_space(self._line, end)
+        return word
+
     def dictionary(self, what: str) -> dict:
         value = self.value(what)
         if not isinstance(value, dict):

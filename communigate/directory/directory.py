@@ -241,6 +241,22 @@ class Directory:
     def _name_kind(self, domain: str, local: str) -> dict | None:
         return self._records.load(NAME, object_key(domain, local))
 
+    def name_entry(self, local: str, domain: str) -> tuple[str, str] | None:
+        """
+        What holds name C{local} in (real) C{domain}, for the Router:
+        C{("account", name)}, C{("alias", account name)},
+        C{("forwarder", target address)}, C{("group", name)}, or L{None}.
+        """
+        entry = self._name_kind(domain, local)
+        if entry is None:
+            return None
+        kind = entry["Kind"]
+        if kind == "alias":
+            return kind, entry["Account"]
+        if kind == "forwarder":
+            return kind, self._records.load(FORWARDER, object_key(domain, local))
+        return kind, local
+
     def resolve_account(self, address: str) -> str | None:
         try:
             local, domain = self.locate(address)
@@ -456,6 +472,37 @@ class Directory:
 
     def server_telnums(self) -> dict[str, str]:
         return dict(self._records.items(TELNUM))
+
+    # -- Signal Rules --------------------------------------------------------
+
+    def signal_rules(self, owner: str | None) -> list:
+        """
+        The stored Signal Rules (data-format arrays) of the server
+        (C{owner} L{None}), a domain (C{example.com}) or an account
+        (C{user@domain}).
+        """
+        if owner is None:
+            return self._records.load(SERVER, "signal-rules", [])
+        if "@" in owner:
+            return self._account(owner)[2].get("SignalRules", [])
+        return self._domain(owner)[1].get("SignalRules", [])
+
+    def set_signal_rules(self, owner: str | None, rules: list) -> None:
+        """
+        Replace the Signal Rules of C{owner} (see L{signal_rules}); the
+        caller has validated them.
+        """
+        with self._store.transaction():
+            if owner is None:
+                self._records.save(SERVER, "signal-rules", rules)
+            elif "@" in owner:
+                local, domain, record = self._account(owner)
+                record["SignalRules"] = rules
+                self._records.save(ACCOUNT, object_key(domain, local), record)
+            else:
+                domain, record = self._domain(owner)
+                record["SignalRules"] = rules
+                self._records.save(DOMAIN, domain, record)
 
     # -- forwarders --------------------------------------------------------
 

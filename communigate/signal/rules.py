@@ -635,3 +635,26 @@ class SignalRules:
         return RulePlan(
             {stage: merged(server, domain, own, stage) for stage in stages},
             facts, account)
+
+
+class StoredRules:
+    """
+    The directory's stored Signal Rules as L{SignalRules} reads them.
+
+    The directory keeps each level's rules as the canonical data the CLI
+    wrote (already checked); they are parsed on every read, which costs
+    little next to routing and keeps a change by the admin tool in force
+    for the very next Signal.
+    """
+
+    def __init__(self, directory) -> None:
+        self._directory = directory
+
+    def server_signal_rules(self) -> tuple[Rule, ...]:
+        return parse_rules(self._directory.signal_rules(None))
+
+    def domain_signal_rules(self, domain: str) -> tuple[Rule, ...]:
+        return parse_rules(self._directory.signal_rules(domain))
+
+    def account_signal_rules(self, account: str) -> tuple[Rule, ...]:
+        return parse_rules(self._directory.signal_rules(account))

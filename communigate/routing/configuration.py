@@ -1,0 +1,132 @@
+"""
+The Router's stored configuration: the Router table and the Router
+settings (E.164 conversion, ENUM), kept in the store like everything else
+and changed through the CLI while the server runs.
+
+Parsing a 1,000-line table for every address would dominate routing, so
+the parsed table is kept until the store's generation says something was
+committed, and even then parsed again only if its text changed.
+"""
+
+from twisted.internet import defer
+
+from communigate.formats.cgdata import dumps, loads
+from communigate.interfaces import IStore
+from communigate.routing.e164 import E164Settings
+from communigate.routing.enum import EnumResolver, parse_server_address, servers_from_resolv_conf
+from communigate.routing.table import RouterTable, parse_router_table
+
+SERVER = "server"
+TABLE_KEY = "router-table"
+SETTINGS_KEY = "router-settings"
+
+ENUM_ROUTING = "ENUMRouting"
+ENUM_DOMAINS = "ENUMDomains"
+ENUM_SERVERS = "ENUMServers"
+
+
+class RouterConfiguration:
+    """
+    The Router table and settings of one store, parsed once per change.
+    """
+
+    def __init__(self, store: IStore) -> None:
+        self._store = store
+        self._generation: int | None = None
+        self._table = parse_router_table("")
+        self._settings: dict = {}
+        self._e164 = E164Settings()
+
+    def _refresh(self) -> None:
+        generation = self._store.generation()
+        if generation == self._generation:
+            return
+        text = self._store.get(SERVER, TABLE_KEY)
+        text = "" if text is None else loads(text)
+        if text != self._table.text:
+            self._table = parse_router_table(text)
+        stored = self._store.get(SERVER, SETTINGS_KEY)
+        self._settings = {} if stored is None else loads(stored)
+        self._e164 = E164Settings.from_settings(self._settings)
+        self._generation = generation
+
+    @property
+    def table(self) -> RouterTable:
+        self._refresh()
+        return self._table
+
+    @property
+    def settings(self) -> dict:
+        self._refresh()
+        return dict(self._settings)
+
+    @property
+    def e164(self) -> E164Settings:
+        self._refresh()
+        return self._e164
+
+    def set_table(self, text: str) -> RouterTable:
+        """
+        Validate the whole table and store it; a bad record raises
+        L{communigate.routing.table.RouterTableError} and stores nothing.
+        """
+        table = parse_router_table(text)
+        self._store.put(SERVER, TABLE_KEY, dumps(text))
+        return table
+
+    def set_settings(self, settings: dict) -> None:
+        """
+        Validate and store the Router settings; a bad value raises
+        L{ValueError} naming it and stores nothing.
+        """
+        E164Settings.from_settings(settings)
+        enum_settings(settings)
+        self._store.put(SERVER, SETTINGS_KEY, dumps(settings))
+
+
+def enum_settings(settings: dict) -> tuple[bool, tuple[str, ...], tuple[tuple[str, int], ...]]:
+    """
+    Whether ENUM routing is on, its domain suffixes and its DNS servers, from
+    the Router settings; L{ValueError} naming a bad value.
+    """
+    enabled = str(settings.get(ENUM_ROUTING, "NO")).upper()
+    if enabled not in ("YES", "NO"):
+        raise ValueError(f"{ENUM_ROUTING} must be YES or NO, not {enabled!r}")
+    domains = settings.get(ENUM_DOMAINS, ["e164.arpa"])
+    if not isinstance(domains, list) or not all(isinstance(d, str) and d for d in domains):
+        raise ValueError(f"{ENUM_DOMAINS} must be an array of domain names, like (e164.arpa)")
+    servers = settings.get(ENUM_SERVERS, [])
+    if not isinstance(servers, list):
+        raise ValueError(f"{ENUM_SERVERS} must be an array of ip:port, like (192.0.2.1:53)")
+    parsed = tuple(parse_server_address(str(entry)) for entry in servers)
+    return enabled == "YES", tuple(domains), parsed
+
+
+class EnumRouting:
+    """
+    ENUM lookups as the Router settings say, for the Router's C{telnum}
+    step: nothing when C{ENUMRouting} is off, else one resolver, told of
+    changed servers and suffixes as the settings change.
+    """
+
+    def __init__(self, reactor, configuration: RouterConfiguration, registry=None,
+                 default_servers=servers_from_resolv_conf) -> None:
+        self._reactor = reactor
+        self._configuration = configuration
+        self._registry = registry
+        self._default_servers = default_servers
+        self._resolver: EnumResolver | None = None
+
+    def lookup(self, number: str) -> defer.Deferred:
+        enabled, domains, servers = enum_settings(self._configuration.settings)
+        servers = list(servers) or self._default_servers()
+        if not enabled or not servers:
+            return defer.succeed(None)
+        if self._resolver is None:
+            self._resolver = EnumResolver(
+                self._reactor, servers, suffixes=domains, registry=self._registry
+            )
+        else:
+            self._resolver.servers = servers
+            self._resolver.suffixes = domains
+        return self._resolver.lookup(number)
