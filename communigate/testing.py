@@ -1,7 +1,8 @@
 """
 Helpers for tests of communigate and of applications built on it.
 
-L{start_server} runs a real C{twistd -n communigate} in a child process on
+L{served_zone} serves ENUM (NAPTR) records from 127.0.0.1 for routing
+tests; L{start_server} runs a real C{twistd -n communigate} in a child process on
 127.0.0.1 with free ports, for integration tests against real clients.
 """
 
@@ -13,6 +14,10 @@ import sys
 import time
 
 import attrs
+from twisted.internet import defer
+from twisted.names import dns as tdns
+from twisted.names import error, server
+from twisted.names.common import ResolverBase
 
 START_TIMEOUT = 30.0
 
@@ -86,3 +91,39 @@ def stop_server(server: LiveServer) -> None:
         except subprocess.TimeoutExpired:
             server.process.kill()
             server.process.wait()
+
+
+class NaptrZone(ResolverBase):
+    """
+    Answers NAPTR questions from a dict and counts them; any other name
+    does not exist.
+    """
+
+    def __init__(self, records):
+        super().__init__()
+        self.records = records
+        self.queries = []
+
+    def lookupNamingAuthorityPointer(self, name, timeout=None):
+        self.queries.append(name)
+        if name not in self.records:
+            return defer.fail(error.DomainError(name))
+        answers = [
+            tdns.RRHeader(name, tdns.NAPTR, tdns.IN, 300, payload, auth=True)
+            for payload in self.records[name]
+        ]
+        return defer.succeed((answers, [], []))
+
+
+def served_zone(records, reactor=None):
+    """
+    A DNS server on an ephemeral UDP port of 127.0.0.1 answering NAPTR
+    questions from C{records} (name -> list of C{Record_NAPTR}); returns
+    the zone (which counts the questions) and the listening port.
+    """
+    if reactor is None:
+        from twisted.internet import reactor
+    zone = NaptrZone(records)
+    factory = server.DNSServerFactory(authorities=[zone])
+    port = reactor.listenUDP(0, tdns.DNSDatagramProtocol(factory), interface="127.0.0.1")
+    return zone, port

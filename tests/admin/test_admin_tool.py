@@ -114,3 +114,17 @@ def test_progress_shows_on_a_terminal_only():
     quiet = Progress(4, plain)
     quiet.step(4)
     assert plain.getvalue() == ""
+
+
+def test_a_router_table_file_replaces_the_table_whole(data_dir, tmp_path):
+    table = tmp_path / "routes.txt"
+    table.write_text("; PSTN\n<00(6-15d)*> = +*@telnum\nS:<+*@telnum> = 00*@pstn\nS:<*@pstn> = gatewaycaller{*}#postmaster\n")
+    status, _, err = admin("--data", data_dir, "--router-table", str(table))
+    assert status == 0, err
+    assert admin("--data", data_dir, "ROUTE", "004930123456", "signal")[1] == (
+        '(PBX, postmaster@example.com, "gatewaycaller{004930123456}")\n'
+    )
+    table.write_text("<ok> = x\n<+(6-15d*> = x\n")
+    status, _, err = admin("--data", data_dir, "--router-table", str(table))
+    assert status == 1 and "line 2" in err
+    assert "gatewaycaller" in admin("--data", data_dir, "GETROUTERTABLE")[1]

@@ -8,10 +8,9 @@ from prometheus_client import CollectorRegistry
 from twisted.internet import defer, reactor
 from twisted.internet.protocol import DatagramProtocol
 from twisted.names import dns as tdns
-from twisted.names import error, server
-from twisted.names.common import ResolverBase
 
 from communigate.routing.enum import EnumResolver
+from communigate.testing import served_zone
 
 NUMBER = "+15553837461"
 NAME = b"1.6.4.7.3.8.3.5.5.5.1.e164.arpa"
@@ -19,35 +18,6 @@ NAME = b"1.6.4.7.3.8.3.5.5.5.1.e164.arpa"
 #: Ceiling for each lookup, so a broken exchange fails the test instead
 #: of hanging it.
 DEADLINE = 10.0
-
-
-class NaptrZone(ResolverBase):
-    """
-    Answers NAPTR questions from a dict and counts them; any other name
-    does not exist.
-    """
-
-    def __init__(self, records):
-        super().__init__()
-        self.records = records
-        self.queries = []
-
-    def lookupNamingAuthorityPointer(self, name, timeout=None):
-        self.queries.append(name)
-        if name not in self.records:
-            return defer.fail(error.DomainError(name))
-        answers = [
-            tdns.RRHeader(name, tdns.NAPTR, tdns.IN, 300, payload, auth=True)
-            for payload in self.records[name]
-        ]
-        return defer.succeed((answers, [], []))
-
-
-def served_zone(records):
-    zone = NaptrZone(records)
-    factory = server.DNSServerFactory(authorities=[zone])
-    port = reactor.listenUDP(0, tdns.DNSDatagramProtocol(factory), interface="127.0.0.1")
-    return zone, port
 
 
 def with_deadline(d):
