@@ -34,7 +34,7 @@ from communigate.first_start import (
     open_data_directory,
     write_password_file,
 )
-from communigate.interfaces import IProtocolModule, IStore
+from communigate.interfaces import IProtocolModule, ISignalHook, IStore
 from communigate.routing.configuration import EnumRouting, RouterConfiguration
 from communigate.routing.router import Router
 from communigate.signal.rules import SignalRules, StoredRules
@@ -47,6 +47,13 @@ def protocol_modules() -> list:
     """
     modules = list(getPlugins(IProtocolModule, communigate.plugins))
     return sorted(modules, key=lambda module: module.name)
+
+
+def signal_hooks() -> list:
+    """
+    The installed Signal hooks: third-party policy on every Signal.
+    """
+    return list(getPlugins(ISignalHook, communigate.plugins))
 
 
 class CommunigateServer(MultiService):
@@ -131,6 +138,7 @@ def build_server(
     *,
     store: IStore | None = None,
     modules: list | None = None,
+    hooks: list | None = None,
 ) -> CommunigateServer:
     """
     Build the server; start it with C{startService} or by giving it a
@@ -139,6 +147,7 @@ def build_server(
     @param reactor: defaults to the global reactor.
     @param store: defaults to the SQLite store in C{config.data_dir}.
     @param modules: defaults to every installed protocol module.
+    @param hooks: L{ISignalHook}s; defaults to every installed one.
     @raise communigate.storage.StoreError: the data directory is unusable.
     """
     if reactor is None:
@@ -146,6 +155,8 @@ def build_server(
     if store is None:
         store = open_data_directory(config.data_dir)
     context = build_core(config, store, reactor)
+    for hook in signal_hooks() if hooks is None else hooks:
+        context.signals.add_hook(hook)
     created = create_initial_objects(
         context.directory, config.main_domain, config.demo_accounts
     )
