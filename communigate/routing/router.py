@@ -23,6 +23,7 @@ Everything but ENUM is synchronous; a pass that needs ENUM waits for it.
 
 import attrs
 from twisted.internet import defer
+from twisted.logger import Logger
 from zope.interface import implementer
 
 from communigate.directory.errors import DirectoryError, UnknownObject
@@ -35,7 +36,7 @@ from communigate.routing.addresses import (
     sip_uri,
 )
 from communigate.routing.configuration import RouterConfiguration
-from communigate.routing.e164 import to_e164
+from communigate.routing.e164 import is_e164, to_e164
 from communigate.routing.route import AddressKind, Module, Route, RoutingError, RoutingLoop
 from communigate.routing.table import RouterMatch, TargetKind
 
@@ -88,7 +89,11 @@ class Router:
 
     @param enum_lookup: C{(e164_number) -> Deferred[str | None]} giving the
         URI ENUM finds for a number, or L{None} when ENUM routing is off.
+        It is asked only for E.164 numbers (C{+} and 6 to 15 digits); a
+        failed lookup counts as no answer.
     """
+
+    log = Logger()
 
     def __init__(
         self,
@@ -139,10 +144,18 @@ class Router:
             return self._after_enum(outcome, kind, on_behalf_of, passes, asked)
 
     def _after_enum(self, needs, kind, on_behalf_of, passes, asked) -> defer.Deferred:
+        def failed(failure):
+            self.log.failure(
+                "ENUM lookup of {number} failed; routing on without it",
+                failure, number=needs.number,
+            )
+            return None
+
         def found(uri):
             return self._route(uri or needs.address, kind, on_behalf_of, passes, asked)
 
-        return self._enum_lookup(needs.number).addCallback(found)
+        d = defer.maybeDeferred(self._enum_lookup, needs.number)
+        return d.addErrback(failed).addCallback(found)
 
     # -- one pass ----------------------------------------------------------
 
@@ -200,7 +213,12 @@ class Router:
         owner = self._directory.telnum_owner(number)
         if owner is not None:
             return Route(Module.LOCAL, owner)
-        if number not in asked and self._enum_lookup is not None and kind is AddressKind.SIGNAL:
+        if (
+            kind is AddressKind.SIGNAL
+            and self._enum_lookup is not None
+            and number not in asked
+            and is_e164(number)
+        ):
             return _NeedsENUM(number, f"{number}@{TELNUM}")
         match = self._configuration.table.match(number, TELNUM, kind, False)
         if match is not None:
