@@ -29,6 +29,7 @@ from zope.interface import implementer
 from communigate.directory.errors import DirectoryError, UnknownObject
 from communigate.interfaces import IDirectory, IRouter
 from communigate.routing.addresses import (
+    Address,
     AddressError,
     ApplicationAddress,
     is_phone_number,
@@ -38,7 +39,7 @@ from communigate.routing.addresses import (
 from communigate.routing.configuration import RouterConfiguration
 from communigate.routing.e164 import is_e164, to_e164
 from communigate.routing.route import AddressKind, Module, Route, RoutingError, RoutingLoop
-from communigate.routing.table import RouterMatch, TargetKind
+from communigate.routing.table import RouterMatch, TargetKind, classify_target
 
 MAX_PASSES = 10
 TELNUM = "telnum"
@@ -80,6 +81,22 @@ def _table_target(match: RouterMatch):
     if kind is TargetKind.ERROR:
         raise RoutingError(match.error_text or "rejected by the Router table")
     return _Rewrite(match.rewritten)
+
+
+def _in_domain(target: str, domain: str) -> str:
+    """
+    C{target} with a bare name placed in C{domain}: a forwarder or reroute
+    setting that says C{pbx} means the C{pbx} of its own domain, not of
+    the main domain.  Other forms (applications, URIs, full addresses)
+    are kept as they are.
+    """
+    try:
+        parsed = parse_address(target)
+    except AddressError as e:
+        raise RoutingError(str(e)) from None
+    if isinstance(parsed, Address) and parsed.domain is None:
+        return Address(parsed.local, domain).email()
+    return target
 
 
 @implementer(IRouter)
@@ -254,7 +271,24 @@ class Router:
         if mode.startswith("discard"):
             return Route(Module.SYSTEM, NULL_TARGET)
         if mode.startswith("reroute"):
-            target = str(found.get(reroute_key, "")).replace("*", local)
+            target = str(found.get(reroute_key, "")).strip().replace("*", local)
             if target:
-                return _Rewrite(target)
+                return self._reroute(target, local, domain, reroute_key)
         raise RoutingError(f"unknown user {local}@{domain}")
+
+    def _reroute(self, target: str, local: str, domain: str, key: str):
+        """
+        Where the domain's reroute setting C{key} sends an unknown name:
+        C{NULL} discards, C{error} (or C{error: text}) rejects, and a bare
+        name (C{pbx}) is in the unknown name's own domain.
+        """
+        try:
+            kind = classify_target(target)
+        except ValueError as e:
+            raise RoutingError(f"{key} of {domain} is {target!r}: {e}") from None
+        if kind is TargetKind.NULL:
+            return Route(Module.SYSTEM, NULL_TARGET)
+        if kind is TargetKind.ERROR:
+            reason = target.partition(":")[2].strip()
+            raise RoutingError(reason or f"unknown user {local}@{domain}")
+        return _Rewrite(_in_domain(target, domain))
