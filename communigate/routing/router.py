@@ -252,7 +252,7 @@ class Router:
             if found == "alias":
                 return Route(Module.LOCAL, f"{target}@{domain}")
             if found == "forwarder":
-                return _Rewrite(target)
+                return _Rewrite(_in_domain(target, domain))
             if found == "group":
                 return Route(Module.GROUP, f"{name}@{domain}")
         if is_phone_number(local):
