@@ -198,6 +198,8 @@ class Router:
             return _table_target(match)
         if local_domain is not None:
             return self._local(address.local, local_domain, kind)
+        if domain is None:
+            raise RoutingError(f"{text!r} names no domain and there is no main domain")
         if kind is AddressKind.SIGNAL:
             return Route(Module.SIP, domain, sip_uri(address))
         return Route(Module.SMTP, domain, address.email())
