@@ -123,10 +123,11 @@ class Router:
         self._enum_lookup = enum_lookup
 
     def route(self, address, kind=AddressKind.ACCESS, on_behalf_of=None) -> defer.Deferred:
-        try:
-            return self._route(str(address), kind, on_behalf_of, MAX_PASSES, frozenset())
-        except RoutingError as e:
-            return defer.fail(e)
+        # Anything raised (a RoutingError, or the store failing) goes into
+        # the Deferred, as IRouter promises; it never escapes to the caller.
+        return defer.maybeDeferred(
+            self._route, str(address), kind, on_behalf_of, MAX_PASSES, frozenset()
+        )
 
     def route_now(self, address, kind=AddressKind.ACCESS, on_behalf_of=None) -> Route:
         """
