@@ -54,7 +54,7 @@ class SignalRulesCommands:
 
     def _account(self, context, arguments) -> str:
         return self._directory.account_name(
-            qualified(context, arguments.string("account name"))
+            qualified(context, arguments.name_or_self("account name"))
         )
 
     def _domain(self, context, arguments) -> str:
