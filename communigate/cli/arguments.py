@@ -73,8 +73,9 @@ class ArgumentReader:
             return self.string(what)
         if self.at_end():
             raise CommandError(f"missing {what}")
-        end = self._line.find(" ", self._position)
-        end = len(self._line) if end < 0 else end
+        end = self._position
+        while end < len(self._line) and self._line[end] not in " \t":
+            end += 1
         word = self._line[self._position : end]
         self._position = skip_space(self._line, end)
         return word
