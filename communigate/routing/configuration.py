@@ -9,6 +9,7 @@ committed, and even then parsed again only if its text changed.
 """
 
 from twisted.internet import defer
+from twisted.logger import Logger
 
 from communigate.formats.cgdata import dumps, loads
 from communigate.interfaces import IStore
@@ -109,6 +110,8 @@ class EnumRouting:
     changed servers and suffixes as the settings change.
     """
 
+    log = Logger()
+
     def __init__(self, reactor, configuration: RouterConfiguration, registry=None,
                  default_servers=servers_from_resolv_conf) -> None:
         self._reactor = reactor
@@ -116,12 +119,30 @@ class EnumRouting:
         self._registry = registry
         self._default_servers = default_servers
         self._resolver: EnumResolver | None = None
+        self._configured_servers: tuple | None = None
 
     def lookup(self, number: str) -> defer.Deferred:
-        enabled, domains, servers = enum_settings(self._configuration.settings)
-        servers = list(servers) or self._default_servers()
-        if not enabled or not servers:
+        enabled, domains, configured = enum_settings(self._configuration.settings)
+        if not enabled:
             return defer.succeed(None)
+        resolver = self._resolver_for(domains, configured)
+        if resolver is None:
+            return defer.succeed(None)
+        return resolver.lookup(number)
+
+    def _resolver_for(self, domains, configured) -> EnumResolver | None:
+        # The system's servers are read when the resolver is built or the
+        # configured servers change, not for every lookup.
+        if self._resolver is not None and configured == self._configured_servers:
+            self._resolver.suffixes = domains
+            return self._resolver
+        servers = list(configured) or self._default_servers()
+        if not servers:
+            self.log.warn(
+                "{setting} is YES but there are no DNS servers: set {servers}",
+                setting=ENUM_ROUTING, servers=ENUM_SERVERS,
+            )
+            return None
         if self._resolver is None:
             self._resolver = EnumResolver(
                 self._reactor, servers, suffixes=domains, registry=self._registry
@@ -129,4 +150,5 @@ class EnumRouting:
         else:
             self._resolver.servers = servers
             self._resolver.suffixes = domains
-        return self._resolver.lookup(number)
+        self._configured_servers = configured
+        return self._resolver
