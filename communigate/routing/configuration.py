@@ -90,9 +90,10 @@ def enum_settings(settings: dict) -> tuple[bool, tuple[str, ...], tuple[tuple[st
     Whether ENUM routing is on, its domain suffixes and its DNS servers, from
     the Router settings; L{ValueError} naming a bad value.
     """
-    enabled = str(settings.get(ENUM_ROUTING, "NO")).upper()
+    given = settings.get(ENUM_ROUTING, "NO")
+    enabled = given.strip().upper() if isinstance(given, str) else None
     if enabled not in ("YES", "NO"):
-        raise ValueError(f"{ENUM_ROUTING} must be YES or NO, not {enabled!r}")
+        raise ValueError(f"{ENUM_ROUTING} must be YES or NO, not {given!r}")
     domains = settings.get(ENUM_DOMAINS, ["e164.arpa"])
     if not isinstance(domains, list) or not all(isinstance(d, str) and d for d in domains):
         raise ValueError(f"{ENUM_DOMAINS} must be an array of domain names, like (e164.arpa)")
