@@ -8,6 +8,8 @@ the parsed table is kept until the store's generation says something was
 committed, and even then parsed again only if its text changed.
 """
 
+import re
+
 from twisted.internet import defer
 from twisted.logger import Logger
 
@@ -24,6 +26,10 @@ SETTINGS_KEY = "router-settings"
 ENUM_ROUTING = "ENUMRouting"
 ENUM_DOMAINS = "ENUMDomains"
 ENUM_SERVERS = "ENUMServers"
+
+# An ENUM suffix: DNS labels, short enough to leave room for 15 digits.
+_ENUM_SUFFIX = re.compile(r"(?=.{1,200}\Z)[A-Za-z0-9_](?:[A-Za-z0-9_-]{0,61}[A-Za-z0-9_])?"
+                          r"(?:\.[A-Za-z0-9_](?:[A-Za-z0-9_-]{0,61}[A-Za-z0-9_])?)*")
 
 
 class RouterConfiguration:
@@ -95,8 +101,15 @@ def enum_settings(settings: dict) -> tuple[bool, tuple[str, ...], tuple[tuple[st
     if enabled not in ("YES", "NO"):
         raise ValueError(f"{ENUM_ROUTING} must be YES or NO, not {given!r}")
     domains = settings.get(ENUM_DOMAINS, ["e164.arpa"])
-    if not isinstance(domains, list) or not all(isinstance(d, str) and d for d in domains):
+    if not isinstance(domains, list) or not domains:
         raise ValueError(f"{ENUM_DOMAINS} must be an array of domain names, like (e164.arpa)")
+    for domain in domains:
+        if not isinstance(domain, str) or not _ENUM_SUFFIX.fullmatch(domain.strip(".")):
+            raise ValueError(
+                f"{ENUM_DOMAINS} entry {domain!r} is not a domain name; "
+                f"use dot-separated labels of letters, digits and hyphens, like e164.arpa"
+            )
+    domains = [domain.strip(".") for domain in domains]
     servers = settings.get(ENUM_SERVERS, [])
     if not isinstance(servers, list):
         raise ValueError(f"{ENUM_SERVERS} must be an array of ip:port, like (192.0.2.1:53)")
