@@ -27,6 +27,7 @@ from communigate.directory.records import (
     FORWARDER,
     GROUP,
     NAME,
+    SECRETS,
     SERVER,
     TELNUM,
     Records,
@@ -315,10 +316,16 @@ class Directory:
                 "Telnums": [],
             }
             if password is not None:
-                record["Secrets"] = self._secrets(name, password)
+                self._save_secrets(domain, local, password)
             self._records.save(ACCOUNT, object_key(domain, local), record)
         self.log.info("account {account} created", account=name)
         return name
+
+    def _save_secrets(self, domain: str, local: str, password: object) -> None:
+        # Kept apart from the account record, which every Signal reads for
+        # its rules: the secrets are large and only logins need them.
+        secrets = self._secrets(f"{local}@{domain}", password)
+        self._records.save(SECRETS, object_key(domain, local), secrets)
 
     def _secrets(self, account: str, password: object) -> dict:
         if not isinstance(password, str) or not password:
@@ -346,6 +353,7 @@ class Directory:
             self._records.remove(TELNUM, number)
         self._records.remove(NAME, key)
         self._records.remove(ACCOUNT, key)
+        self._records.remove(SECRETS, key)
 
     def rename_account(self, address: str, new_address: str) -> str:
         with self._store.transaction():
@@ -365,6 +373,10 @@ class Directory:
                 self._records.remove(NAME, object_key(domain, alias))
             self._records.remove(NAME, old_key)
             self._records.remove(ACCOUNT, old_key)
+            secrets = self._records.load(SECRETS, old_key)
+            if secrets is not None:
+                self._records.remove(SECRETS, old_key)
+                self._records.save(SECRETS, object_key(new_domain, new_local), secrets)
             self._claim_name(new_domain, new_local, "account")
             for alias in record["Aliases"]:
                 try:
@@ -410,22 +422,21 @@ class Directory:
             else:
                 record["Settings"] = settings.updated(record["Settings"], explicit)
             if password is not None:
-                record["Secrets"] = self._secrets(f"{local}@{domain}", password)
+                self._save_secrets(domain, local, password)
             self._records.save(ACCOUNT, object_key(domain, local), record)
 
     def set_password(self, address: str, password: str) -> None:
         with self._store.transaction():
-            local, domain, record = self._account(address)
-            record["Secrets"] = self._secrets(f"{local}@{domain}", password)
-            self._records.save(ACCOUNT, object_key(domain, local), record)
+            local, domain, _ = self._account(address)
+            self._save_secrets(domain, local, password)
         self.log.info("password of {local}@{domain} set", local=local, domain=domain)
 
     def password_secrets(self, account: str) -> PasswordSecrets | None:
         try:
-            _, _, record = self._account(account)
+            local, domain, _ = self._account(account)
         except (InvalidName, UnknownObject):
             return None
-        secrets = record.get("Secrets")
+        secrets = self._records.load(SECRETS, object_key(domain, local))
         return None if secrets is None else PasswordSecrets.from_dict(secrets)
 
     def refresh_secrets(self, account: str, password: str) -> None:

@@ -9,7 +9,9 @@ reads like CommuniGate's own settings files.  The record kinds:
   domain-alias  alias -> domain name
   name          domain/name -> {Kind; Account}: one entry per name in a
                 domain, whatever object holds it, so names never collide
-  account       domain/name -> {Type; Settings; Aliases; Telnums; Secrets}
+  account       domain/name -> {Type; Settings; Aliases; Telnums; SignalRules}
+  secrets       domain/name -> the account's derived password secrets, apart
+                from the account record that every Signal reads
   forwarder     domain/name -> {Address}
   group         domain/name -> group settings, Members among them
   telnum        number -> user@domain of the owning account
@@ -28,6 +30,7 @@ ACCOUNT = "account"
 FORWARDER = "forwarder"
 GROUP = "group"
 TELNUM = "telnum"
+SECRETS = "secrets"
 
 
 def object_key(domain: str, local: str) -> str:
