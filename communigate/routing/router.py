@@ -147,7 +147,8 @@ class Router:
         while True:
             if passes <= 0:
                 raise RoutingLoop(
-                    f"routing loop: {original!r} was rewritten more than {MAX_PASSES} times"
+                    f"routing loop: {original!r} was rewritten {MAX_PASSES} times "
+                    f"without reaching a destination"
                 )
             passes -= 1
             outcome = self._pass(text, kind, on_behalf_of, asked)
