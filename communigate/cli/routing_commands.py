@@ -9,7 +9,7 @@ so a typo never half-replaces a working table.
 """
 
 from communigate.cli.arguments import CommandError
-from communigate.directory.settings import updated
+from communigate.directory.settings import replaced, updated
 from communigate.routing.configuration import RouterConfiguration
 from communigate.routing.route import AddressKind, RoutingError
 from communigate.routing.table import RouterTableError
@@ -58,7 +58,7 @@ class RoutingCommands:
 
     def command_SETROUTERSETTINGS(self, context, arguments):
         """SETROUTERSETTINGS newSettings"""
-        self._store_settings(arguments.dictionary("Router settings"), arguments)
+        self._store_settings(replaced(arguments.dictionary("Router settings")), arguments)
 
     def command_UPDATEROUTERSETTINGS(self, context, arguments):
         """UPDATEROUTERSETTINGS newSettings"""
