@@ -10,7 +10,8 @@ and never a hang.  One pass, in order:
   1. application addresses (C{program{p}#account}) go to the PBX;
   2. C{user%domain@local} relays are unwrapped;
   3. the special domain C{telnum}: the account holding the number, then
-     ENUM (when enabled), then the Router table's C{@telnum} records;
+     (for a number as dialled, without C{+}) its E.164 form, then ENUM
+     (when enabled), then the Router table's C{@telnum} records;
   4. the Router table;
   5. local domains (directly or through a domain alias): account, account
      alias, forwarder, group; then E.164 conversion of a number into
@@ -234,6 +235,12 @@ class Router:
         owner = self._directory.telnum_owner(number)
         if owner is not None:
             return Route(Module.LOCAL, owner)
+        if not number.startswith("+"):
+            # A number as dialled (tel:3837461) is converted as in a local
+            # domain, so the telnum tables and ENUM see one spelling.
+            converted = to_e164(number, self._configuration.e164)
+            if converted is not None:
+                return _Rewrite(f"{converted}@{TELNUM}")
         if (
             kind is AddressKind.SIGNAL
             and self._enum_lookup is not None
