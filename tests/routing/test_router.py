@@ -296,6 +296,20 @@ def test_an_enum_lookup_raising_at_once_also_routes_on():
     assert world.route("+4930123456@telnum", SIGNAL) == NULL
 
 
+def test_a_dialled_number_in_telnum_is_converted_to_e164(world):
+    with pytest.raises(RoutingError, match="unknown telephone number 3837461"):
+        world.route("tel:3837461", SIGNAL)
+    world.plan()
+    assert world.route("tel:3837461", SIGNAL) == local("alice@example.com")
+
+
+def test_a_dialled_number_held_as_dialled_is_found_before_conversion(world):
+    world.plan()
+    world.directory.set_account_telnums("bob", ["3837461"])
+    assert world.route("3837461@telnum") == local("bob@example.com")
+    assert world.route("3837461@example.com") == local("alice@example.com")
+
+
 def test_route_now_skips_enum(enum_world):
     enum_world.table(SLIDE_TABLE)
     assert enum_world.router.route_now("+4930123456@telnum", SIGNAL) == Route(
