@@ -38,19 +38,28 @@ class SignalRulesCommands:
         self._store(owner, rules)
 
     def _update(self, owner, arguments) -> None:
-        current = parse_rules(self._directory.signal_rules(owner))
-        try:
-            if arguments.keyword("DELETE"):
-                name = arguments.string("rule name")
-                arguments.end()
-                rules = delete_rule(current, name)
-            else:
-                data = arguments.array("rule")
-                arguments.end()
-                rules = update_rule(current, data)
-        except RulesError as e:
-            raise CommandError(f"Signal Rules not changed: {e}") from e
-        self._store(owner, rules)
+        if arguments.keyword("DELETE"):
+            name = arguments.string("rule name")
+            arguments.end()
+
+            def change(current):
+                return delete_rule(current, name)
+        else:
+            data = arguments.array("rule")
+            arguments.end()
+
+            def change(current):
+                return update_rule(current, data)
+
+        # Read and write in one transaction, so that a change made at the
+        # same time by another process (the admin tool) is not lost.
+        with self._directory.transaction():
+            current = parse_rules(self._directory.signal_rules(owner))
+            try:
+                rules = change(current)
+            except RulesError as e:
+                raise CommandError(f"Signal Rules not changed: {e}") from e
+            self._store(owner, rules)
 
     def _account(self, context, arguments) -> str:
         return self._directory.account_name(
