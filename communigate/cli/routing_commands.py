@@ -9,7 +9,7 @@ so a typo never half-replaces a working table.
 """
 
 from communigate.cli.arguments import CommandError
-from communigate.directory.settings import replaced, updated
+from communigate.directory.settings import replaced
 from communigate.routing.configuration import RouterConfiguration
 from communigate.routing.route import AddressKind, RoutingError
 from communigate.routing.table import RouterTableError
@@ -63,7 +63,11 @@ class RoutingCommands:
     def command_UPDATEROUTERSETTINGS(self, context, arguments):
         """UPDATEROUTERSETTINGS newSettings"""
         changes = arguments.dictionary("Router settings")
-        self._store_settings(updated(self._configuration.settings, changes), arguments)
+        arguments.end()
+        try:
+            self._configuration.update_settings(changes)
+        except ValueError as e:
+            raise CommandError(f"Router settings not changed: {e}") from e
 
     def _store_settings(self, settings: dict, arguments) -> None:
         arguments.end()

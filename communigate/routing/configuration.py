@@ -13,6 +13,7 @@ import re
 from twisted.internet import defer
 from twisted.logger import Logger
 
+from communigate.directory.settings import updated
 from communigate.formats.cgdata import dumps, loads
 from communigate.interfaces import IStore
 from communigate.routing.e164 import E164Settings
@@ -80,6 +81,18 @@ class RouterConfiguration:
         table = parse_router_table(text)
         self._store.put(SERVER, TABLE_KEY, dumps(text))
         return table
+
+    def update_settings(self, changes: dict) -> None:
+        """
+        Merge C{changes} into the stored settings (a C{default} value
+        removes its key), validated as L{set_settings} does; read and
+        written in one transaction, so a concurrent change by another
+        process is not lost.
+        """
+        with self._store.transaction():
+            stored = self._store.get(SERVER, SETTINGS_KEY)
+            current = {} if stored is None else loads(stored)
+            self.set_settings(updated(current, changes))
 
     def set_settings(self, settings: dict) -> None:
         """
