@@ -164,6 +164,37 @@ def test_settings_are_stored_and_read_back_with_their_dialling_plan(configuratio
     assert configuration.e164 == E164Settings("1", "555", "0", "00", 7, True)
 
 
+def test_update_settings_merges_and_default_removes_a_key(configuration):
+    configuration.set_settings(E164_PLAN)
+    configuration.update_settings({"E164AreaCode": "212", "E164LocalNumberLength": "default"})
+    expected = {**E164_PLAN, "E164AreaCode": "212"}
+    del expected["E164LocalNumberLength"]
+    assert configuration.settings == expected
+
+
+def test_update_settings_refuses_a_bad_result_and_keeps_the_old(configuration):
+    configuration.set_settings(E164_PLAN)
+    with pytest.raises(ValueError, match="E164CountryCode is empty"):
+        configuration.update_settings({"E164CountryCode": "default"})
+    assert configuration.settings == E164_PLAN
+
+
+def test_update_settings_merges_into_what_another_process_stored(tmp_path):
+    path = str(tmp_path / "data.sqlite")
+    ours, theirs = SQLiteStore(path), SQLiteStore(path)
+    try:
+        configuration = RouterConfiguration(ours)
+        assert configuration.settings == {}
+        RouterConfiguration(theirs).set_settings({"ENUMRouting": "YES"})
+        configuration.update_settings({"E164CountryCode": "1"})
+        assert RouterConfiguration(theirs).settings == {
+            "ENUMRouting": "YES", "E164CountryCode": "1"
+        }
+    finally:
+        ours.close()
+        theirs.close()
+
+
 def test_the_settings_returned_are_a_copy(configuration):
     configuration.set_settings(E164_PLAN)
     configuration.settings["E164CountryCode"] = "44"
