@@ -668,6 +668,32 @@ def test_acceptance_1_an_account_routes_to_local_delivery_naming_it(world):
     assert world.route("alice@example.com", SIGNAL) == local("alice@example.com")
 
 
+@pytest.mark.parametrize("kind", list(AddressKind))
+def test_acceptance_2_an_account_alias_routes_as_its_account_for_every_kind(world, kind):
+    assert world.route("201@example.com", kind) == world.route("bob@example.com", kind)
+
+
+def test_acceptance_3_a_forwarder_to_another_domain_redirects_a_signal(world):
+    world.directory.create_forwarder("f@other.com", "carol@example.net")
+    assert world.route("f@other.com", SIGNAL) == Route(
+        Module.SIP, "example.net", "sip:carol@example.net"
+    )
+
+
+def test_acceptance_4_and_5_the_pstn_record_starts_the_gateway_for_signals_only(world):
+    world.table("Signal:<*@pstn> = gatewaycaller{*}#pbx")
+    assert world.route("5551234@pstn", SIGNAL) == Route(
+        Module.PBX, "pbx@example.com", "gatewaycaller{5551234}"
+    )
+    assert world.route("5551234@pstn", MAIL) == Route(Module.SMTP, "pstn", "5551234@pstn")
+
+
+def test_acceptance_6_a_rewrite_chain_deeper_than_the_cap_is_a_loop_not_a_hang(world):
+    world.table(*chain_of(50))
+    with pytest.raises(RoutingLoop, match="routing loop"):
+        world.route("c0", SIGNAL)
+
+
 def test_acceptance_7_a_number_set_with_telnums_resolves_and_an_unknown_one_falls_through(world):
     world.directory.set_account_telnums("bob", ["5551000"])
     assert world.route("5551000@telnum", SIGNAL) == local("bob@example.com")
