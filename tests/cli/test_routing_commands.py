@@ -171,7 +171,7 @@ def test_without_the_dialling_plan_a_local_number_is_an_unknown_name(core):
     assert reply(core, "ROUTE 3837461 signal") == "501 unknown user 3837461@example.com"
 
 
-def test_the_admin_tool_core_routes_without_enum(core):
+def test_the_admin_tool_core_routes_without_enum():
     offline = make_core(None)
     ok(offline, f"SETROUTERTABLE {SLIDE_TABLE}")
     ok(offline, 'UPDATEROUTERSETTINGS {ENUMRouting = YES; ENUMServers = ("192.0.2.53");}')
