@@ -10,7 +10,7 @@ DATA ?= run-data
 # on sys.path, which is how Twisted finds twisted/plugins/communigate_plugin.py.
 INSTALL := $(BIN)/pip install --quiet --disable-pip-version-check --config-settings editable_mode=compat
 
-.PHONY: run test bench clean
+.PHONY: run test test-peers bench clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -27,7 +27,15 @@ run: $(VENV)/.installed
 	$(BIN)/twistd --nodaemon --pidfile= communigate --data $(DATA) --domain example.com --demo \
 	    --cli tcp:10106:interface=127.0.0.1 --http tcp:8010:interface=127.0.0.1
 
-test: $(VENV)/.installed-test
+# The real peers the integration tests drive; installed once, as root (CI)
+# or through sudo.
+test-peers:
+	@command -v sipp >/dev/null || { \
+	    SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
+	    $$SUDO env DEBIAN_FRONTEND=noninteractive apt-get update -qq && \
+	    $$SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq sip-tester; }
+
+test: $(VENV)/.installed-test test-peers
 	$(BIN)/python -m pytest
 
 bench: $(VENV)/.installed-test
