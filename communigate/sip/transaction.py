@@ -23,6 +23,9 @@ from twisted.logger import Logger
 T1 = 0.5
 T2 = 4.0
 T4 = 5.0
+#: RFC 3261 §16.6 step 11: how long a proxy lets an INVITE stay in
+#: Proceeding before it gives up on it (more than 3 minutes).
+TIMER_C = 181.0
 
 
 class State(enum.Enum):
@@ -45,6 +48,7 @@ class Timers:
     t1: float = T1
     t2: float = T2
     t4: float = T4
+    c: float = TIMER_C
 
 
 def branch_of(message) -> str:
@@ -153,6 +157,14 @@ class InviteClientTransaction(_Transaction):
             self._terminate()
             self._user.timed_out(self)
 
+    def _timer_c(self) -> None:
+        # The callee rang too long without a final answer: the user cancels
+        # the branch; if even the CANCEL brings no final, give up after
+        # another 64*T1 so the table cannot hold the transaction forever.
+        if self.state is State.PROCEEDING:
+            self._user.timed_out(self)
+            self._start_timer("B", 64 * self.timers.t1, self._terminate)
+
     def receive_response(self, response) -> None:
         status = response.status
         if self.state in (State.CALLING, State.PROCEEDING):
@@ -160,15 +172,21 @@ class InviteClientTransaction(_Transaction):
             if status < 200:
                 self.state = State.PROCEEDING
                 self._cancel_timer("B")
+                if status > 100:
+                    self._start_timer("C", self.timers.c, self._timer_c)
+                elif "C" not in self._calls:
+                    self._start_timer("C", self.timers.c, self._timer_c)
                 self._user.response_received(self, response)
             elif status < 300:
                 self.state = State.ACCEPTED
                 self._cancel_timer("B")
+                self._cancel_timer("C")
                 self._start_timer("M", 64 * self.timers.t1, self._terminate)
                 self._user.response_received(self, response)
             else:
                 self.state = State.COMPLETED
                 self._cancel_timer("B")
+                self._cancel_timer("C")
                 self._ack = self._build_ack(self.request, response)
                 self._transmit(self._ack)
                 self._start_timer("D", 0 if self.reliable else 32.0, self._terminate)
