@@ -9,8 +9,9 @@ with expressions like C{!^.*$!sip:info@example.com!}.
 The pure half (L{enum_domain}, L{build_query}, L{parse_answer},
 L{select_uri}, L{apply_naptr}) does no I/O and no logging, so the rules
 are testable alone; DNS messages are built and parsed by dnspython.
-L{EnumResolver} sends each query from its own ephemeral UDP port through
-an injected reactor and caches answers by TTL.
+L{EnumResolver} asks its NAPTR questions through a
+L{communigate.dnsclient.DNSClient}, which sends each query from its own
+ephemeral UDP port through an injected reactor and caches answers by TTL.
 
 Decisions, and why:
   - Only terminal records (flag C{u}) are used.  Non-terminal ones (empty
@@ -34,34 +35,32 @@ entries (L{parse_server_address}), by default L{servers_from_resolv_conf}.
 from __future__ import annotations
 
 import functools
-import ipaddress
 import re
-import secrets
-from collections import OrderedDict
 
 import attrs
-import dns.exception
-import dns.flags
-import dns.message
-import dns.name
-import dns.rcode
-import dns.rdataclass
 import dns.rdatatype
 from prometheus_client import CollectorRegistry, Counter
 from twisted.internet.defer import Deferred, fail
-from twisted.internet.error import CannotListenError
-from twisted.internet.protocol import DatagramProtocol
 from twisted.logger import Logger
-from twisted.python.failure import Failure
 
-#: How long an NXDOMAIN or empty answer is cached when it carries no SOA.
-DEFAULT_NEGATIVE_TTL = 60
+from communigate import dnsclient
+from communigate.dnsclient import (
+    DEFAULT_NEGATIVE_TTL,
+    EDNS_PAYLOAD,
+    MAX_CACHE_TTL,
+    DNSClient,
+    DNSError,
+    DNSTimeout,
+    parse_resolv_conf,
+    servers_from_resolv_conf,
+)
 
-#: The longest a record is cached, whatever TTL it carries.
-MAX_CACHE_TTL = 86400
-
-#: The EDNS payload size advertised in queries (the DNS Flag Day value).
-EDNS_PAYLOAD = 1232
+__all__ = [
+    "DEFAULT_NEGATIVE_TTL", "EDNS_PAYLOAD", "MAX_CACHE_TTL", "EnumAnswer", "EnumError",
+    "EnumResolver", "EnumTimeout", "Naptr", "Rewrite", "apply_naptr", "build_query",
+    "enum_domain", "parse_answer", "parse_naptr_answer", "parse_resolv_conf",
+    "parse_server_address", "select_uri", "servers_from_resolv_conf",
+]
 
 _E164 = re.compile(r"\+[0-9]{1,15}")
 
@@ -76,14 +75,14 @@ _POSIX_CLASSES = {
 _TOKEN = re.compile(r"\\.?|.", re.DOTALL)
 
 
-class EnumError(Exception):
+class EnumError(DNSError):
     """
     A DNS answer that cannot be used: malformed, for another question, a
     server failure (SERVFAIL, REFUSED ...), or truncated.
     """
 
 
-class EnumTimeout(EnumError):
+class EnumTimeout(EnumError, DNSTimeout):
     """No answer from a server within the timeout."""
 
 
@@ -149,9 +148,7 @@ def enum_domain(e164: str, suffix: str = "e164.arpa") -> str:
 
 def build_query(name: str, query_id: int) -> bytes:
     """A recursive (RD) NAPTR query for C{name} with the given id."""
-    query = dns.message.make_query(name, dns.rdatatype.NAPTR, use_edns=0, payload=EDNS_PAYLOAD)
-    query.id = query_id
-    return query.to_wire()
+    return dnsclient.build_query(name, dns.rdatatype.NAPTR, query_id)
 
 
 def _naptr_from_rdata(rdata) -> Naptr:
@@ -170,46 +167,23 @@ def _rank(record: Naptr) -> tuple[int, int]:
     return record.order, record.preference
 
 
-def _negative_ttl(response: dns.message.Message) -> int:
-    for rrset in response.authority:
-        if rrset.rdtype == dns.rdatatype.SOA and len(rrset):
-            return min(rrset.ttl, rrset[0].minimum)
-    return DEFAULT_NEGATIVE_TTL
+def _answer_from(answer: dnsclient.Answer) -> EnumAnswer:
+    return EnumAnswer(tuple(sorted(map(_naptr_from_rdata, answer.records), key=_rank)), answer.ttl)
 
 
 def parse_answer(wire: bytes, query_id: int, name: str) -> EnumAnswer:
     """
     Check that C{wire} answers our NAPTR question for C{name} and take its
-    records, following CNAMEs inside the answer.
+    records, following CNAMEs inside the answer (L{dnsclient.parse_response}).
 
     @raise EnumError: malformed; wrong id, QR bit or question; truncated;
         any rcode other than NOERROR and NXDOMAIN.
     """
     try:
-        response = dns.message.from_wire(wire)
-    except (dns.exception.DNSException, ValueError) as e:
-        raise EnumError(f"malformed DNS message: {e!r}") from None
-    if response.id != query_id:
-        raise EnumError(f"answer id {response.id} is not the query id {query_id}")
-    if not response.flags & dns.flags.QR:
-        raise EnumError("message is a query, not an answer")
-    if response.flags & dns.flags.TC:
-        raise EnumError("answer truncated (TC); TCP is not tried")
-    asked = [(q.name, q.rdtype, q.rdclass) for q in response.question]
-    if asked != [(dns.name.from_text(name), dns.rdatatype.NAPTR, dns.rdataclass.IN)]:
-        raise EnumError(f"answer is not for the NAPTR question {name}")
-    rcode = response.rcode()
-    if rcode not in (dns.rcode.NOERROR, dns.rcode.NXDOMAIN):
-        raise EnumError(f"server answered {dns.rcode.to_text(rcode)}")
-    try:
-        chain = response.resolve_chaining()
-    except dns.exception.DNSException as e:
-        raise EnumError(f"unusable answer: {e!r}") from None
-    cname_ttls = [rrset.ttl for rrset in chain.cnames]
-    if chain.answer is None:
-        return EnumAnswer((), min([_negative_ttl(response), *cname_ttls]))
-    records = tuple(sorted(map(_naptr_from_rdata, chain.answer), key=_rank))
-    return EnumAnswer(records, min([chain.answer.ttl, *cname_ttls]))
+        answer = dnsclient.parse_response(wire, query_id, name, dns.rdatatype.NAPTR)
+    except DNSError as e:
+        raise EnumError(str(e)) from None
+    return _answer_from(answer)
 
 
 def parse_naptr_answer(wire: bytes, query_id: int, name: str) -> list[Naptr]:
@@ -324,133 +298,14 @@ def parse_server_address(text: str) -> tuple[str, int]:
 
     @raise ValueError: naming the setting and the accepted forms.
     """
-    host, port = text.strip(), "53"
-    if host.startswith("["):
-        host, _, rest = host[1:].partition("]")
-        port = rest.removeprefix(":") or port
-    elif host.count(":") == 1:
-        host, port = host.split(":")
-    return _checked_server(host, int(port) if port.isdigit() else 0, text)
-
-
-def parse_resolv_conf(text: str) -> list[tuple[str, int]]:
-    """
-    The C{nameserver} addresses of resolv.conf text, port 53; lines that
-    are not IP addresses are left out.
-    """
-    servers = []
-    for line in text.splitlines():
-        fields = line.split()
-        if len(fields) >= 2 and fields[0] == "nameserver":
-            try:
-                servers.append((str(ipaddress.ip_address(fields[1])), 53))
-            except ValueError:
-                continue
-    return servers
-
-
-def servers_from_resolv_conf(path: str = "/etc/resolv.conf") -> list[tuple[str, int]]:
-    """
-    The system's name servers, the default when C{ENUMServers} is empty;
-    an unreadable file gives none.
-    """
-    try:
-        with open(path, encoding="utf-8", errors="replace") as f:
-            return parse_resolv_conf(f.read())
-    except OSError:
-        return []
-
-
-def _checked_server(host: str, port: int, entry=None) -> tuple[str, int]:
-    try:
-        address = ipaddress.ip_address(host)
-    except ValueError:
-        address = None
-    if address is None or not 0 < port < 65536:
-        entry = entry if entry is not None else f"{host}:{port}"
-        raise ValueError(f"ENUMServers entry {entry!r} is not ip, ip:port or [ipv6]:port")
-    return str(address), port
-
-
-class _Exchange(DatagramProtocol):
-    """
-    One query to one server: its own ephemeral port and timer, and one
-    result, after which both are gone.  A fresh port and id per attempt
-    make a forged answer guess both.
-    """
-
-    def __init__(self, resolver: EnumResolver, server, name: str):
-        self._resolver = resolver
-        self._server = server
-        self._server_ip = ipaddress.ip_address(server[0])
-        self._name = name
-        self._id = secrets.randbelow(65536)
-        self._deferred: Deferred | None = None
-        self._port = None
-        self._timer = None
-
-    def run(self) -> Deferred:
-        reactor = self._resolver.reactor
-        interface = "::" if self._server_ip.version == 6 else ""
-        try:
-            self._port = reactor.listenUDP(0, self, interface=interface)
-            self.transport.write(build_query(self._name, self._id), self._server)
-        except (CannotListenError, OSError) as e:
-            self._close()
-            return fail(EnumError(f"cannot send to {self._server}: {e}"))
-        self._deferred = Deferred(canceller=self._cancel)
-        self._timer = reactor.callLater(self._resolver.timeout, self._timed_out)
-        return self._deferred
-
-    def datagramReceived(self, data: bytes, addr) -> None:
-        if self._deferred is None:
-            return self._resolver._stray(addr, "after the exchange ended")
-        try:
-            source_ok = (
-                ipaddress.ip_address(addr[0]) == self._server_ip
-                and addr[1] == self._server[1]
-            )
-        except ValueError:
-            source_ok = False
-        if not source_ok:
-            return self._resolver._stray(addr, "not from the server asked")
-        if len(data) < 2 or int.from_bytes(data[:2], "big") != self._id:
-            return self._resolver._stray(addr, "id does not match the query")
-        try:
-            answer = parse_answer(data, self._id, self._name)
-        except EnumError as e:
-            self._finish(Failure(e))
-        else:
-            self._finish(answer)
-
-    def _timed_out(self) -> None:
-        self._timer = None
-        self._finish(Failure(EnumTimeout(f"no answer from {self._server}")))
-
-    def _cancel(self, deferred: Deferred) -> None:
-        self._deferred = None
-        self._close()
-
-    def _close(self) -> None:
-        if self._timer is not None and self._timer.active():
-            self._timer.cancel()
-        self._timer = None
-        if self._port is not None:
-            self._port.stopListening()
-            self._port = None
-
-    def _finish(self, result) -> None:
-        self._close()
-        d, self._deferred = self._deferred, None
-        if isinstance(result, Failure):
-            d.errback(result)
-        else:
-            d.callback(result)
+    return dnsclient.parse_server_address(text, "ENUMServers")
 
 
 class EnumResolver:
     """
-    Non-blocking ENUM lookups with a TTL cache.
+    Non-blocking ENUM lookups through a L{DNSClient} of its own (the
+    C{ENUMServers} are ENUM's, not the SIP locator's), whose TTL cache
+    holds the NAPTR answers.
 
     Each query goes to the servers in turn, C{1 + retries} times round the
     list, each attempt waiting C{timeout} seconds; the first usable answer
@@ -461,9 +316,11 @@ class EnumResolver:
     @param reactor: L{IReactorUDP} and L{IReactorTime}; the cache's clock.
     @param servers: C{(ip, port)} pairs, see L{parse_server_address}.
     @param cache_size: how many domains are cached (for at most
-        L{MAX_CACHE_TTL}); the oldest entry is evicted first; 0 disables
-        the cache.
-    @param registry: where C{communigate_enum_*} metrics are registered.
+        L{MAX_CACHE_TTL}); the least recently used entry is evicted first;
+        0 disables the cache.
+    @param registry: where C{communigate_enum_*} (and the client's
+        C{communigate_dns_*}) metrics are registered.
+    @ivar client: the L{DNSClient} asked.
     """
 
     log = Logger()
@@ -477,13 +334,9 @@ class EnumResolver:
             raise ValueError("ENUMServers is empty: name at least one ip:port")
         if not suffixes:
             raise ValueError("ENUMDomains is empty: name at least one suffix")
+        servers = [dnsclient.check_server(host, port, "ENUMServers") for host, port in servers]
         self.reactor = reactor
-        self.servers = [_checked_server(host, port) for host, port in servers]
         self.suffixes = tuple(suffixes)
-        self.timeout = timeout
-        self.retries = retries
-        self.cache_size = cache_size
-        self._cache: OrderedDict[str, tuple[float, tuple[Naptr, ...]]] = OrderedDict()
         # Without a registry the counters still count, on a private one.
         registry = CollectorRegistry() if registry is None else registry
         self._lookups = Counter(
@@ -501,6 +354,46 @@ class EnumResolver:
             "UDP datagrams dropped: wrong source, wrong id or too late.",
             registry=registry,
         )
+        self.client = DNSClient(
+            reactor, servers, timeout=timeout, retries=retries, cache_size=cache_size,
+            registry=registry, on_stray=lambda addr, reason: self._strays.inc(),
+        )
+
+    @property
+    def servers(self) -> list[tuple[str, int]]:
+        """The C{ENUMServers} asked; setting them checks each entry."""
+        return self.client.servers
+
+    @servers.setter
+    def servers(self, servers) -> None:
+        servers = [dnsclient.check_server(host, port, "ENUMServers") for host, port in servers]
+        if not servers:
+            raise ValueError("ENUMServers is empty: name at least one ip:port")
+        self.client.servers = servers
+
+    @property
+    def timeout(self) -> float:
+        return self.client.timeout
+
+    @timeout.setter
+    def timeout(self, timeout: float) -> None:
+        self.client.timeout = timeout
+
+    @property
+    def retries(self) -> int:
+        return self.client.retries
+
+    @retries.setter
+    def retries(self, retries: int) -> None:
+        self.client.retries = retries
+
+    @property
+    def cache_size(self) -> int:
+        return self.client.cache_size
+
+    @cache_size.setter
+    def cache_size(self, cache_size: int) -> None:
+        self.client.cache_size = cache_size
 
     def lookup(self, e164: str, service: str = "E2U+sip") -> Deferred:
         """
@@ -520,11 +413,13 @@ class EnumResolver:
         failed = None
         for name in names:
             try:
-                records = await self._records(name)
-            except EnumError as e:
-                failed = failed or ("timeout" if isinstance(e, EnumTimeout) else "error")
+                answer = await self.client.query(name, dns.rdatatype.NAPTR)
+            except DNSError as e:
+                failed = failed or ("timeout" if isinstance(e, DNSTimeout) else "error")
                 continue
-            rewrite = select_uri(records, number, service)
+            if answer.cached:
+                self._hits.inc()
+            rewrite = select_uri(_answer_from(answer).records, number, service)
             for record, reason in rewrite.skipped:
                 self.log.warn(
                     "ENUM record at {name} skipped: {reason}: {record}",
@@ -535,40 +430,3 @@ class EnumResolver:
                 return rewrite.uri
         self._lookups.labels(outcome=failed or "not_found").inc()
         return None
-
-    async def _records(self, name: str) -> tuple[Naptr, ...]:
-        now = self.reactor.seconds()
-        cached = self._cache.get(name)
-        if cached is not None:
-            expires, records = cached
-            if expires > now:
-                self._hits.inc()
-                return records
-            del self._cache[name]
-        answer = await self._query(name)
-        if self.cache_size > 0 and answer.ttl > 0:
-            self._cache.pop(name, None)
-            ttl = min(answer.ttl, MAX_CACHE_TTL)
-            self._cache[name] = (self.reactor.seconds() + ttl, answer.records)
-            while len(self._cache) > self.cache_size:
-                self._cache.popitem(last=False)
-        return answer.records
-
-    async def _query(self, name: str) -> EnumAnswer:
-        error = None
-        for _ in range(1 + self.retries):
-            for server in self.servers:
-                try:
-                    return await _Exchange(self, server, name).run()
-                except EnumError as e:
-                    self.log.info(
-                        "ENUM query {name} to {server} failed: {error}",
-                        name=name, server=server, error=str(e),
-                    )
-                    error = e
-        raise error
-
-    def _stray(self, addr, reason: str) -> None:
-        """Count and log a datagram an exchange would not take."""
-        self._strays.inc()
-        self.log.warn("ENUM datagram from {addr} dropped: {reason}", addr=addr, reason=reason)
