@@ -40,7 +40,6 @@ C{/}, C{+} and C{=} in quoted strings.
 from __future__ import annotations
 
 import enum
-import hashlib
 import hmac
 import os
 import re
