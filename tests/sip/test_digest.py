@@ -455,6 +455,37 @@ def test_quoted_values_round_trip_through_the_parameter_parser(values):
     assert parse_auth_params(text) == values
 
 
+_TOKEN_TEXT = st.text(alphabet="abcXYZ019.!%*_+`'~-", min_size=1, max_size=12)
+_SPACE = st.text(alphabet=" \t\r\n", max_size=3)
+_SEPARATOR = st.builds(lambda a, commas, b: a + "," * commas + b, _SPACE, st.integers(1, 3), _SPACE)
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    st.dictionaries(
+        _TOKEN_TEXT.map(str.lower),
+        st.one_of(
+            st.tuples(st.just("token"), _TOKEN_TEXT),
+            st.tuples(st.just("quoted"), st.text(alphabet='ab ,;=\t"\\\x01é', max_size=12)),
+        ),
+        min_size=1,
+        max_size=6,
+    ),
+    st.data(),
+)
+def test_any_well_formed_parameter_list_parses_to_its_values(values, data):
+    text = data.draw(_SPACE)
+    for name, (form, value) in values.items():
+        if form == "token":
+            written = value
+        else:
+            escaped = "".join("\\" + char if char in '"\\' or (char < " " and char != "\t") else char for char in value)
+            written = f'"{escaped}"'
+        text += f"{data.draw(st.sampled_from([name, name.upper()]))}{data.draw(_SPACE)}={data.draw(_SPACE)}{written}"
+        text += data.draw(_SEPARATOR)
+    assert parse_auth_params(text) == {name: value for name, (_, value) in values.items()}
+
+
 # -- challenges ----------------------------------------------------------------------------
 
 
