@@ -31,17 +31,25 @@ Decisions, and why:
     addresses a server sends along with SRV records); each additional
     record set keeps its own TTL and is dropped from a cached answer when
     that TTL has passed.
-  - Concurrent identical questions are not merged: each is sent.
+  - A question asked again while the same one is on its way joins it
+    rather than being sent again (a SIP location asks for one host's
+    addresses from several branches at once; a burst of calls to one
+    domain asks for its NAPTR records at once).  Cancelling one asker
+    leaves the others waiting; cancelling the last ends the exchange.
+    (C{join=False} turns this off: the ENUM resolver documents that its
+    concurrent lookups are each sent.)
 
 Metrics: C{communigate_dns_queries_total{rdtype,outcome}} with outcome
-C{answer}, C{nodata}, C{nxdomain}, C{cached}, C{timeout} or C{error}
-(cancelled queries are not counted), and
+C{answer}, C{nodata}, C{nxdomain}, C{timeout} or C{error} for questions
+sent, C{cached} for those answered from the cache and C{joined} for those
+that joined one on its way (cancelled questions are not counted), and
 C{communigate_dns_stray_datagrams_total}.  Several clients may share one
 registry (the server's): they then share the counters.
 """
 
 from __future__ import annotations
 
+import functools
 import ipaddress
 import math
 import secrets
@@ -302,7 +310,7 @@ def _metrics_for(registry: CollectorRegistry) -> _Metrics:
             Counter(
                 "communigate_dns_queries",
                 "DNS questions asked of the DNS client, by record type and outcome: "
-                "answer, nodata, nxdomain, cached, timeout, error.",
+                "answer, nodata, nxdomain, timeout, error (sent), cached, joined.",
                 ["rdtype", "outcome"],
                 registry=registry,
             ),
@@ -393,6 +401,14 @@ class _Exchange(DatagramProtocol):
             d.callback(result)
 
 
+@attrs.define
+class _Flight:
+    """A question on its way: who waits for it, and its exchange."""
+
+    askers: list[Deferred]
+    exchange: Deferred | None = None
+
+
 @attrs.frozen
 class _Entry:
     stored: float
@@ -417,6 +433,8 @@ class DNSClient:
     @param on_stray: called with C{(address, reason)} for each datagram
         dropped, after it is counted and logged (the ENUM resolver keeps
         its own counter with it).
+    @param join: whether a question asked while the same one is on its
+        way joins it instead of being sent again.
     """
 
     log = Logger()
@@ -425,7 +443,7 @@ class DNSClient:
         self, reactor, servers: list[tuple[str, int]], timeout: float = 2.0,
         retries: int = 1, cache_size: int = 10000,
         registry: CollectorRegistry | None = None,
-        on_stray: Callable[[object, str], None] | None = None,
+        on_stray: Callable[[object, str], None] | None = None, join: bool = True,
     ):
         self.reactor = reactor
         self.servers = servers
@@ -433,7 +451,9 @@ class DNSClient:
         self.retries = retries
         self.cache_size = cache_size
         self._on_stray = on_stray
+        self._join = join
         self._cache: OrderedDict[tuple[str, int], _Entry] = OrderedDict()
+        self._in_flight: dict[tuple[str, int], _Flight] = {}
         self._metrics = _metrics_for(CollectorRegistry() if registry is None else registry)
 
     @property
@@ -459,7 +479,8 @@ class DNSClient:
         @return: a Deferred firing with an L{Answer} (NXDOMAIN and no data
             included), or failing with L{DNSTimeout} when no server answered
             or L{DNSError} when none gave a usable answer or the name
-            cannot be asked.  Cancelling it closes the port and timer.
+            cannot be asked.  Cancelling it closes the port and timer
+            unless another asker joined it.
         """
         rdtype = dns.rdatatype.RdataType.make(rdtype)
         try:
@@ -471,7 +492,41 @@ class DNSClient:
         if cached is not None:
             self._count(rdtype, "cached")
             return succeed(cached)
-        return Deferred.fromCoroutine(self._query(key, rdtype))
+        flight = self._in_flight.get(key) if self._join else None
+        joined = flight is not None
+        if not joined:
+            flight = _Flight([])
+        asker = Deferred(canceller=functools.partial(self._leave, flight, key))
+        flight.askers.append(asker)
+        if joined:
+            self._count(rdtype, "joined")
+            return asker
+        # The asker is in place before the exchange starts, which can end
+        # at once (a port that cannot be opened).
+        if self._join:
+            self._in_flight[key] = flight
+        flight.exchange = Deferred.fromCoroutine(self._query(key, rdtype))
+        flight.exchange.addBoth(self._land, key, flight)
+        return asker
+
+    def _land(self, result, key, flight: _Flight) -> None:
+        if self._in_flight.get(key) is flight:
+            del self._in_flight[key]
+        askers, flight.askers = flight.askers, []
+        for asker in askers:
+            if isinstance(result, Failure):
+                asker.errback(result)
+            else:
+                asker.callback(result)
+
+    def _leave(self, flight: _Flight, key, asker: Deferred) -> None:
+        if asker not in flight.askers:
+            return
+        flight.askers.remove(asker)
+        if not flight.askers:
+            if self._in_flight.get(key) is flight:
+                del self._in_flight[key]
+            flight.exchange.cancel()
 
     def _cached(self, key) -> Answer | None:
         entry = self._cache.get(key)

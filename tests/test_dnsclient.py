@@ -254,7 +254,7 @@ def queries(registry, rdtype="SRV"):
         outcome: registry.get_sample_value(
             "communigate_dns_queries_total", {"rdtype": rdtype, "outcome": outcome}
         ) or 0
-        for outcome in ("answer", "nodata", "nxdomain", "cached", "timeout", "error")
+        for outcome in ("answer", "nodata", "nxdomain", "cached", "joined", "timeout", "error")
     }
 
 
@@ -488,3 +488,48 @@ def test_clients_sharing_a_registry_share_its_counters():
     results(second.query(NAME, "SRV"))
     reactor.answer([SRV])
     assert queries(registry)["answer"] == 2
+
+
+# --- questions on their way ------------------------------------------------
+
+
+def test_a_question_asked_while_the_same_is_on_its_way_joins_it():
+    reactor, client, registry = make_client()
+    first = results(client.query(NAME, "SRV"))
+    second = results(client.query(NAME.upper(), "SRV"))
+    assert len(reactor.sent()) == 1
+    reactor.answer([SRV])
+    assert first == second and len(first[0].records) == 1
+    assert queries(registry)["joined"] == 1 and queries(registry)["answer"] == 1
+    reactor.assert_idle()
+
+
+def test_a_failure_reaches_every_asker():
+    reactor, client, _ = make_client(retries=0)
+    asked = [results(client.query(NAME, "SRV")) for _ in range(3)]
+    reactor.advance(2.0)
+    assert [got[0].check(DNSTimeout) for got in asked] == [DNSTimeout] * 3
+
+
+def test_cancelling_one_asker_leaves_the_others_waiting_and_the_last_ends_the_exchange():
+    reactor, client, _ = make_client()
+    first_d, second_d, third_d = (client.query(NAME, "SRV") for _ in range(3))
+    first, second, third = results(first_d), results(second_d), results(third_d)
+    first_d.cancel()
+    assert first[0].check(CancelledError) and [p for p in reactor.ports if p.listening]
+    second_d.cancel()
+    reactor.answer([SRV])
+    assert second[0].check(CancelledError) and len(third[0].records) == 1
+    d = client.query("b.example.com", "A")
+    d.cancel()
+    reactor.assert_idle()
+    results(client.query("b.example.com", "A"))
+    assert len(reactor.sent()) == 3
+
+
+def test_without_joining_each_question_is_sent():
+    reactor, client, registry = make_client(join=False)
+    results(client.query(NAME, "SRV"))
+    results(client.query(NAME, "SRV"))
+    assert len(reactor.sent()) == 2
+    assert queries(registry)["joined"] == 0

@@ -356,7 +356,7 @@ class EnumResolver:
         )
         self.client = DNSClient(
             reactor, servers, timeout=timeout, retries=retries, cache_size=cache_size,
-            registry=registry, on_stray=lambda addr, reason: self._strays.inc(),
+            registry=registry, on_stray=lambda addr, reason: self._strays.inc(), join=False,
         )
 
     @property
