@@ -369,7 +369,8 @@ class Locator:
         ]
 
     async def _host_targets(self, name, transport, port) -> list[Target]:
-        return [Target(transport, address, port) for address in await self._addresses(name, _Glue())]
+        addresses = await self._addresses(name, _Glue())
+        return [Target(transport, address, port) for address in addresses]
 
     async def _addresses(self, host: str, glue: _Glue) -> list[str]:
         """

@@ -50,10 +50,14 @@ class SipZone(ResolverBase):
 
 ZONE = {
     (b"example.test", tdns.NAPTR): ([
-        rr(b"example.test", tdns.Record_NAPTR(10, 20, b"s", b"SIP+D2U", b"", b"_sip._udp.example.test")),
-        rr(b"example.test", tdns.Record_NAPTR(10, 10, b"s", b"SIP+D2T", b"", b"_sip._tcp.example.test")),
-        rr(b"example.test", tdns.Record_NAPTR(10, 30, b"s", b"SIPS+D2T", b"", b"_sips._tcp.example.test")),
-        rr(b"example.test", tdns.Record_NAPTR(10, 5, b"s", b"SIP+D2S", b"", b"_sip._sctp.example.test")),
+        rr(b"example.test", tdns.Record_NAPTR(order, pref, b"s", service, b"", replacement))
+        for order, pref, service, replacement in [
+            (10, 20, b"SIP+D2U", b"_sip._udp.example.test"),
+            (10, 10, b"SIP+D2T", b"_sip._tcp.example.test"),
+            (10, 30, b"SIPS+D2T", b"_sips._tcp.example.test"),
+            # SCTP is not ours: passed over
+            (10, 5, b"SIP+D2S", b"_sip._sctp.example.test"),
+        ]
     ], []),
     (b"_sip._tcp.example.test", tdns.SRV): ([
         rr(b"_sip._tcp.example.test", tdns.Record_SRV(20, 0, 5080, b"b.example.test")),

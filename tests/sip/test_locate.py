@@ -16,7 +16,7 @@ from hypothesis import strategies as st
 from twisted.internet.defer import fail, succeed
 
 from communigate.dnsclient import Answer, DNSError, DNSTimeout, RecordSet
-from communigate.sip.locate import Locator, Target, order_srv
+from communigate.sip.locate import Locator, order_srv
 
 NXDOMAIN = object()
 TIMEOUT = object()
@@ -381,7 +381,9 @@ def test_glue_from_one_srv_answer_serves_only_its_own_branch():
 def test_an_srv_target_without_addresses_is_skipped_and_the_others_kept():
     zone = {
         **HOSTS,
-        ("_sip._udp.example.com", "SRV"): ["10 0 5060 gone.example.com.", "20 0 5060 b.example.com."],
+        ("_sip._udp.example.com", "SRV"): [
+            "10 0 5060 gone.example.com.", "20 0 5060 b.example.com.",
+        ],
         ("gone.example.com", "A"): TIMEOUT,
         ("gone.example.com", "AAAA"): NXDOMAIN,
     }
