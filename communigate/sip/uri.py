@@ -75,7 +75,8 @@ _HCHARS = _run(_UNRESERVED + r"\[\]/?:+$" + _NONASCII, True)
 _HVALUE = _run(_UNRESERVED + r"\[\]/?:+$" + _NONASCII, False)
 _HOSTNAME = r"[A-Za-z0-9_\-.]+"
 _IPV6REF = r"\[[0-9A-Fa-f:.]+\]"
-_PARAMS = rf"(?:;{_PCHARS}(?:={_PCHARS})?)*"
+_PVALUE = _run(_UNRESERVED + r"\[\]/:&+$" + _NONASCII, False)  # empty tolerated
+_PARAMS = rf"(?:;{_PCHARS}(?:={_PVALUE})?)*"
 
 _SIP_REST = re.compile(
     rf"(?:(?P<user>{_USER})(?::(?P<password>{_PASSWORD}))?@)?"
