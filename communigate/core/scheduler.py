@@ -36,6 +36,21 @@ left is handled in the next turn, after the reactor has polled for I/O, so
 a flood of events delays network input by one bounded turn, not until the
 flood is over.  The round-robin position carries over between turns.
 
+Machines that a timer made ready wait in a second line, served first for
+up to half of each turn.  Without it a 20 ms mixer tick would wait behind
+every machine already in line (measured with 10,000 busy machines: p50
+7.6 ms, p99 16 ms late, 0.8% of ticks missed); with it, about one turn
+(p50 1.4 ms, p99 2.3 ms, none missed).  The cap leaves the other half of
+every turn to the round-robin line, so timers cannot starve posted
+events either.  Within one machine nothing is reordered: the timer only
+decides when the machine's turn comes, and the machine still gets the
+event at the head of its own queue.
+
+All timers live in one heap with one delayed call armed for the earliest,
+rather than a delayed call each: 10,000 NAT pingers are 10,000 small heap
+entries, timers due together are queued by one reactor callback, and ties
+keep the order the timers were set in.
+
 Periodic timers and drift
 =========================
 C{every(period, event)} schedules tick I{k} for C{first + k * period},
@@ -66,6 +81,8 @@ stopped; other machines go on.  The C{on_error} hook replaces that policy.
 from __future__ import annotations
 
 from collections import deque
+from heapq import heapify, heappop, heappush
+from itertools import count
 from math import floor
 from typing import Any, Callable, Protocol
 
@@ -122,14 +139,21 @@ class _Slot:
     The scheduler's record of one running machine.
     """
 
-    __slots__ = ("machine", "queue", "ready", "timers", "running", "handling", "notify_stopped")
+    __slots__ = (
+        "machine", "head", "rest", "length", "ready", "timers", "handling", "notify_stopped",
+    )
 
     def __init__(self, machine: SupportsHandle) -> None:
         self.machine = machine
-        self.queue: deque = deque()
-        self.ready = False  # in the scheduler's round-robin line
-        self.timers: set = set()  # live Timer and PeriodicTimer handles
-        self.running = True
+        # The queue: its first event in `head`, the others in `rest`.  Most
+        # machines (pingers, ping-pong partners) never hold more than one
+        # event, and an empty deque costs 760 bytes; `rest` exists only
+        # while a machine has two or more.
+        self.head: Any = None
+        self.rest: deque | None = None
+        self.length = 0
+        self.ready = False  # waiting in one of the scheduler's lines
+        self.timers: list | None = None  # live Timer and PeriodicTimer handles
         self.handling = False
         self.notify_stopped = False
 
@@ -156,16 +180,15 @@ class Timer:
     @ivar due: the clock time the event is due at.
     """
 
-    __slots__ = ("_scheduler", "_slot", "event", "due", "_call", "_due", "_live")
+    __slots__ = ("_scheduler", "_slot", "event", "due", "_entry", "_live")
 
-    def __init__(self, scheduler: Scheduler, slot: _Slot, seconds: float, event: Any) -> None:
+    def __init__(self, scheduler: Scheduler, slot: _Slot, due: float, event: Any) -> None:
         self._scheduler = scheduler
         self._slot = slot
         self.event = event
-        self.due = scheduler.clock.seconds() + seconds
-        self._due: _Due | None = None
+        self.due = due
         self._live = True
-        self._call: IDelayedCall | None = scheduler.clock.callLater(seconds, self._fire)
+        self._entry: list | None = scheduler._arm(self, due)
 
     @property
     def active(self) -> bool:
@@ -184,20 +207,20 @@ class Timer:
         if not self._live:
             return
         self._live = False
-        self._slot.timers.discard(self)
-        if self._call is not None:
-            self._call.cancel()
-            self._call = None
+        self._slot.timers.remove(self)
+        if self._entry is not None:
+            self._scheduler._disarm(self._entry)
+            self._entry = None
 
-    def _fire(self) -> None:
-        self._call = None
-        self._scheduler._enqueue(self._slot, _Due(self, 0, self.due))
+    def _fire(self, now: float) -> None:
+        self._entry = None
+        self._scheduler._enqueue(self._slot, _Due(self, 0, self.due), True)
 
     def _deliver(self, due: _Due) -> bool:
         if not self._live:  # cancelled after it was queued
             return False
         self._live = False
-        self._slot.timers.discard(self)
+        self._slot.timers.remove(self)
         return True
 
     def __repr__(self) -> str:
@@ -223,7 +246,7 @@ class PeriodicTimer:
 
     __slots__ = (
         "_scheduler", "_slot", "event", "period", "first", "tick", "missed",
-        "last_lateness", "max_lateness", "_next", "_call", "_queued", "_live",
+        "last_lateness", "max_lateness", "_next", "_entry", "_queued", "_live",
     )
 
     def __init__(
@@ -233,15 +256,15 @@ class PeriodicTimer:
         self._slot = slot
         self.event = event
         self.period = period
-        self.first = scheduler.clock.seconds() + first
+        self.first = first
         self.tick = -1
         self.missed = 0
         self.last_lateness = 0.0
         self.max_lateness = 0.0
-        self._next = 0  # index of the tick the delayed call is armed for
+        self._next = 0  # index of the tick the timer is armed for
         self._queued: _Due | None = None
         self._live = True
-        self._call: IDelayedCall | None = scheduler.clock.callLater(first, self._fire)
+        self._entry: list | None = scheduler._arm(self, first)
 
     @property
     def active(self) -> bool:
@@ -264,15 +287,14 @@ class PeriodicTimer:
         if not self._live:
             return
         self._live = False
-        self._slot.timers.discard(self)
+        self._slot.timers.remove(self)
         self._queued = None
-        if self._call is not None:
-            self._call.cancel()
-            self._call = None
+        if self._entry is not None:
+            self._scheduler._disarm(self._entry)
+            self._entry = None
 
-    def _fire(self) -> None:
-        clock = self._scheduler.clock
-        now = clock.seconds()
+    def _fire(self, now: float) -> None:
+        scheduler = self._scheduler
         tick = self._next
         late = now - self.due(tick)
         if late >= self.period - _EPSILON:
@@ -281,19 +303,19 @@ class PeriodicTimer:
             behind = floor(late / self.period + _EPSILON)
             tick += behind
             self.missed += behind
-            self._scheduler.ticks_missed += behind
+            scheduler.ticks_missed += behind
         if self._queued is not None:
             # The previous tick is still queued behind a busy machine's other
             # events: move it forward to this tick instead of queueing again.
             self.missed += 1
-            self._scheduler.ticks_missed += 1
+            scheduler.ticks_missed += 1
             self._queued.tick = tick
             self._queued.time = self.due(tick)
         else:
             self._queued = _Due(self, tick, self.due(tick))
-            self._scheduler._enqueue(self._slot, self._queued)
+            scheduler._enqueue(self._slot, self._queued, True)
         self._next = tick + 1
-        self._call = clock.callLater(max(0.0, self.due(self._next) - now), self._fire)
+        self._entry = scheduler._arm(self, self.due(self._next))
 
     def _deliver(self, due: _Due) -> bool:
         if not self._live or due is not self._queued:
@@ -366,9 +388,18 @@ class Scheduler:
         self.tick_lateness_max = 0.0
         self.tick_lateness_sum = 0.0
         self._slots: dict[int, _Slot] = {}
-        self._ready: deque[_Slot] = deque()
+        self._ready: deque[_Slot] = deque()  # machines with events, round-robin
+        self._due_line: deque[_Slot] = deque()  # machines a timer made ready
         self._drain_call: IDelayedCall | None = None
         self._draining = False
+        # Timers: a heap of [due, sequence, timer] (timer None once
+        # cancelled), and one delayed call armed for the earliest.
+        self._heap: list[list] = []
+        self._armed = 0  # live entries in the heap
+        self._sequence = count()
+        self._timer_call: IDelayedCall | None = None
+        self._timer_call_due = 0.0
+        self._firing = False
         if registry is not None:
             registry.register(SchedulerCollector(self))
 
@@ -392,7 +423,7 @@ class Scheduler:
         Events waiting for C{machine} (0 when it is not running).
         """
         slot = self._slots.get(id(machine))
-        return 0 if slot is None else len(slot.queue)
+        return 0 if slot is None else slot.length
 
     # -- lifecycle -------------------------------------------------------
 
@@ -406,7 +437,7 @@ class Scheduler:
             raise ValueError(f"{machine!r} is already running")
         slot = self._slots[key] = _Slot(machine)
         if isinstance(machine, Machine):
-            machine.scheduler = self
+            machine._scheduler_ref = self
         self._enqueue(slot, Started())
 
     def stop(self, machine: SupportsHandle) -> bool:
@@ -418,11 +449,12 @@ class Scheduler:
         slot = self._slots.pop(id(machine), None)
         if slot is None:
             return False
-        slot.running = False
-        self.queued -= len(slot.queue)
-        slot.queue.clear()
-        for timer in list(slot.timers):
-            timer.cancel()
+        self.queued -= slot.length
+        slot.length = 0
+        slot.head = slot.rest = None
+        if slot.timers:
+            for timer in list(slot.timers):
+                timer.cancel()
         if self.queued == 0 and not self._draining:
             self._idle()
         if slot.handling:
@@ -466,8 +498,11 @@ class Scheduler:
         if seconds < 0:
             raise ValueError(f"a timer cannot be due in the past ({seconds!r} seconds)")
         slot = self._running_slot(machine)
-        timer = Timer(self, slot, seconds, event)
-        slot.timers.add(timer)
+        timer = Timer(self, slot, self.clock.seconds() + seconds, event)
+        if slot.timers is None:
+            slot.timers = [timer]
+        else:
+            slot.timers.append(timer)
         return timer
 
     def every(
@@ -485,8 +520,11 @@ class Scheduler:
         elif first < 0:
             raise ValueError(f"a first tick cannot be due in the past ({first!r} seconds)")
         slot = self._running_slot(machine)
-        timer = PeriodicTimer(self, slot, period, event, first)
-        slot.timers.add(timer)
+        timer = PeriodicTimer(self, slot, period, event, self.clock.seconds() + first)
+        if slot.timers is None:
+            slot.timers = [timer]
+        else:
+            slot.timers.append(timer)
         return timer
 
     # -- internals -------------------------------------------------------
@@ -497,26 +535,91 @@ class Scheduler:
             raise NotRunning(f"{machine!r} is not running on this scheduler")
         return slot
 
-    def _enqueue(self, slot: _Slot, item: Any) -> None:
-        queue = slot.queue
-        queue.append(item)
+    def _enqueue(self, slot: _Slot, item: Any, timer: bool = False) -> None:
+        length = slot.length
+        if length == 0:
+            slot.head = item
+        elif slot.rest is None:
+            slot.rest = deque((item,))
+        else:
+            slot.rest.append(item)
+        slot.length = length = length + 1
         self.queued += 1
-        if len(queue) > self.max_queue_length:
-            self.max_queue_length = len(queue)
+        if length > self.max_queue_length:
+            self.max_queue_length = length
         if not slot.ready:
             slot.ready = True
-            self._ready.append(slot)
+            (self._due_line if timer else self._ready).append(slot)
             if self._drain_call is None and not self._draining:
                 self._drain_call = self.clock.callLater(0, self._drain)
+
+    # Timers: why one heap and one delayed call.  A delayed call per timer
+    # would do, but 10,000 NAT pingers would keep 10,000 DelayedCall objects
+    # in the reactor (and Clock re-sorts its whole list on every call, which
+    # makes large tests quadratic).  A heap entry is a small list, pushing
+    # and popping it is done in C, timers due at the same moment are queued
+    # in one reactor callback, and ties keep the order the timers were set.
+
+    def _arm(self, timer: Timer | PeriodicTimer, due: float) -> list:
+        entry = [due, next(self._sequence), timer]
+        heappush(self._heap, entry)
+        self._armed += 1
+        if not self._firing and (self._timer_call is None or due < self._timer_call_due):
+            self._rearm(due)
+        return entry
+
+    def _disarm(self, entry: list) -> None:
+        entry[2] = None
+        self._armed -= 1
+        heap = self._heap
+        if self._armed == 0:
+            heap.clear()
+            if self._timer_call is not None:
+                self._timer_call.cancel()
+                self._timer_call = None
+        elif len(heap) > 64 and len(heap) > 2 * self._armed:
+            # Mostly cancelled entries (flows forgotten): compact, so memory
+            # follows the live timers.
+            self._heap = [e for e in heap if e[2] is not None]
+            heapify(self._heap)
+
+    def _rearm(self, due: float) -> None:
+        if self._timer_call is not None:
+            self._timer_call.cancel()
+        self._timer_call_due = due
+        self._timer_call = self.clock.callLater(
+            max(0.0, due - self.clock.seconds()), self._fire_timers
+        )
+
+    def _fire_timers(self) -> None:
+        self._timer_call = None
+        now = self.clock.seconds()
+        heap = self._heap
+        limit = now + _EPSILON
+        self._firing = True
+        try:
+            while heap and heap[0][0] <= limit:
+                entry = heappop(heap)
+                timer = entry[2]
+                if timer is not None:
+                    self._armed -= 1
+                    timer._fire(now)  # may push the next tick of a periodic timer
+        finally:
+            self._firing = False
+            while heap and heap[0][2] is None:
+                heappop(heap)
+            if heap:
+                self._rearm(heap[0][0])
 
     def _idle(self) -> None:
         """
         Nothing is queued any more (the last busy machines were stopped):
         disarm the drain and let go of the stopped machines still in line.
         """
-        for slot in self._ready:
-            slot.ready = False
-        self._ready.clear()
+        for line in (self._due_line, self._ready):
+            for slot in line:
+                slot.ready = False
+            line.clear()
         if self._drain_call is not None:
             self._drain_call.cancel()
             self._drain_call = None
@@ -530,7 +633,8 @@ class Scheduler:
     def _drain(self) -> None:
         """
         One reactor turn: up to C{max_events_per_turn} events, one per
-        machine per visit, round-robin.
+        machine per visit, round-robin; machines that a timer made ready
+        first, for up to half the turn.
         """
         self._drain_call = None
         if self._draining:  # only reachable if a handler spins the clock
@@ -539,19 +643,32 @@ class Scheduler:
         self._draining = True
         self.turns += 1
         ready = self._ready
+        due_line = self._due_line
         budget = self.max_events_per_turn
+        due_budget = max(1, budget // 2)
         try:
-            while ready and budget:
-                slot = ready.popleft()
-                queue = slot.queue
-                if not queue:  # stopped while waiting in line
+            while budget:
+                if due_line and due_budget:
+                    slot = due_line.popleft()
+                    due_budget -= 1
+                elif ready:
+                    slot = ready.popleft()
+                elif due_line:
+                    slot = due_line.popleft()
+                else:
+                    break
+                length = slot.length
+                if not length:  # stopped while waiting in line
                     slot.ready = False
                     continue
-                item = queue.popleft()
+                item = slot.head
+                slot.length = length = length - 1
                 self.queued -= 1
-                if queue:
+                if length:
+                    slot.head = slot.rest.popleft()
                     ready.append(slot)
                 else:
+                    slot.head = slot.rest = None
                     slot.ready = False
                 if type(item) is _Due:
                     if not item.timer._deliver(item):
@@ -560,26 +677,23 @@ class Scheduler:
                 else:
                     event = item
                 budget -= 1
-                self._deliver(slot, event)
+                # delivery, inline: this loop is the scheduler's hot path
+                slot.handling = True
+                self.delivered += 1
+                try:
+                    slot.machine.handle(event)
+                except Exception:
+                    slot.handling = False
+                    self._handler_failed(slot.machine, event, Failure())
+                else:
+                    slot.handling = False
+                if slot.notify_stopped:
+                    slot.notify_stopped = False
+                    self._notify_stopped(slot.machine)
         finally:
             self._draining = False
-            if ready and self._drain_call is None:
+            if (ready or due_line) and self._drain_call is None:
                 self._drain_call = self.clock.callLater(0, self._drain)
-
-    def _deliver(self, slot: _Slot, event: Any) -> None:
-        machine = slot.machine
-        slot.handling = True
-        self.delivered += 1
-        try:
-            machine.handle(event)
-        except Exception:
-            slot.handling = False
-            self._handler_failed(machine, event, Failure())
-        else:
-            slot.handling = False
-        if slot.notify_stopped:
-            slot.notify_stopped = False
-            self._notify_stopped(machine)
 
     def _handler_failed(self, machine: SupportsHandle, event: Any, failure: Failure) -> None:
         self.errors += 1
@@ -625,7 +739,19 @@ class Machine:
     L{Scheduler.start}.
     """
 
-    scheduler: Scheduler | None = None
+    # A slot, not a class attribute, so that a subclass with __slots__ (a
+    # NAT pinger, of which there are thousands) carries no __dict__.
+    __slots__ = ("_scheduler_ref",)
+
+    @property
+    def scheduler(self) -> Scheduler | None:
+        """
+        The scheduler running this machine, once started.
+        """
+        try:
+            return self._scheduler_ref
+        except AttributeError:
+            return None
 
     def handle(self, event: Any) -> None:
         """
@@ -641,36 +767,43 @@ class Machine:
 
     @property
     def running(self) -> bool:
-        return self.scheduler is not None and self.scheduler.is_running(self)
+        scheduler = self.scheduler
+        return scheduler is not None and scheduler.is_running(self)
 
     def post(self, event: Any) -> bool:
         """
         Queue C{event} for this machine (behind what is already queued).
         """
-        return self._scheduler().post(self, event)
+        try:
+            scheduler = self._scheduler_ref
+        except AttributeError:
+            raise NotRunning(f"{self!r} has not been started") from None
+        return scheduler.post(self, event)
 
     def after(self, seconds: float, event: Any) -> Timer:
         """
         Queue C{event} for this machine in C{seconds}.
         """
-        return self._scheduler().after(self, seconds, event)
+        return self._started().after(self, seconds, event)
 
     def every(self, period: float, event: Any, *, first: float | None = None) -> PeriodicTimer:
         """
         Queue C{event} for this machine every C{period} seconds.
         """
-        return self._scheduler().every(self, period, event, first=first)
+        return self._started().every(self, period, event, first=first)
 
     def stop(self) -> bool:
         """
         Stop this machine (see L{Scheduler.stop}).
         """
-        return self.scheduler is not None and self.scheduler.stop(self)
+        scheduler = self.scheduler
+        return scheduler is not None and scheduler.stop(self)
 
-    def _scheduler(self) -> Scheduler:
-        if self.scheduler is None:
-            raise NotRunning(f"{self!r} has not been started")
-        return self.scheduler
+    def _started(self) -> Scheduler:
+        try:
+            return self._scheduler_ref
+        except AttributeError:
+            raise NotRunning(f"{self!r} has not been started") from None
 
 
 class SchedulerCollector(Collector):

@@ -462,29 +462,113 @@ def test_a_tick_due_while_the_previous_one_is_still_queued_is_folded_into_it():
     clock = Clock()
     ticks = []
 
-    class Slow(Machine):
+    class Busy(Machine):
         def handle(self, event):
             if event == "work":
                 clock.rightNow += 0.015  # this handler uses 15 ms of CPU
-
-    class Ticking(Machine):
-        def handle(self, event):
-            if event == "tick":
+            elif event == "tick":
                 ticks.append(clock.seconds())
 
-    slow, ticking = Slow(), Ticking()
-    scheduler = started(clock, slow, ticking, max_events_per_turn=1)
-    timer = ticking.every(0.02, "tick")
+    busy = Busy()
+    scheduler = started(clock, busy)
+    timer = busy.every(0.02, "tick")
     clock.advance(0.019)
     for _ in range(4):
-        slow.post("work")
+        busy.post("work")
     clock.advance(0.001)
-    # tick 0 is queued at 0.02 behind the slow machine's work; while it
-    # waits, tick 1 and 2 come due and are folded into it
-    assert scheduler.queue_length(ticking) == 0
-    assert timer.missed >= 1
-    assert scheduler.max_queue_length <= 4
-    assert len(ticks) + timer.missed == timer.tick + 1
+    # The four work events run from 0.02 to 0.08; tick 0, due at 0.02, waits
+    # behind them in the machine's own queue, and ticks 1 to 3 are folded
+    # into it instead of piling up.
+    assert ticks == [pytest.approx(0.08)]
+    assert timer.tick == 3 and timer.missed == 3
+    assert scheduler.max_queue_length == 4
+
+
+def test_a_machine_a_timer_made_ready_overtakes_machines_waiting_in_line():
+    clock = Clock()
+    order = []
+
+    class Named(Machine):
+        def __init__(self, name):
+            self.name = name
+
+        def handle(self, event):
+            if not isinstance(event, Started):
+                order.append(self.name)
+                clock.rightNow += 0.01  # each event costs 10 ms
+
+    others = [Named(f"other{i}") for i in range(10)]
+    mixer = Named("mixer")
+    started(clock, mixer, *others, max_events_per_turn=2)
+    mixer.every(1, "tick")
+    clock.advance(0.99)
+    for other in others:
+        other.post("x")
+    clock.advance(0.001)
+    # the first turn ends at 1.01, after the tick came due: it goes first
+    # in the next turn, ahead of the eight others still waiting
+    assert order[:3] == ["other0", "other1", "mixer"]
+    assert len(order) == 11
+
+
+def test_ticks_take_at_most_half_a_turn_while_other_machines_wait():
+    clock = Clock()
+    turns = {"tick": [], "post": []}
+
+    class Counting(Machine):
+        def handle(self, event):
+            if event in turns:
+                turns[event].append(self.scheduler.turns)
+            if event == "post":
+                clock.rightNow += 0.05
+
+    tickers = [Counting() for _ in range(10)]
+    posters = [Counting() for _ in range(10)]
+    started(clock, *tickers, *posters, max_events_per_turn=4)
+    for ticker in tickers:
+        ticker.every(1, "tick")
+    clock.advance(0.9)
+    for poster in posters:
+        for _ in range(3):
+            poster.post("post")
+    clock.advance(0.001)
+    first = min(turns["tick"])
+    per_turn = [(turns["tick"].count(t), turns["post"].count(t)) for t in range(first, first + 5)]
+    assert per_turn == [(2, 2)] * 5
+    assert len(turns["post"]) == 30
+
+
+def test_timers_come_due_in_time_order_and_timers_due_together_in_the_order_they_were_set():
+    clock = Clock()
+    machine = Recorder()
+    started(clock, machine)
+    machine.every(0.02, "tick")
+    machine.after(0.025, "one-shot")  # due between two ticks
+    for name in "abc":
+        machine.after(0.03, name)
+    times = {}
+
+    for _ in range(50):
+        clock.advance(0.001)
+        for event in machine.events:
+            times.setdefault(event, clock.seconds())
+    assert machine.events[:5] == ["tick", "one-shot", "a", "b", "c"]
+    assert times["one-shot"] == pytest.approx(0.025)
+
+
+def test_many_timers_hold_one_delayed_call_and_cancelled_ones_are_let_go():
+    clock = Clock()
+    machines = [Recorder(str(i)) for i in range(1000)]
+    scheduler = started(clock, *machines)
+    timers = [m.after(10 + i / 1000, "wake") for i, m in enumerate(machines)]
+    assert len(clock.getDelayedCalls()) == 1
+    for timer in timers[:900]:
+        timer.cancel()
+    assert len(clock.getDelayedCalls()) == 1
+    clock.advance(11)
+    assert sum(len(m.events) for m in machines) == 100
+    assert clock.getDelayedCalls() == []
+    assert scheduler.delivered == 1000 + 100
 
 
 def test_timers_refuse_bad_times_and_machines_that_are_not_running():
@@ -736,6 +820,8 @@ class Checked(Machine):
             if kind == "timer":
                 assert self.world["clock"].seconds() >= payload[1] - 1e-9
                 assert payload[0] not in self.world["cancelled"]
+            elif kind == "tick":
+                assert payload not in self.world["cancelled"], "tick after cancel"
             elif kind == "relay":
                 # post onward from inside the handler
                 target, seq = payload[1], payload[2]
