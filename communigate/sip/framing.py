@@ -41,6 +41,8 @@ import re
 
 import attrs
 
+from communigate.sip.message import find_header_end
+
 __all__ = ["StreamFramer", "Message", "KeepAlive", "FramingError"]
 
 
@@ -67,8 +69,7 @@ class FramingError:
     head: bytes = b""
 
 
-_HEAD_END = re.compile(rb"\r?\n\r?\n")
-_CONTENT_LENGTH = re.compile(rb"^(?:content-length|l)[ \t]*:[ \t]*([^\r\n]*?)[ \t]*\r?$", re.I | re.M)
+_CONTENT_LENGTH = re.compile(rb"\n(?:content-length|l)[ \t]*:([^\r\n]*)")
 
 
 class StreamFramer:
@@ -122,23 +123,23 @@ class StreamFramer:
                     self._half_ping = not self._half_ping
                     continue
             self._half_ping = False
-            m = _HEAD_END.search(buf, max(0, self._scan - 3))
-            if m is None or m.end() > self.max_message_size:
-                if m is not None or len(buf) > self.max_message_size:
+            found = find_header_end(buf, max(0, self._scan - 2))
+            if found is None or found[1] > self.max_message_size:
+                if found is not None or len(buf) > self.max_message_size:
                     # the header section alone is over the limit
                     events.append(self._fail("Message Too Large", 513))
                     break
                 self._scan = len(buf)
                 break
-            head = bytes(buf[: m.start()])
-            error = self._frame(head, m.end())
+            head = bytes(buf[: found[0]])
+            error = self._frame(head, found[1])
             if error is not None:
                 events.append(error)
                 break
         return events
 
     def _frame(self, head: bytes, body_start: int):
-        lengths = _CONTENT_LENGTH.findall(head)
+        lengths = [v.strip(b" \t") for v in _CONTENT_LENGTH.findall(head.lower())]
         if not lengths:
             return self._fail("Missing Content-Length", 400, head)
         if len(lengths) > 1:

@@ -46,6 +46,11 @@ __all__ = [
     "parse_name_addr",
     "parse_name_addr_list",
     "parse_contact_list",
+    "parse_contact_values",
+    "parse_name_addr_values",
+    "parse_via_values",
+    "parse_max_forwards",
+    "parse_delta_seconds",
     "Via",
     "MAGIC_COOKIE",
     "parse_via",
@@ -124,6 +129,8 @@ def is_list_header(name: str) -> bool:
     return canonical_name(name).lower() in LIST_HEADERS
 
 
+MAX_CSEQ = 2**32 - 1  # also the largest delta-seconds
+
 # ------------------------------------------------------- lexical helpers
 _TOKEN = r"A-Za-z0-9\-.!%*_+`'~"
 _TOKEN_RE = re.compile(f"[{_TOKEN}]+")
@@ -198,13 +205,30 @@ def format_params(parameters) -> str:
     )
 
 
-def _parameter_int(owner, name: str) -> int | None:
-    value = owner.parameter(name)
-    if value is None:
-        return None
-    if not value.isdigit() or not value.isascii():
-        raise HeaderError(f"{name} is not a number: {value!r}")
+def _uint(value: str, name: str, maximum: int, clamp: bool = False) -> int:
+    if not (value.isdigit() and value.isascii()):
+        raise HeaderError(f"{name} is not a number: {value!r}", name)
+    if len(value) > 10 or int(value) > maximum:
+        if clamp:
+            return maximum
+        raise HeaderError(f"{name} out of range: {value[:20]!r}", name)
     return int(value)
+
+
+def parse_max_forwards(text: str) -> int:
+    """Max-Forwards: 0-255 (leading zeros allowed)."""
+    return _uint(text, "Max-Forwards", 255)
+
+
+def parse_delta_seconds(text: str, header: str = "Expires") -> int:
+    """delta-seconds (Expires, the Contact expires parameter); values over
+    2**32-1 are clamped to it, as a registrar clamps to its maximum anyway."""
+    return _uint(text, header, MAX_CSEQ, clamp=True)
+
+
+def _parameter_int(owner, name: str, maximum: int) -> int | None:
+    value = owner.parameter(name)
+    return None if value is None else _uint(value, name, maximum)
 
 
 # ---------------------------------------------------------------- name-addr
@@ -245,8 +269,9 @@ class NameAddr(_Parameters):
 
     @property
     def expires(self) -> int | None:
-        """The Contact ``expires`` parameter (no upper bound applied)."""
-        return _parameter_int(self, "expires")
+        """The Contact ``expires`` parameter (clamped to 2**32-1)."""
+        value = self.parameter("expires")
+        return None if value is None else parse_delta_seconds(value, "expires")
 
     @property
     def q(self) -> float | None:
@@ -336,6 +361,24 @@ def parse_contact_list(text: str) -> tuple[NameAddr, ...] | tuple[Wildcard]:
     return parse_name_addr_list(text, "Contact")
 
 
+def parse_name_addr_values(lines, header: str | None = None) -> tuple[NameAddr, ...]:
+    """All name-addrs of several header lines (Route, Record-Route, Path)."""
+    out = []
+    for line in lines:
+        out.extend(parse_name_addr_list(line, header))
+    return tuple(out)
+
+
+def parse_contact_values(lines) -> tuple[NameAddr, ...] | tuple[Wildcard]:
+    """All Contact values of several lines; ``*`` must stand alone."""
+    out = []
+    for line in lines:
+        out.extend(parse_contact_list(line))
+    if len(out) > 1 and WILDCARD in out:
+        raise HeaderError("Contact '*' mixed with other contacts", "Contact")
+    return tuple(out)
+
+
 # -------------------------------------------------------------------- Via
 MAGIC_COOKIE = "z9hG4bK"
 
@@ -389,7 +432,7 @@ class Via(_Parameters):
     @property
     def rport(self) -> int | None:
         """The numeric ``rport`` value; None when absent *or* valueless."""
-        return _parameter_int(self, "rport")
+        return _parameter_int(self, "rport", 65535)
 
     @property
     def maddr(self) -> str | None:
@@ -397,7 +440,7 @@ class Via(_Parameters):
 
     @property
     def ttl(self) -> int | None:
-        return _parameter_int(self, "ttl")
+        return _parameter_int(self, "ttl", 255)
 
     @property
     def sent_by(self) -> tuple[str, int | None]:
@@ -437,6 +480,16 @@ def parse_via(text: str) -> Via:
 def parse_via_list(text: str) -> tuple[Via, ...]:
     items = text.split(",") if '"' not in text else split_list(text)
     return tuple(parse_via(item) for item in items)
+
+
+def parse_via_values(lines) -> tuple[Via, ...]:
+    """All Via values of several header lines, top first."""
+    if len(lines) == 1:
+        return parse_via_list(lines[0])
+    out = []
+    for line in lines:
+        out.extend(parse_via_list(line))
+    return tuple(out)
 
 
 # ------------------------------------------------------------------- CSeq

@@ -51,18 +51,19 @@ from communigate.sip.headers import (
     _NAMES,
     _TOKEN,
     LIST_HEADERS,
-    MAX_CSEQ,
     CSeq,
     HeaderError,
     NameAddr,
     Via,
     Wildcard,
     canonical_name,
-    parse_contact_list,
+    parse_contact_values,
     parse_cseq,
+    parse_delta_seconds,
+    parse_max_forwards,
     parse_name_addr,
-    parse_name_addr_list,
-    parse_via_list,
+    parse_name_addr_values,
+    parse_via_values,
     split_list,
 )
 from communigate.sip.uri import URI, SIPURI, URIError, parse_uri
@@ -91,17 +92,15 @@ class SIPParseError(ValueError):
 
 
 # ------------------------------------------------------------------ Headers
-_KEYS = {spelling: canonical.lower() for spelling, canonical in _NAMES.items()}
 _NAME_KEYS = {spelling: (canonical, canonical.lower()) for spelling, canonical in _NAMES.items()}
 _TOKEN_NAME = re.compile(f"[{_TOKEN}]+")
-
-
 _set = object.__setattr__
 
 
 def _key(name: str) -> str:
     lname = name.lower()
-    return _KEYS.get(lname, lname)
+    known = _NAME_KEYS.get(lname)
+    return lname if known is None else known[1]
 
 
 class Headers:
@@ -252,62 +251,23 @@ def _single(headers: Headers, name: str) -> str | None:
     return values[0]
 
 
-def _uint(value: str, name: str, maximum: int, clamp: bool) -> int:
-    if not (value.isdigit() and value.isascii()):
-        raise HeaderError(f"{name} is not a number: {value!r}", name)
-    if len(value) > 10 or int(value) > maximum:
-        if clamp:
-            return maximum
-        raise HeaderError(f"{name} out of range: {value[:20]!r}", name)
-    return int(value)
-
-
-def _parse_vias(h):
-    out = []
-    for line in h._values("Via"):
-        out.extend(parse_via_list(line))
-    return tuple(out)
-
-
-def _parse_name_addrs(name):
-    def parse(h):
-        out = []
-        for line in h._values(name):
-            out.extend(parse_name_addr_list(line, name))
-        return tuple(out)
-
-    return parse
-
-
-def _parse_contacts(h):
-    out = []
-    for line in h._values("Contact"):
-        out.extend(parse_contact_list(line))
-    if len(out) > 1 and any(isinstance(c, Wildcard) for c in out):
-        raise HeaderError("Contact '*' mixed with other contacts", "Contact")
-    return tuple(out)
-
-
-def _parse_one(name, parser):
-    def parse(h):
-        value = _single(h, name)
-        return None if value is None else parser(value)
-
-    return parse
-
-
 _PARSERS = {
-    "vias": _parse_vias,
-    "from": _parse_one("From", lambda v: parse_name_addr(v, "From")),
-    "to": _parse_one("To", lambda v: parse_name_addr(v, "To")),
-    "cseq": _parse_one("CSeq", parse_cseq),
-    "contacts": _parse_contacts,
-    "routes": _parse_name_addrs("Route"),
-    "record_routes": _parse_name_addrs("Record-Route"),
-    "paths": _parse_name_addrs("Path"),
-    "max_forwards": _parse_one("Max-Forwards", lambda v: _uint(v, "Max-Forwards", 255, False)),
-    "expires": _parse_one("Expires", lambda v: _uint(v, "Expires", MAX_CSEQ, True)),
+    "vias": lambda h: parse_via_values(h._values("Via")),
+    "from": lambda h: _one(h, "From", lambda v: parse_name_addr(v, "From")),
+    "to": lambda h: _one(h, "To", lambda v: parse_name_addr(v, "To")),
+    "cseq": lambda h: _one(h, "CSeq", parse_cseq),
+    "contacts": lambda h: parse_contact_values(h._values("Contact")),
+    "routes": lambda h: parse_name_addr_values(h._values("Route"), "Route"),
+    "record_routes": lambda h: parse_name_addr_values(h._values("Record-Route"), "Record-Route"),
+    "paths": lambda h: parse_name_addr_values(h._values("Path"), "Path"),
+    "max_forwards": lambda h: _one(h, "Max-Forwards", parse_max_forwards),
+    "expires": lambda h: _one(h, "Expires", parse_delta_seconds),
 }
+
+
+def _one(headers: Headers, name: str, parser):
+    value = _single(headers, name)
+    return None if value is None else parser(value)
 
 
 class _Message:
@@ -424,10 +384,9 @@ class Response(_Message):
 
 
 # ------------------------------------------------------------------ parsing
-_HEAD_END = re.compile(rb"\r?\n\r?\n")
 _FOLD = re.compile(r"[ \t]*\n[ \t]+")
 _HEADER_LINE = re.compile(rf"^([{_TOKEN}]+)[ \t]*:(.*)$", re.M)
-_VERSION = re.compile(r"SIP/(\d+)\.(\d+)", re.I)
+_VERSION = re.compile(r"SIP/(\d{1,9})\.(\d{1,9})", re.I)
 _METHOD = re.compile(f"[{_TOKEN}]+")
 _WORD = r"[A-Za-z0-9\-.!%*_+`'~()<>:\\\"/\[\]?{}]+"
 _CALL_ID = re.compile(rf"{_WORD}(?:@{_WORD})?")
@@ -435,14 +394,28 @@ _REQUIRED = tuple((n.lower(), n) for n in ("Via", "From", "To", "Call-ID", "CSeq
 _SINGLE = tuple((n.lower(), n) for n in ("From", "To", "Call-ID", "CSeq", "Max-Forwards"))
 
 
+def find_header_end(data, start: int = 0) -> tuple[int, int] | None:
+    """Where the first empty line after ``start`` begins and ends: CRLF CRLF,
+    or the same with bare LFs (LF LF, CRLF LF, LF CRLF); None if none."""
+    a = data.find(b"\n\n", start)
+    b = data.find(b"\n\r\n", start)
+    if a < 0 and b < 0:
+        return None
+    if b < 0 or 0 <= a < b:
+        i, end = a, a + 2
+    else:
+        i, end = b, b + 3
+    return (i - 1 if i > 0 and data[i - 1] == 0x0D else i), end
+
+
 def _split_head(data: bytes) -> tuple[bytes, bytes]:
     i = data.find(b"\r\n\r\n")
     if i >= 0 and data.count(b"\n", 0, i) == data.count(b"\r\n", 0, i):
         return data[:i], data[i + 4:]
-    m = _HEAD_END.search(data)
-    if m is None:  # no empty line: the header section ends with the datagram
+    found = find_header_end(data)
+    if found is None:  # no empty line: the header section ends with the datagram
         return data.rstrip(b"\r\n"), b""
-    return data[: m.start()], data[m.end():]
+    return data[: found[0]], data[found[1]:]
 
 
 def _version(text: str) -> str | None:
@@ -473,11 +446,11 @@ def parse_message(data: bytes) -> Request | Response:
     pairs = _HEADER_LINE.findall(fields)
     header_error = None
     if len(pairs) != fields.count("\n") + 1 and fields:
-        bad = next(
-            (ln for ln in fields.split("\n") if not _HEADER_LINE.fullmatch(ln)), ""
-        )
+        bad = next((ln for ln in fields.split("\n") if not _HEADER_LINE.fullmatch(ln)), "")
         header_error = f"Malformed header line {bad[:40]!r}"
         pairs = [p for ln in fields.split("\n") for p in _HEADER_LINE.findall(ln)]
+    elif "\r" in fields:
+        header_error = "Bare CR in header section"
     items, index, lengths = [], {}, []
     for name, value in pairs:
         value = value.strip(" \t")
@@ -505,19 +478,20 @@ def parse_message(data: bytes) -> Request | Response:
     if is_request:
         parts = start.split(" ")
         method = parts[0] if _METHOD.fullmatch(parts[0]) else ""
-        if len(parts) != 3 or not method:
-            fail("Malformed Request-Line", partial=Request(method, None, headers))
-        version = _version(parts[2])
-        if version is None:
-            fail("Malformed Request-Line", partial=Request(method, None, headers))
+        version = _version(parts[2]) if len(parts) == 3 and method else None
         if version != "SIP/2.0":
-            fail("Version Not Supported", 505, Request(method, None, headers))
+            fail(
+                "Malformed Request-Line" if version is None else "Version Not Supported",
+                400 if version is None else 505,
+                Request(method, None, headers),
+            )
         try:
             uri = parse_uri(parts[1])
-        except URIError:
-            fail("Bad Request-URI", partial=Request(method, None, headers))
-        if isinstance(uri, SIPURI) and uri.headers:
-            fail("Bad Request-URI (headers not allowed)", partial=Request(method, None, headers))
+            if isinstance(uri, SIPURI) and uri.headers:
+                raise URIError("headers not allowed")
+        except URIError as e:
+            reason = "Bad Request-URI" + (" (headers not allowed)" if "headers" in str(e) else "")
+            fail(reason, partial=Request(method, None, headers))
     else:
         parts = start.split(" ", 2)
         version = _version(parts[0])
@@ -568,10 +542,7 @@ def _validate(message, fail) -> None:
         fail("Multiple " + ", ".join(repeated), partial=message)
     cache = h._cache
     try:
-        vias = []
-        for line in index["via"]:
-            vias.extend(parse_via_list(line))
-        cache["vias"] = tuple(vias)
+        cache["vias"] = parse_via_values(index["via"])
     except HeaderError:
         fail("Malformed Via", partial=message)
     try:
@@ -594,7 +565,7 @@ def _validate(message, fail) -> None:
         max_forwards = index.get("max-forwards")
         if max_forwards:
             try:
-                cache["max_forwards"] = _uint(max_forwards[0], "Max-Forwards", 255, False)
+                cache["max_forwards"] = parse_max_forwards(max_forwards[0])
             except HeaderError:
                 fail("Bad Max-Forwards", partial=message)
 

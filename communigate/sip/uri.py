@@ -34,6 +34,7 @@ URIs", e.g. matching a REGISTER Contact against a stored binding.
 
 from __future__ import annotations
 
+import functools
 import ipaddress
 import re
 from urllib.parse import quote, unquote
@@ -363,7 +364,17 @@ URI = SIPURI | TelURI | AbsoluteURI
 
 
 def parse_uri(text: str) -> URI:
-    """Parse a URI; raise `URIError` if ``text`` is not one."""
+    """Parse a URI; raise `URIError` if ``text`` is not one.
+
+    Results are immutable, so the most recent ones are cached: the same
+    Request-URI, From, To and Contact URIs come back with every REGISTER.
+    """
+    if len(text) > 256:
+        return _parse_uri(text)
+    return _cached_parse_uri(text)
+
+
+def _parse_uri(text: str) -> URI:
     scheme, colon, rest = text.partition(":")
     lscheme = scheme.lower()
     if lscheme == "sip" or lscheme == "sips":
@@ -375,6 +386,9 @@ def parse_uri(text: str) -> URI:
     if not _OPAQUE.fullmatch(rest):
         raise URIError(f"malformed URI {text!r}")
     return AbsoluteURI(lscheme, rest)
+
+
+_cached_parse_uri = functools.lru_cache(maxsize=8192)(_parse_uri)
 
 
 # ------------------------------------------------------------ comparison

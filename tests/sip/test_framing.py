@@ -159,6 +159,21 @@ def test_any_split_and_any_limit_give_the_same_events(cuts, limit):
     assert feed_all(StreamFramer(limit), chunks) == StreamFramer(limit).feed(data)
 
 
+@given(st.integers(0, 5000), st.integers(0, 5000))
+def test_a_stream_ending_in_an_error_gives_the_same_error_however_split(a, b):
+    bad = message().replace(b"Content-Length: 0\r\n", b"").replace(b"\r\n", b"\n")
+    data = stream() + bad
+    a, b = sorted((min(a, len(data)), min(b, len(data))))
+    expected = StreamFramer().feed(data)
+    assert expected[-1] == FramingError("Missing Content-Length", 400, bad[:-2])
+    assert feed_all(StreamFramer(), [data[:a], data[a:b], data[b:]]) == expected
+
+
+def test_bare_lf_messages_are_framed_too():
+    data = message(b"x\n").replace(b"\r\n", b"\n")
+    assert StreamFramer().feed(data + data) == [Message(data), Message(data)]
+
+
 @given(st.binary(max_size=400))
 def test_garbage_never_raises_and_never_grows_past_the_limit(data):
     framer = StreamFramer(max_message_size=256)

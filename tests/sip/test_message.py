@@ -260,6 +260,17 @@ def test_responses_parse_and_failing_ones_say_they_are_responses():
     assert error_of(head.replace("SIP/2.0 180", "SIP/3.0 180", 1).encode()).status == 505
 
 
+def test_a_bare_cr_inside_a_header_is_refused_so_it_cannot_split_a_header_downstream():
+    error = error_of(request("Subject: hi\rVia: SIP/2.0/UDP evil\r\n"))
+    assert error.reason == "Bare CR in header section"
+
+
+def test_expires_over_32_bits_is_clamped_and_huge_numbers_do_not_overflow():
+    assert parse_message(request("Expires: " + "9" * 5000 + "\r\n")).expires() == 2**32 - 1
+    assert error_of(request(start="OPTIONS sip:a@h SIP/" + "2" * 5000 + ".0")).reason == "Malformed Request-Line"
+    assert error_of(request("Max-Forwards: " + "7" * 5000 + "\r\n")).reason == "Bad Max-Forwards"
+
+
 def test_garbage_start_lines():
     assert error_of(b"").reason == "Malformed Request-Line"
     assert error_of(b"\r\n\r\n").reason == "Malformed Request-Line"
