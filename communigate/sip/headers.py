@@ -29,7 +29,7 @@ import re
 
 import attrs
 
-from communigate.sip.uri import URI, SIPURI, URIError, _Parameters, parse_uri
+from communigate.sip.uri import URI, URIError, _Parameters, parse_uri
 
 __all__ = [
     "HeaderError",

@@ -363,6 +363,10 @@ class Request(_Message):
 
     is_request = True
 
+    def __attrs_post_init__(self) -> None:
+        if self.method and not _METHOD.fullmatch(self.method):  # '' only in a partial
+            raise ValueError(f"invalid method {self.method!r}")
+
     def with_uri(self, uri: URI) -> Request:
         return attrs.evolve(self, uri=uri)
 
@@ -376,6 +380,10 @@ class Response(_Message):
     version: str = "SIP/2.0"
 
     is_request = False
+
+    def __attrs_post_init__(self) -> None:
+        if "\r" in self.reason or "\n" in self.reason:
+            raise ValueError("CR or LF in the reason phrase")
 
     @property
     def status_class(self) -> int:

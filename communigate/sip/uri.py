@@ -88,9 +88,8 @@ _SIP_REST = re.compile(
 )
 _SCHEME = re.compile(r"[A-Za-z][A-Za-z0-9+\-.]*")
 _OPAQUE = re.compile(r"[A-Za-z0-9\-_.!~*'();/?:@&=+$,%\[\]#]+")
-_TEL_REST = re.compile(
-    rf"(?P<number>[0-9A-Fa-f*#+\-.()]+)(?P<params>{_PARAMS})"
-)
+_TEL_NUMBER = re.compile(r"[0-9A-Fa-f*#+\-.()]+")
+_TEL_REST = re.compile(rf"(?P<number>{_TEL_NUMBER.pattern})(?P<params>{_PARAMS})")
 _HOST_OK = re.compile(rf"{_HOSTNAME}|[0-9A-Fa-f:.]*:[0-9A-Fa-f:.]*")
 _VISUAL_SEPARATORS = re.compile(r"[\-.()]")
 
@@ -324,6 +323,10 @@ class TelURI(_Parameters):
 
     scheme = "tel"
 
+    def __attrs_post_init__(self) -> None:
+        if not _TEL_NUMBER.fullmatch(self.number):
+            raise URIError(f"invalid telephone number {self.number!r}")
+
     def __str__(self) -> str:
         return "tel:" + self.number + _format_params(self.parameters)
 
@@ -353,6 +356,10 @@ class AbsoluteURI:
 
     scheme: str
     opaque: str
+
+    def __attrs_post_init__(self) -> None:
+        if not _SCHEME.fullmatch(self.scheme) or not _OPAQUE.fullmatch(self.opaque):
+            raise URIError(f"invalid URI {self.scheme!r}:{self.opaque!r}")
 
     def __str__(self) -> str:
         return f"{self.scheme}:{self.opaque}"

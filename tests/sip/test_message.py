@@ -304,6 +304,13 @@ def test_built_messages_serialize_with_the_right_content_length():
     assert req.with_uri(parse_uri("sip:x@y")).uri.host == "y"
 
 
+def test_built_messages_refuse_what_would_break_the_start_line():
+    with pytest.raises(ValueError):
+        Request("INVITE sip:x SIP/2.0\r\nVia:", parse_uri("sip:a@h"))
+    with pytest.raises(ValueError):
+        Response(200, "OK\r\nVia: evil")
+
+
 # ------------------------------------------------------------ make_response
 def test_make_response_copies_what_rfc3261_8_2_6_says():
     data = request(

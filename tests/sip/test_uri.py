@@ -145,6 +145,15 @@ def test_constructing_an_impossible_sip_uri_is_refused():
         SIPURI("sip", None, None, "h", 70000)
 
 
+def test_tel_and_other_uris_refuse_impossible_parts():
+    with pytest.raises(URIError):
+        TelURI("+1\r\nVia: x")
+    with pytest.raises(URIError):
+        AbsoluteURI("http", "//a b")
+    with pytest.raises(URIError):
+        AbsoluteURI("1x", "y")
+
+
 def test_tel_uris_are_their_own_type():
     uri = parse_uri("tel:+1-201-555-0123;phone-context=example.com;ext=12")
     assert uri == TelURI("+1-201-555-0123", (("phone-context", "example.com"), ("ext", "12")))
