@@ -6,36 +6,42 @@ registrar can remove its contacts (CommuniGate's "NAT pinger"; digest §6).
 A I{flow} is what RFC 5626 §3 calls one: a transport and the local and
 remote addresses, so a ping goes out exactly where the contact's requests
 came from.  Each watched flow gets a L{KeepAlive} machine on the one
-scheduler (L{communigate.core.scheduler}), so 10,000 pingers cost one
-delayed call each and no threads, and their pings, answers and failures
-are events handled one at a time.
+scheduler (L{communigate.core.scheduler}), so 10,000 pingers cost a
+small object and a timer-heap entry each (about 840 bytes with the flow,
+measured by benchmarks/scheduler.py) and no threads, and their pings,
+answers and failures are events handled one at a time.
 
 What a ping is, per transport
 =============================
   - B{UDP, C{"options"}} (the default): the SIP layer sends an OPTIONS
     request.  I{Any} response, 200 or 404 or 405, proves the contact is
-    there and the mapping open, so the SIP layer calls L{pong} for any
-    response and L{failed} on a timeout (Timer F) or transport error.  While
+    there and the mapping open, so the SIP layer calls
+    L{KeepAliveService.pong} for any response and L{KeepAliveService.failed}
+    on a timeout (Timer F) or transport error.  While
     one OPTIONS is outstanding no second one is sent: its retransmissions
     already keep the mapping open, and one outcome per probe keeps the
     failure count exact.  If the SIP layer reports nothing within
     C{options_timeout}, the probe counts as failed anyway.
   - B{UDP, C{"crlf"}}: a CRLFCRLF datagram.  Nothing answers it, so only
-    send failures count (C{send} raising, or L{failed}); such a flow is
+    send failures count (C{send} raising, or C{failed}); such a flow is
     never found dead by silence.  Choose it for UAs that reject OPTIONS or
     when traffic matters more than detection.
   - B{TCP/TLS/WS, C{"crlf"}}: a CRLFCRLF on the connection (RFC 5626
-    §4.4.1).  A peer that implements outbound answers with a single CRLF,
-    which the SIP layer reports with L{pong}; a missing pong by the next
-    ping is a failure.  Plain RFC 3261 UAs ignore the CRLFs and never
-    answer, and a closed connection already tells the transport the flow is
-    gone, so by default a stream flow is held to answering only after it
-    has answered once (C{stream_pong_required=False}).
+    §4.4.1).  A peer that answers such pings (RFC 5626 requires it of the
+    server side; some UAs do it too) sends a single CRLF, which the SIP
+    layer reports with C{pong}; a missing pong by the next ping is then a
+    failure.  Most UAs ignore CRLFs between messages and never answer, and
+    a closed connection already tells the transport the flow is gone, so
+    by default a stream flow is held to answering only after it has
+    answered once (C{stream_pong_required=False}).
 
-The SIP layer may call L{pong} for anything it receives on a flow: a
-request, a response, a client's own CRLF ping.  All of them prove the
-flow alive.  A flow is dead after C{max_failures} failures in a row; then
-its machine stops, it is forgotten, and C{on_dead(flow)} is called.
+Besides answers (L{KeepAliveService.pong}) the SIP layer may report any
+other traffic on a flow (L{KeepAliveService.heard}): a request, a
+response, the peer's own CRLFCRLF ping.  It proves the path alive and
+clears the failure count, but it does not make a stream flow one that is
+expected to answer.  A flow is dead after C{max_failures} failures in a
+row; then its machine stops, it is forgotten, and C{on_dead(flow)} is
+called.
 
 When pings go out
 =================
@@ -97,6 +103,30 @@ class Flow:
     transport: str = attrs.field(converter=str.lower)
     local: tuple = attrs.field(converter=tuple)
     remote: tuple = attrs.field(converter=tuple)
+
+    @classmethod
+    def between(cls, source, local) -> Flow:
+        """
+        The flow of a binding, from its C{source} and C{local}
+        C{(transport, host, port)} triples (L{communigate.sip.bindings});
+        C{on_dead} gets it back as C{flow.source} and C{flow.listener}.
+        """
+        transport, host, port = source
+        return cls(transport, (local[1], local[2]), (host, port))
+
+    @property
+    def source(self) -> tuple:
+        """
+        C{(transport, host, port)} of the peer, as bindings store it.
+        """
+        return (self.transport, *self.remote)
+
+    @property
+    def listener(self) -> tuple:
+        """
+        C{(transport, host, port)} of the server's end, as bindings store it.
+        """
+        return (self.transport, *self.local)
 
     @transport.validator
     def _check_transport(self, attribute, value):
@@ -190,19 +220,24 @@ class _Pong:
         return "Pong"
 
 
+class _Heard:
+    def __repr__(self) -> str:
+        return "Heard"
+
+
 class _Failed:
     def __repr__(self) -> str:
         return "Failed"
 
 
-PING, PONG, FAILED = _Ping(), _Pong(), _Failed()
+PING, PONG, HEARD, FAILED = _Ping(), _Pong(), _Heard(), _Failed()
 
 
 class KeepAlive(Machine):
     """
     The pinger of one flow.  Its events: L{Started}, C{PING} (its own
-    timer), C{PONG} and C{FAILED} (posted by the service for the SIP
-    layer).
+    timer), C{PONG}, C{HEARD} and C{FAILED} (posted by the service for the
+    SIP layer).
     """
 
     __slots__ = ("service", "flow", "stream", "state", "failures", "answered", "method", "sent_at")
@@ -228,6 +263,8 @@ class KeepAlive(Machine):
             self.failures = 0
             self.answered = True
             self.state = State.IDLE
+        elif event is HEARD:
+            self.failures = 0
         elif event is FAILED:
             self.state = State.IDLE
             self._failure("reported failed")
@@ -252,11 +289,20 @@ class KeepAlive(Machine):
         method = settings.stream_method if self.stream else settings.udp_method
         try:
             service._send(self.flow, method)
-        except Exception:
+        except OSError as error:  # the network said no: expected, no traceback
+            self.log.warn(
+                "NAT keep-alive {method} to {flow!r} could not be sent: {error}",
+                method=method,
+                flow=self.flow,
+                error=error,
+            )
+            self._failure("send failed")
+            return
+        except Exception:  # a bug in the SIP layer's send: show where
             self.log.failure(
                 "NAT keep-alive {method} to {flow!r} could not be sent",
                 Failure(),
-                LogLevel.warn,
+                LogLevel.error,
                 method=method,
                 flow=self.flow,
             )
@@ -281,6 +327,11 @@ class KeepAlive(Machine):
         if self.failures >= self.service.settings.max_failures:
             self.state = State.DEAD
             self.service._dead(self)
+
+    def stopped(self) -> None:
+        # However the machine stopped (forgotten, dead, or a handler that
+        # raised), the service must not keep a flow nobody pings.
+        self.service._stopped(self)
 
     def __repr__(self) -> str:
         return f"<KeepAlive {self.flow!r} {self.state.value} failures={self.failures}>"
@@ -350,7 +401,7 @@ class KeepAliveService:
     def watch(self, flow: Hashable) -> None:
         """
         Start pinging C{flow}.  Watching a watched flow changes nothing
-        (a re-REGISTER over the same flow should call L{pong} instead).
+        (a re-REGISTER over the same flow is news for L{heard}).
         """
         if flow in self._machines:
             return
@@ -385,15 +436,30 @@ class KeepAliveService:
 
     def pong(self, flow: Hashable) -> bool:
         """
-        C{flow} answered (or sent anything at all): its failure count
-        starts again.  Returns whether the flow is watched; an answer from
-        a flow no longer watched is ignored.
+        C{flow} answered a keep-alive: any response to the OPTIONS, or a
+        single CRLF on a stream (not the first half of the peer's own
+        CRLFCRLF ping: that is L{heard}).  Its failure count starts again,
+        and a stream flow is from now on expected to answer its pings.
+        Returns whether the flow is watched; an answer from a flow no
+        longer watched is ignored.
         """
         machine = self._machines.get(flow)
         if machine is None:
             return False
         self.pongs += 1
         return machine.post(PONG)
+
+    def heard(self, flow: Hashable) -> bool:
+        """
+        Something else arrived over C{flow}: a request, a response, the
+        peer's own CRLFCRLF ping.  The path is alive, so its failure count
+        starts again; but this says nothing about whether the peer answers
+        pings, which is why it is not L{pong}.
+        """
+        machine = self._machines.get(flow)
+        if machine is None:
+            return False
+        return machine.post(HEARD)
 
     def failed(self, flow: Hashable) -> bool:
         """
@@ -444,10 +510,13 @@ class KeepAliveService:
         self.pings[kind] += 1
         self.send(flow, kind)
 
+    def _stopped(self, machine: KeepAlive) -> None:
+        if self._machines.get(machine.flow) is machine:
+            del self._machines[machine.flow]
+
     def _dead(self, machine: KeepAlive) -> None:
         flow = machine.flow
-        if self._machines.get(flow) is machine:
-            del self._machines[flow]
+        self._stopped(machine)  # now, not when stopped() runs after the handler
         machine.stop()
         self.dead += 1
         self.log.info(

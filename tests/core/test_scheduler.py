@@ -110,7 +110,7 @@ def test_post_never_runs_a_handler_in_the_callers_stack():
     assert scheduler.queued == 0
 
 
-def test_an_event_a_handler_posts_to_itself_comes_after_the_handler_returns_and_after_earlier_events():
+def test_an_event_a_handler_posts_to_itself_comes_after_it_returns_and_after_earlier_events():
     clock = Clock()
     machine = Recorder()
     scheduler = started(clock, machine)
@@ -611,7 +611,7 @@ def test_a_stopped_machine_gets_nothing_more_and_its_timers_and_queue_are_gone()
     assert machine.stopped_calls == [[]]
 
 
-def test_a_machine_that_stops_itself_gets_none_of_its_queued_events_and_stopped_runs_after_its_handler():
+def test_a_machine_stopping_itself_gets_none_of_its_queued_events_and_stopped_runs_after():
     clock = Clock()
     machine = Recorder()
     scheduler = started(clock, machine)

@@ -11,7 +11,7 @@ import attrs
 import pytest
 from prometheus_client import CollectorRegistry
 from twisted.internet.task import Clock
-from twisted.logger import capturedLogs
+from twisted.logger import LogLevel, capturedLogs
 
 from communigate.core.scheduler import Scheduler
 from communigate.sip.keepalive import Flow, KeepAliveService, KeepAliveSettings
@@ -90,6 +90,13 @@ def test_a_flow_needs_a_known_transport():
     assert TCP.transport == "tcp"
 
 
+def test_a_flow_converts_to_and_from_the_triples_bindings_store():
+    flow = Flow.between(("udp", "198.51.100.7", 40000), ("udp", "192.0.2.1", 5060))
+    assert flow == UDP
+    assert flow.source == ("udp", "198.51.100.7", 40000)
+    assert flow.listener == ("udp", "192.0.2.1", 5060)
+
+
 def test_watching_a_flow_without_a_sip_transport_is_refused():
     harness = Harness()
 
@@ -151,7 +158,8 @@ def test_udp_flows_are_pinged_with_options_and_stream_flows_with_crlf():
 def test_ten_thousand_flows_watched_at_once_ping_at_a_steady_rate_from_the_first_second():
     harness = Harness(interval=25, jitter=0.2, udp_method="crlf")
     for i in range(10_000):
-        harness.service.watch(Flow("udp", ("192.0.2.1", 5060), (f"10.{i // 250}.0.{i % 250}", 5060)))
+        remote = (f"10.{i // 250}.0.{i % 250}", 5060)
+        harness.service.watch(Flow("udp", ("192.0.2.1", 5060), remote))
     assert harness.service.flows == 10_000
     harness.clock.advance(0)  # the pingers start now, not at the end of the first step
     harness.run(100, step=0.5)
@@ -194,6 +202,25 @@ def test_a_udp_flow_whose_options_keep_failing_is_dead_after_max_failures_and_re
     assert harness.clock.getDelayedCalls() == []
 
 
+def test_on_dead_sees_the_flow_forgotten_and_may_watch_it_again_at_once():
+    harness = Harness(udp_method="crlf", max_failures=1)
+    service = harness.service
+    seen = []
+
+    def on_dead(flow):
+        seen.append(flow in service)
+        service.watch(flow)  # the contact re-registered in the meantime
+
+    service.on_dead = on_dead
+    service.watch(UDP)
+    service.failed(UDP)
+    harness.clock.advance(0)
+    assert seen == [False]
+    assert UDP in service and service.flows == 1
+    harness.run(30)
+    assert harness.times(UDP)  # the new pinger pings
+
+
 def test_an_answer_resets_the_failure_count():
     harness = Harness(max_failures=3)
     service = harness.service
@@ -230,7 +257,7 @@ def test_an_options_ping_the_sip_layer_never_reports_on_counts_as_failed_after_o
     assert len(harness.sent) == 2
 
 
-def test_a_udp_crlf_flow_is_never_dead_from_silence_only_from_send_failures():
+def test_a_udp_crlf_flow_is_dead_only_from_send_failures_logged_without_traceback():
     harness = Harness(udp_method="crlf", max_failures=2)
     harness.service.watch(UDP)
     harness.run(500)
@@ -239,7 +266,9 @@ def test_a_udp_crlf_flow_is_never_dead_from_silence_only_from_send_failures():
     with capturedLogs() as logs:
         harness.run(50)
     assert harness.dead == [UDP]
-    assert any(e.get("log_failure") and e["log_failure"].check(OSError) for e in logs)
+    warnings = [e for e in logs if isinstance(e.get("error"), OSError)]
+    assert warnings and warnings[0]["log_level"] == LogLevel.warn
+    assert warnings[0]["flow"] == UDP and "log_failure" not in warnings[0]  # no traceback
 
 
 def test_a_send_failure_reported_later_counts_for_a_udp_crlf_flow():
@@ -390,3 +419,49 @@ def test_the_figures_are_on_the_prometheus_registry_when_one_is_given():
     assert value("communigate_sip_keepalive_pongs_total") == 1
     assert value("communigate_sip_keepalive_failures_total") == 0
     assert value("communigate_sip_keepalive_dead_flows_total") == 0
+
+
+def test_other_traffic_clears_the_failure_count_but_does_not_make_a_stream_flow_answer():
+    harness = Harness(interval=10, jitter=0, max_failures=2)
+    service = harness.service
+    service.watch(UDP)
+    service.watch(TCP)
+    for _ in range(10):
+        harness.run(10)
+        service.heard(TCP)  # a REGISTER refresh, the UA's own CRLFCRLF ...
+        service.failed(UDP)  # every OPTIONS times out
+        service.heard(UDP)  # ... but the contact keeps sending requests
+    harness.clock.advance(0)
+    assert harness.dead == []
+    assert service.pongs == 0
+    assert service.heard(("not", "watched")) is False
+
+
+def test_a_send_bug_is_logged_with_its_traceback_and_counts_as_a_failure():
+    harness = Harness(udp_method="crlf", max_failures=1)
+
+    def broken(flow, kind):
+        raise TypeError("send() got confused")
+
+    harness.service.send = broken
+    harness.service.watch(UDP)
+    with capturedLogs() as logs:
+        harness.run(25)
+    assert harness.dead == [UDP]
+    assert [e["log_failure"].type for e in logs if e.get("log_failure")] == [TypeError]
+
+
+def test_a_pinger_whose_handler_raises_is_forgotten_not_left_half_watched():
+    harness = Harness()
+
+    def broken():
+        raise ArithmeticError("bad jitter")
+
+    harness.service.first_gap = broken
+    harness.service.watch(UDP)
+    with capturedLogs():
+        harness.clock.advance(0)
+    assert harness.scheduler.errors == 1
+    assert UDP not in harness.service and harness.service.flows == 0
+    harness.service.watch(UDP)  # and it can be watched again
+    assert harness.service.flows == 1
