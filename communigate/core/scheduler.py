@@ -104,6 +104,9 @@ __all__ = [
 ]
 
 #: Events handled in one reactor turn unless the constructor says otherwise.
+#: The scheduler's own cost is about 0.6 us an event (benchmarks/scheduler.py),
+#: so a turn of trivial handlers holds network input back for under a
+#: millisecond; handlers that do real work make it longer, in proportion.
 DEFAULT_MAX_EVENTS_PER_TURN = 1000
 
 # A tick is "due" when the clock is within this much of its ideal time; it
