@@ -398,6 +398,18 @@ def test_a_plain_register_does_not_require_outbound(world):
     assert world.register().headers.get("Require") is None
 
 
+def test_registrations_survive_a_restart_of_the_bindings(world):
+    world.register()
+    world.clock.advance(600)
+    restarted = Bindings(world.store, world.clock)
+    assert restarted.load() == 1
+    registrar = Registrar(world.directory, restarted, world.verifier, clock=world.clock)
+    first = result_of(registrar.handle(register_message(contacts=[], cseq=5), SOURCE, LOCAL, False))
+    query = register_message(contacts=[], cseq=6, authorization=[answer(nonce_of(first))])
+    (contact,) = contacts_of(result_of(registrar.handle(query, SOURCE, LOCAL, False)))
+    assert (str(contact.uri), contact.expires) == ("sip:alice@10.0.0.5:5060", 3000)
+
+
 def test_a_store_failure_is_answered_500_not_raised(world):
     def broken(aor, changes):
         raise OSError("disk full")
