@@ -47,6 +47,7 @@ class LiveServer:
     data_dir: str
     cli_port: int
     http_port: int
+    sip_port: int
     postmaster_password: str
     start_seconds: float
 
@@ -59,7 +60,7 @@ def start_server(data_dir, *extra, domain="example.com") -> LiveServer:
     Start C{twistd communigate} on C{data_dir}, its CLI and HTTP listeners
     on free ports of 127.0.0.1; return once the CLI accepts connections.
     """
-    cli_port, http_port = free_port(), free_port()
+    cli_port, http_port, sip_port = free_port(), free_port(), free_port()
     twistd = os.path.join(os.path.dirname(sys.executable), "twistd")
     process = subprocess.Popen(
         [
@@ -67,6 +68,8 @@ def start_server(data_dir, *extra, domain="example.com") -> LiveServer:
             "--data", str(data_dir), "--domain", domain,
             "--cli", f"tcp:{cli_port}:interface=127.0.0.1",
             "--http", f"tcp:{http_port}:interface=127.0.0.1",
+            "--sip", f"udp:{sip_port}:interface=127.0.0.1",
+            "--sip", f"tcp:{sip_port}:interface=127.0.0.1",
             *extra,
         ],
         stdout=subprocess.PIPE,
@@ -80,7 +83,7 @@ def start_server(data_dir, *extra, domain="example.com") -> LiveServer:
         raise
     with open(os.path.join(data_dir, "postmaster-password")) as f:
         _account, password = f.read().split()
-    return LiveServer(process, str(data_dir), cli_port, http_port, password, seconds)
+    return LiveServer(process, str(data_dir), cli_port, http_port, sip_port, password, seconds)
 
 
 def stop_server(server: LiveServer) -> None:

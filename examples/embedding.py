@@ -52,6 +52,7 @@ def build_application(reactor, data_dir: str, web_port: int, cli_port: int) -> M
         listen={
             "cli": (f"tcp:{cli_port}:interface=127.0.0.1",),
             "http": (),
+            "sip": (),
         },
     )
     server = build_server(config, reactor)

@@ -27,6 +27,9 @@ BUILTIN_DOMAIN_SETTINGS: dict[str, object] = {
     "SignalToUnknown": "Rejected",
     "SignalRerouteAddress": "",
     "AccessToUnknown": "Rejected",
+    # RFC 8760 order; phones that read only the first challenge (sipp
+    # among them) need (MD5) here.
+    "SIPDigestAlgorithms": ["SHA-256", "MD5"],
 }
 
 

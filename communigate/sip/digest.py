@@ -695,6 +695,7 @@ class DigestVerifier:
         nonces: NonceManager,
         *,
         algorithms: Iterable[str] = DEFAULT_ALGORITHMS,
+        algorithms_for=None,
         bind_to_source: bool = False,
     ) -> None:
         """
@@ -702,6 +703,10 @@ class DigestVerifier:
             L{communigate.interfaces.ISIPDigestCredentials}.
         @param nonces: anything with L{NonceManager}'s C{new_nonce},
             C{check} and C{record}.
+        @param algorithms_for: C{(realm) -> names or None}: the algorithms
+            one realm challenges with, in order (a domain setting, for
+            phones that only understand the first challenge); L{None} or
+            an empty answer means C{algorithms}.
         @param bind_to_source: tie each nonce to the host that was
             challenged.  Off by default: a phone behind a carrier NAT may
             come back from another address, and the nonce-count check
@@ -710,7 +715,7 @@ class DigestVerifier:
         self.algorithms = tuple(_canonical(name) for name in algorithms)
         if not self.algorithms:
             raise ValueError("a digest verifier needs at least one algorithm")
-        self._bases = {name.removesuffix("-sess") for name in self.algorithms}
+        self._algorithms_for = algorithms_for
         self._portal = portal
         self._nonces = nonces
         self._bind = bind_to_source
@@ -721,7 +726,16 @@ class DigestVerifier:
         as challenge headers.
         """
         nonce = self._nonces.new_nonce(realm, self._address(source))
-        return tuple(challenge(realm, nonce, algorithms=self.algorithms, stale=stale, proxy=proxy))
+        return tuple(challenge(realm, nonce, algorithms=self.algorithms_of(realm), stale=stale, proxy=proxy))
+
+    def algorithms_of(self, realm: str) -> tuple[str, ...]:
+        """
+        The algorithms C{realm} challenges with, most preferred first.
+        """
+        chosen = self._algorithms_for(realm) if self._algorithms_for is not None else None
+        if not chosen:
+            return self.algorithms
+        return tuple(_canonical(name) for name in chosen)
 
     def _address(self, source) -> str | None:
         return _source_host(source) if self._bind else None
@@ -781,7 +795,8 @@ class DigestVerifier:
                     OutcomeKind.CHALLENGE, "credentials for another realm", realm, source, proxy, username=username
                 )
             )
-        if credentials.algorithm.removesuffix("-sess") not in self._bases:
+        bases = {name.removesuffix("-sess") for name in self.algorithms_of(realm)}
+        if credentials.algorithm.removesuffix("-sess") not in bases:
             return defer.succeed(
                 self._outcome(OutcomeKind.CHALLENGE, "algorithm not offered", realm, source, proxy, username=username)
             )

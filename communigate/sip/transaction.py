@@ -410,6 +410,13 @@ class TransactionLayer:
     def _forget_server(self, transaction) -> None:
         self._server.pop(transaction.key, None)
 
+    def invite_for_cancel(self, cancel):
+        """
+        The INVITE server transaction a CANCEL refers to (same branch and
+        sent-by, RFC 3261 §9.2), or L{None}.
+        """
+        return self._server.get((branch_of(cancel), sent_by_of(cancel), "INVITE"))
+
     def send_request(self, request, send, reliable: bool, user, build_ack=None):
         """
         Start a client transaction for C{request} (its top Via carries a

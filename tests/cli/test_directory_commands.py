@@ -158,7 +158,7 @@ SUCCESSES = {
         ["UPDATEDOMAINSETTINGS {SignalRerouteAddress = pbx;}"],
         "GETDOMAINEFFECTIVESETTINGS example.com",
         "{AccessToUnknown = Rejected; DomainAccessModes = All;"
-        " SignalRerouteAddress = pbx; SignalToUnknown = Rejected;}",
+        ' SIPDigestAlgorithms = ("SHA-256", MD5); SignalRerouteAddress = pbx; SignalToUnknown = Rejected;}',
         [],
     ),
     "GETDOMAINSETTINGS": (

@@ -1,0 +1,488 @@
+"""
+The stateful proxy: SIP server objects and SIP client objects.
+
+A server object takes a new request from the transaction layer, checks it
+(RFC 3261 §16.3, no open relay, 407 for local callers), turns it into a
+Signal and answers with whatever the Signal service reports.  Client
+objects are the endpoints the Signal service rings: a registered contact
+of an account (L{ContactEndpoint}) or a remote SIP destination
+(L{RemoteEndpoint}); each runs a client transaction and reports the
+responses back.  Requests inside a dialog (and pre-routed ones) skip the
+Signal service and go straight to their next hop.
+"""
+
+import ipaddress
+import itertools
+import os
+
+from twisted.internet import defer
+from twisted.logger import Logger
+from zope.interface import implementer
+
+from communigate.directory.errors import DirectoryError
+from communigate.interfaces import IDelivery, IEndpoint, IEndpointSource, IRouteHandler
+from communigate.routing.route import Module
+from communigate.signal.model import Submitter
+from communigate.sip import proxy_rules as rules
+from communigate.sip.digest import OutcomeKind
+from communigate.sip.headers import HeaderError, Via
+from communigate.sip.message import Response, make_response
+from communigate.sip.transaction import MAGIC_COOKIE, State
+from communigate.sip.transport import Flow
+from communigate.sip.uri import SIPURI, URIError, parse_uri
+
+_TRANSPORTS = {"udp", "tcp", "tls"}
+
+
+def _is_ip(host: str) -> bool:
+    try:
+        ipaddress.ip_address(host)
+    except ValueError:
+        return False
+    return True
+
+
+class _Branch:
+    """
+    One client transaction of the proxy, reporting to a callback set.
+    """
+
+    def __init__(self, on_response, on_failure) -> None:
+        self._on_response = on_response
+        self._on_failure = on_failure
+
+    def response_received(self, transaction, response) -> None:
+        self._on_response(response)
+
+    def timed_out(self, transaction) -> None:
+        self._on_failure(408, "Request Timeout")
+
+    def transport_error(self, transaction) -> None:
+        self._on_failure(503, "Service Unavailable")
+
+
+@implementer(IDelivery)
+class _Delivery:
+    """
+    A Signal on its way to one SIP target; C{cancel} sends a CANCEL once
+    the target has answered provisionally (RFC 3261 §9.1).
+    """
+
+    def __init__(self, proxy, request, flow) -> None:
+        self._proxy = proxy
+        self.request = request
+        self._flow = flow
+        self.provisional_seen = False
+        self.cancel_wanted = False
+        self.done = False
+
+    def cancel(self) -> None:
+        if self.done or self.request.method != "INVITE":
+            return
+        self.cancel_wanted = True
+        if self.provisional_seen:
+            self._send_cancel()
+
+    def _send_cancel(self) -> None:
+        cancel = rules.cancel_for(self.request)
+        self._proxy.send_request(cancel, self._flow, _Branch(lambda r: None, lambda c, r: None))
+
+
+@implementer(IEndpoint)
+class _SIPEndpoint:
+    """
+    What contact and remote endpoints share: build the request, pick the
+    flow, run the client transaction, translate the responses.
+    """
+
+    def __init__(self, proxy) -> None:
+        self._proxy = proxy
+
+    # Subclasses say where to: target() -> (target_uri, flow, route_set),
+    # raising OSError when there is no way there now.
+
+    def deliver(self, signal, responder):
+        try:
+            target_uri, flow, route_set = self.target()
+        except (OSError, URIError, ValueError) as e:
+            responder.final(rules.signal_response(make_response_stub(503, str(e))))
+            return _Delivery(self._proxy, None, None)
+        request = self._proxy.outgoing(signal, target_uri, flow, route_set)
+        delivery = _Delivery(self._proxy, request, flow)
+
+        def on_response(response):
+            if delivery.done:
+                return
+            if response.status < 200:
+                delivery.provisional_seen = True
+                if response.status > 100:
+                    responder.provisional(rules.signal_response(response, origin=self.description))
+                if delivery.cancel_wanted:
+                    delivery._send_cancel()
+                return
+            delivery.done = True
+            responder.final(rules.signal_response(response, origin=self.description))
+
+        def on_failure(status, reason):
+            if not delivery.done:
+                delivery.done = True
+                responder.final(rules.signal_response(make_response_stub(status, reason)))
+
+        self._proxy.send_request(request, flow, _Branch(on_response, on_failure))
+        return delivery
+
+
+def make_response_stub(status: int, reason: str) -> Response:
+    """
+    A response the proxy makes up for a branch (timeout, unreachable).
+    """
+    from communigate.sip.message import Headers
+
+    return Response(status, reason, Headers([]))
+
+
+class ContactEndpoint(_SIPEndpoint):
+    """
+    A registered contact of an account: reached over the flow it
+    registered from when it is behind NAT or on a stream, else at the
+    contact's own address.
+    """
+
+    def __init__(self, proxy, binding) -> None:
+        super().__init__(proxy)
+        self.binding = binding
+        self.description = f"{binding.aor} at {binding.contact}"
+
+    def target(self):
+        binding = self.binding
+        uri = parse_uri(binding.contact)
+        transport, host, port = binding.source
+        local = binding.local
+        if binding.nat or transport != "udp":
+            flow = Flow(transport, (local[1], local[2]), (host, port))
+        else:
+            flow = self._proxy.flow_for_uri(uri, local=(local[1], local[2]))
+        return uri, flow, binding.path
+
+    def __eq__(self, other):
+        return isinstance(other, ContactEndpoint) and other.binding.contact == self.binding.contact \
+            and other.binding.aor == self.binding.aor
+
+    def __hash__(self):
+        return hash((self.binding.aor, self.binding.contact))
+
+
+class RemoteEndpoint(_SIPEndpoint):
+    """
+    A SIP destination outside this server, reached by its URI's address.
+    [D] Host names go through RFC 3263 location when the SIP service has a
+    locator; this first version reaches IP literals and the names the
+    locator does not serve answer 503.
+    """
+
+    def __init__(self, proxy, uri) -> None:
+        super().__init__(proxy)
+        self.uri = uri
+        self.description = str(uri)
+
+    def target(self):
+        return self.uri, self._proxy.flow_for_uri(self.uri), ()
+
+
+@implementer(IEndpointSource)
+class RegisteredContacts:
+    """
+    The endpoints of an account: its current SIP bindings.
+    """
+
+    def __init__(self, proxy) -> None:
+        self._proxy = proxy
+
+    def endpoints(self, account: str) -> list:
+        return [ContactEndpoint(self._proxy, b) for b in self._proxy.service.bindings.lookup(account)]
+
+
+@implementer(IRouteHandler)
+class RemoteSIP:
+    """
+    Routes ending in the SIP module: a remote destination.
+    """
+
+    module = Module.SIP
+
+    def __init__(self, proxy) -> None:
+        self._proxy = proxy
+
+    def endpoint(self, route, signal):
+        return RemoteEndpoint(self._proxy, parse_uri(route.address))
+
+
+class Proxy:
+    """
+    The proxy half of the SIP service.
+    """
+
+    log = Logger()
+
+    def __init__(self, service) -> None:
+        self.service = service
+        self.our_id = os.urandom(6).hex()
+        self._counter = itertools.count()
+        self._tasks: dict = {}
+
+    # -- wiring --------------------------------------------------------------
+
+    def start(self) -> None:
+        signals = self.service.context.signals
+        if signals is not None:
+            signals.add_endpoint_source(RegisteredContacts(self))
+            signals.add_route_handler(RemoteSIP(self))
+
+    def stop(self) -> None:
+        for task in list(self._tasks.values()):
+            task.cancel()
+
+    # -- what is ours --------------------------------------------------------
+
+    def is_local_domain(self, host: str) -> bool:
+        try:
+            self.service.context.directory.real_domain(host)
+        except DirectoryError:
+            return False
+        return True
+
+    def is_us(self, uri) -> bool:
+        return isinstance(uri, SIPURI) and (
+            (uri.host, uri.port or 5060) in self.service.local_hosts() or self.is_local_domain(uri.host)
+        )
+
+    def to_tag(self, request) -> str:
+        return rules.server_to_tag(request)
+
+    # -- server objects --------------------------------------------------------
+
+    def request(self, request, flow: Flow, transaction) -> None:
+        try:
+            self._request(request, flow, transaction)
+        except (HeaderError, URIError, ValueError) as e:
+            self.log.info("bad {method} from {peer}: {error}", method=request.method, peer=flow.remote, error=e)
+            if transaction is not None:
+                transaction.respond(rules.refuse(request, 400, str(e)[:80] or "Bad Request"))
+
+    def _request(self, request, flow: Flow, transaction) -> None:
+        local_hosts = self.service.local_hosts()
+        if request.method == "CANCEL":
+            self._cancel(request, transaction)
+            return
+        problem = rules.check_request(request, local_hosts=local_hosts, our_id=self.our_id)
+        if problem is not None:
+            if transaction is not None:
+                transaction.respond(problem)
+            return
+        verdict = rules.relay_verdict(request, is_local_domain=self.is_local_domain, local_hosts=local_hosts)
+        if request.method == "ACK":
+            if verdict is not rules.Relay.DENY:
+                self._forward_stateless(request, local_hosts)
+            return
+        if verdict is rules.Relay.DENY:
+            transaction.respond(rules.refuse(request, 403, rules.RELAY_DENIED))
+            return
+        if verdict is rules.Relay.CHALLENGE:
+            self._authenticate(request, flow, transaction)
+            return
+        self._proceed(request, flow, transaction, None)
+
+    def _authenticate(self, request, flow: Flow, transaction) -> None:
+        caller_domain = request.from_().uri.host
+        realm = self.service.context.directory.real_domain(caller_domain)
+        source = (flow.transport, flow.remote[0], flow.remote[1])
+        guard = self.service.guard
+        if guard.blocked(flow.remote[0]):
+            transaction.respond(rules.refuse(request, 403, "Too many failed authentications"))
+            return
+        d = self.service.verifier.verify(
+            request.headers.get("Proxy-Authorization"),
+            request.method,
+            str(request.uri),
+            request.body,
+            realm,
+            source,
+            proxy=True,
+        )
+
+        def decided(outcome):
+            if outcome.kind is OutcomeKind.ACCEPTED:
+                guard.succeeded(flow.remote[0])
+                self._proceed(request, flow, transaction, outcome.account)
+            elif outcome.kind in (OutcomeKind.CHALLENGE, OutcomeKind.STALE):
+                transaction.respond(rules.refuse(request, 407, headers=outcome.headers))
+            elif outcome.kind is OutcomeKind.MALFORMED:
+                transaction.respond(rules.refuse(request, 400, outcome.reason))
+            else:
+                guard.failed(flow.remote[0])
+                transaction.respond(rules.refuse(request, 403, "Authentication failed"))
+
+        def failed(failure):
+            self.log.failure("proxy authentication failed", failure)
+            transaction.respond(rules.refuse(request, 500))
+
+        d.addCallbacks(decided, failed)
+
+    def _proceed(self, request, flow: Flow, transaction, account) -> None:
+        submitter = Submitter("sip", account, flow.remote)
+        local_hosts = self.service.local_hosts()
+        signal = rules.to_signal(
+            request, submitter=submitter, local_hosts=local_hosts, local_domains=self.is_local_domain
+        )
+        if signal.in_dialog:
+            self._forward_in_dialog(request, signal, transaction)
+            return
+        signals = self.service.context.signals
+        task = signals.submit(signal)
+        self._tasks[transaction] = task
+
+        def provisional(answer):
+            transaction.respond(rules.sip_response(request, answer))
+
+        def final(answer):
+            self._tasks.pop(transaction, None)
+            transaction.respond(rules.sip_response(request, answer))
+
+        task.on_provisional(provisional)
+        task.final.addCallback(final)
+
+    def _cancel(self, cancel, transaction) -> None:
+        if transaction is None:
+            return
+        invite = self.service.transactions.invite_for_cancel(cancel)
+        if invite is None:
+            transaction.respond(rules.refuse(cancel, 481))
+            return
+        transaction.respond(make_response(cancel, 200, to_tag=rules.server_to_tag(cancel)))
+        task = self._tasks.get(invite)
+        if task is not None:
+            task.cancel()
+        elif getattr(invite, "forward", None) is not None:
+            invite.forward.cancel()
+
+    # -- in-dialog and stateless forwarding ------------------------------------
+
+    def _forward_in_dialog(self, request, signal, transaction) -> None:
+        try:
+            target = rules.next_hop(signal)
+            flow = self.flow_for_uri(target)
+        except (OSError, URIError, ValueError) as e:
+            transaction.respond(rules.refuse(request, 404 if isinstance(e, URIError) else 503, str(e)[:80]))
+            return
+        outgoing = self.outgoing(signal, signal.targets[0], flow, (), record_route=False)
+        delivery = _Delivery(self, outgoing, flow)
+        transaction.forward = delivery
+
+        def on_response(response):
+            if response.status == 100:
+                return
+            if response.status < 200:
+                delivery.provisional_seen = True
+            transaction.respond(rules.sip_response(request, rules.signal_response(response)))
+
+        def on_failure(status, reason):
+            if transaction.state not in (State.COMPLETED, State.TERMINATED, State.ACCEPTED):
+                transaction.respond(rules.refuse(request, status, reason))
+
+        self.send_request(outgoing, flow, _Branch(on_response, on_failure))
+
+    def _forward_stateless(self, request, local_hosts) -> None:
+        signal = rules.to_signal(
+            request, submitter=Submitter("sip"), local_hosts=local_hosts, local_domains=self.is_local_domain
+        )
+        try:
+            target = rules.next_hop(signal)
+            flow = self.flow_for_uri(target)
+        except (OSError, URIError, ValueError) as e:
+            self.log.info("cannot forward ACK: {error}", error=e)
+            return
+        outgoing = self.outgoing(signal, signal.targets[0], flow, (), record_route=False)
+        try:
+            self.service.transport.send(outgoing, flow)
+        except OSError as e:
+            self.log.info("cannot forward ACK: {error}", error=e)
+
+    def stray_response(self, response, flow: Flow) -> None:
+        """
+        A response no client transaction wants (a 2xx retransmission after
+        the transaction ended): pass it up statelessly (RFC 3261 §16.11).
+        """
+        vias = response.vias()
+        if len(vias) < 2 or not (vias[0].branch or "").startswith(MAGIC_COOKIE + "cg"):
+            return
+        upstream = response.with_headers(response.headers.without_first("Via"))
+        via = vias[1]
+        host = via.received or via.host
+        port = via.rport or via.port or 5060
+        transport = via.transport.lower()
+        try:
+            self.service.transport.send(upstream, Flow(transport, self.service.address_for("udp"), (host, port)))
+        except OSError as e:
+            self.log.info("cannot pass a stray response upstream: {error}", error=e)
+
+    # -- client side -------------------------------------------------------------
+
+    def flow_for_uri(self, uri, local=None) -> Flow:
+        if not isinstance(uri, SIPURI):
+            raise OSError(f"cannot send to {uri}")
+        host = uri.maddr or uri.host
+        transport = (uri.transport or ("tls" if uri.secure else "udp")).lower()
+        if transport not in _TRANSPORTS:
+            raise OSError(f"unsupported transport {transport}")
+        if not _is_ip(host):
+            raise OSError(f"no address for {host}: DNS location of next hops is not wired yet")
+        port = uri.port or (5061 if transport == "tls" else 5060)
+        if local is None:
+            local = self.service.address_for("udp" if transport == "udp" else "tcp")
+        return Flow(transport, local, (host, port))
+
+    def outgoing(self, signal, target_uri, flow: Flow, route_set, record_route=True):
+        host, port = self.service.address_for("udp" if flow.transport == "udp" else "tcp")
+        index = next(self._counter)
+        branch = f"{MAGIC_COOKIE}cg{self.our_id}{index:x}"
+        via = Via(flow.transport.upper(), host, port, (("branch", branch), ("rport", None)))
+        record = None
+        if record_route:
+            record = f"<sip:{host}:{port};transport={flow.transport};lr>"
+        return rules.outgoing_request(
+            signal, target_uri=target_uri, via=via, record_route=record, route_set=route_set
+        )
+
+    def send_request(self, request, flow: Flow, branch_user) -> None:
+        transport = self.service.transport
+        self.service.transactions.send_request(
+            request,
+            lambda message: transport.send(message, flow),
+            flow.reliable,
+            branch_user,
+            build_ack=rules.ack_for_failure,
+        )
+
+    # -- flows -------------------------------------------------------------------
+
+    def keepalive(self, flow: Flow) -> None:
+        pass
+
+    def flow_closed(self, flow: Flow) -> None:
+        pass
+
+    def watch_flow(self, flow: Flow) -> None:
+        pass
+
+    # -- server transactions ending badly ---------------------------------------
+
+    def response_received(self, transaction, response) -> None:
+        pass
+
+    def timed_out(self, transaction) -> None:
+        self._tasks.pop(transaction, None)
+
+    def transport_error(self, transaction) -> None:
+        task = self._tasks.pop(transaction, None)
+        if task is not None:
+            task.cancel()

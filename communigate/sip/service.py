@@ -1,0 +1,305 @@
+"""
+The SIP service: transports, transactions, the registrar and the proxy as
+one Twisted service, the thing C{--sip} listens with.
+
+Everything arriving goes: transport (framing, parsing, flows) → RFC 3581
+stamping of the top Via → transaction layer (retransmissions absorbed) →
+dispatch by method: C{sip_REGISTER} for the registrar, C{sip_OPTIONS} when
+the request is for this server itself, and the proxy for everything else,
+which hands new requests to the Signal service.
+"""
+
+import ipaddress
+import os
+
+from twisted.application.service import Service
+from twisted.internet import defer
+from twisted.internet.endpoints import serverFromString
+from twisted.logger import Logger
+
+from communigate.sip.bindings import Bindings
+from communigate.sip.digest import DigestVerifier, NonceManager
+from communigate.sip.guard import AuthFailureGuard, RateLimiter
+from communigate.sip.log import SIPLog
+from communigate.sip.message import Request, Response, make_response
+from communigate.sip.transaction import TransactionLayer
+from communigate.sip.transport import Flow, SIPTransport
+from communigate.sip.uri import SIPURI
+
+ALLOW = "INVITE, ACK, CANCEL, BYE, OPTIONS, MESSAGE, REGISTER, INFO, UPDATE, PRACK, REFER, SUBSCRIBE, NOTIFY"
+
+
+def parse_udp_description(description: str) -> tuple[int, str]:
+    """
+    The port and interface of C{udp:PORT[:interface=ADDRESS]}.
+    """
+    parts = description.split(":")
+    if parts[0].lower() != "udp" or len(parts) < 2 or not parts[1].isdigit():
+        raise ValueError(f"{description!r} is not udp:PORT[:interface=ADDRESS]")
+    port = int(parts[1])
+    if not 0 <= port <= 65535:
+        raise ValueError(f"port {port} is outside 0-65535")
+    interface = ""
+    for option in parts[2:]:
+        key, _, value = option.partition("=")
+        if key != "interface" or not value:
+            raise ValueError(f"{description!r}: unknown option {option!r}; use interface=ADDRESS")
+        interface = value
+    if interface:
+        ipaddress.ip_address(interface)
+    return port, interface
+
+
+def stamped(request: Request, flow: Flow) -> Request:
+    """
+    The request with its top Via marked as RFC 3261 §18.2.1 and RFC 3581
+    say: C{received} when the source differs from the sent-by host, and
+    C{rport} filled in when the client asked for it.
+    """
+    via = request.top_via()
+    host, port = flow.remote
+    changed = via
+    if via.has_rport:
+        changed = changed.with_rport(port).with_received(host)
+    elif via.host != host:
+        changed = changed.with_received(host)
+    if changed is via:
+        return request
+    headers = request.headers.without_first("Via").with_added("Via", changed, first=True)
+    return request.with_headers(headers)
+
+
+def response_flow(request: Request, flow: Flow) -> Flow:
+    """
+    Where the responses to C{request} go (RFC 3261 §18.2.2, RFC 3581 §4):
+    back over the connection for streams; for UDP to the received address
+    and the rport (or the sent-by port).
+    """
+    if flow.reliable:
+        return flow
+    via = request.top_via()
+    host = via.received or via.host
+    port = via.rport or via.port or 5060
+    return Flow("udp", flow.local, (host, port))
+
+
+def behind_nat(request: Request, flow: Flow) -> bool:
+    """
+    [D] A client is behind NAT when its packets come from somewhere other
+    than its Via says, or when it names a private address while coming
+    from a public one.
+    """
+    via = request.top_via()
+    source_host, source_port = flow.remote
+    if via.host != source_host or (via.port or 5060) != source_port and not flow.reliable:
+        return True
+    try:
+        source_private = ipaddress.ip_address(source_host).is_private
+        via_private = ipaddress.ip_address(via.host).is_private
+    except ValueError:
+        return False
+    return via_private and not source_private
+
+
+class SIPService(Service):
+    """
+    The SIP side of one server.
+
+    @ivar bindings: the registrar's location store.
+    @ivar sip_log: the searchable log of recent messages.
+    """
+
+    log = Logger()
+
+    def __init__(self, context, descriptions, *, secret: bytes | None = None) -> None:
+        self.context = context
+        self.descriptions = tuple(descriptions)
+        reactor = context.reactor
+        self.sip_log = SIPLog(reactor)
+        self.transport = SIPTransport(reactor, self, sip_log=self.sip_log, registry=context.metrics)
+        self.transactions = TransactionLayer(reactor, self)
+        directory = context.directory
+        self.bindings = Bindings(
+            context.store,
+            reactor,
+            max_per_aor_setting=lambda aor: directory.account_effective_settings(aor).get(
+                "MaxSignalContacts", "10"
+            ),
+        )
+        self.nonces = NonceManager(reactor, secret or os.urandom(32))
+        self.verifier = DigestVerifier(
+            context.portal,
+            self.nonces,
+            algorithms_for=lambda realm: directory.domain_effective_settings(realm).get(
+                "SIPDigestAlgorithms"
+            ),
+        )
+        self.guard = AuthFailureGuard(reactor, registry=context.metrics)
+        self.rate_limiter = RateLimiter(reactor, registry=context.metrics)
+        from communigate.sip.registrar import Registrar
+
+        self.registrar = Registrar(directory, self.bindings, self.verifier, guard=self.guard, clock=reactor)
+        from communigate.sip.proxy import Proxy
+
+        self.proxy = Proxy(self)
+        self._listening = []
+
+    # -- lifecycle ---------------------------------------------------------
+
+    def startService(self) -> None:
+        super().startService()
+        self.bindings.load()
+        reactor = self.context.reactor
+        for description in self.descriptions:
+            kind = description.split(":", 1)[0].lower()
+            if kind == "udp":
+                port, interface = parse_udp_description(description)
+                self._listening.append(self.transport.listen_udp(port, interface))
+            else:
+                endpoint = serverFromString(reactor, _stream_description(description))
+                factory = self.transport.stream_factory("tls" if kind in ("tls", "ssl") else "tcp")
+                d = endpoint.listen(factory)
+                d.addCallback(self._listening.append)
+                d.addErrback(self._listen_failed, description)
+        self.proxy.start()
+
+    def _listen_failed(self, failure, description) -> None:
+        self.log.failure("cannot listen on {description}", failure, description=description)
+
+    def stopService(self):
+        super().stopService()
+        self.proxy.stop()
+        self.bindings.stop()
+        ports = [p for p in self._listening if p not in self.transport.ports]
+        stopping = [defer.maybeDeferred(p.stopListening) for p in ports]
+        stopping.append(self.transport.stop())
+        return defer.gatherResults(stopping, consumeErrors=True)
+
+    def local_hosts(self) -> set[tuple[str, int]]:
+        """
+        The (host, port) pairs this server listens on, as Via sent-by and
+        Route values name it.
+        """
+        hosts = set()
+        for port in self._listening:
+            address = port.getHost()
+            hosts.add((address.host, address.port))
+            if address.host in ("0.0.0.0", "::"):
+                hosts.add(("127.0.0.1", address.port))
+        return hosts
+
+    def address_for(self, transport: str) -> tuple[str, int]:
+        """
+        The address to put in our own Via and Record-Route for C{transport}.
+        """
+        for port in self._listening:
+            address = port.getHost()
+            is_udp = port in self.transport.ports
+            if (transport == "udp") == is_udp:
+                host = address.host if address.host not in ("0.0.0.0", "::") else "127.0.0.1"
+                return host, address.port
+        raise OSError(f"no {transport} listener")
+
+    # -- from the transport -------------------------------------------------
+
+    def received(self, message, flow: Flow) -> None:
+        if isinstance(message, Response):
+            if len(message.vias()) < 1:
+                return
+            self.transactions.receive_response(message, flow)
+            return
+        request = stamped(message, flow)
+        allowed, retry_after = self.rate_limiter.allow(flow.remote[0])
+        if not allowed:
+            if request.method != "ACK":
+                self._answer(request, flow, 503, headers=[("Retry-After", str(retry_after))])
+            return
+        send = self._sender(request, flow)
+        self.transactions.receive_request(
+            request, flow, send, flow.reliable, trying=lambda r: make_response(r, 100)
+        )
+
+    def _sender(self, request: Request, flow: Flow):
+        destination = response_flow(request, flow)
+        return lambda message: self.transport.send(message, destination)
+
+    def _answer(self, request: Request, flow: Flow, status: int, reason=None, headers=()) -> None:
+        response = make_response(request, status, reason, to_tag=self.proxy.to_tag(request), headers=headers)
+        self._sender(request, flow)(response)
+
+    def malformed(self, error, flow: Flow) -> None:
+        if not error.is_request or error.partial is None:
+            return
+        try:
+            response = make_response(error.partial, error.status, error.reason)
+            self.transport.send(response, response_flow(error.partial, flow) if error.partial.vias() else flow)
+        except (ValueError, OSError) as e:
+            self.log.info("cannot answer a malformed request from {peer}: {error}", peer=flow.remote, error=e)
+
+    def framing_failed(self, event, flow: Flow) -> None:
+        self.log.info("framing lost with {peer}: {reason}", peer=flow.remote, reason=event.reason)
+
+    def keepalive(self, flow: Flow) -> None:
+        self.proxy.keepalive(flow)
+
+    def flow_closed(self, flow: Flow) -> None:
+        self.proxy.flow_closed(flow)
+
+    # -- transaction user ------------------------------------------------------
+
+    def request_received(self, request: Request, flow: Flow, transaction) -> None:
+        handler = getattr(self, f"sip_{request.method}", None)
+        if handler is not None and handler(request, flow, transaction):
+            return
+        self.proxy.request(request, flow, transaction)
+
+    def sip_REGISTER(self, request: Request, flow: Flow, transaction) -> bool:
+        if not self.proxy.is_us(request.uri):
+            return False
+        if transaction is None:
+            return True
+        source = (flow.transport, flow.remote[0], flow.remote[1])
+        local = (flow.transport, flow.local[0], flow.local[1])
+        d = self.registrar.handle(request, source, local, behind_nat(request, flow))
+
+        def failed(failure):
+            self.log.failure("REGISTER failed", failure)
+            return make_response(request, 500, "Server Internal Error")
+
+        d.addErrback(failed)
+        d.addCallback(transaction.respond)
+        if behind_nat(request, flow):
+            d.addCallback(lambda _: self.proxy.watch_flow(flow))
+        return True
+
+    def sip_OPTIONS(self, request: Request, flow: Flow, transaction) -> bool:
+        uri = request.uri
+        if not isinstance(uri, SIPURI) or uri.user or not self.proxy.is_us(uri):
+            return False
+        if transaction is not None:
+            transaction.respond(
+                make_response(request, 200, to_tag=self.proxy.to_tag(request), headers=[("Allow", ALLOW)])
+            )
+        return True
+
+    def response_received(self, transaction, response) -> None:
+        self.proxy.response_received(transaction, response)
+
+    def timed_out(self, transaction) -> None:
+        self.proxy.timed_out(transaction)
+
+    def transport_error(self, transaction) -> None:
+        self.proxy.transport_error(transaction)
+
+    def stray_response(self, response: Response, flow: Flow) -> None:
+        self.proxy.stray_response(response, flow)
+
+
+def _stream_description(description: str) -> str:
+    """
+    Our C{tls:PORT:privateKey=...} spelling as Twisted's C{ssl:} endpoint.
+    """
+    kind, _, rest = description.partition(":")
+    if kind.lower() == "tls" and rest[:1].isdigit():
+        return "ssl:" + rest
+    return description
