@@ -696,6 +696,7 @@ class DigestVerifier:
         *,
         algorithms: Iterable[str] = DEFAULT_ALGORITHMS,
         algorithms_for=None,
+        also_accept_uri=None,
         bind_to_source: bool = False,
     ) -> None:
         """
@@ -707,6 +708,12 @@ class DigestVerifier:
             one realm challenges with, in order (a domain setting, for
             phones that only understand the first challenge); L{None} or
             an empty answer means C{algorithms}.
+        @param also_accept_uri: C{(digest_uri) -> bool}: digest C{uri}
+            values accepted although they are not the Request-URI.  [D] The
+            SIP service accepts a URI naming this server itself (sipp and
+            some phones put the address they sent to there); RFC 7616's
+            point, that a response cannot be replayed for another
+            resource, still holds for every other URI.
         @param bind_to_source: tie each nonce to the host that was
             challenged.  Off by default: a phone behind a carrier NAT may
             come back from another address, and the nonce-count check
@@ -716,6 +723,7 @@ class DigestVerifier:
         if not self.algorithms:
             raise ValueError("a digest verifier needs at least one algorithm")
         self._algorithms_for = algorithms_for
+        self._also_accept_uri = also_accept_uri
         self._portal = portal
         self._nonces = nonces
         self._bind = bind_to_source
@@ -802,7 +810,9 @@ class DigestVerifier:
             )
         # RFC 7616 section 3.4.6: a digest computed over another URI is a
         # bad request, not a wrong password.
-        if comparable_uri(credentials.uri) != comparable_uri(request_uri):
+        if comparable_uri(credentials.uri) != comparable_uri(request_uri) and not (
+            self._also_accept_uri is not None and self._also_accept_uri(credentials.uri)
+        ):
             raise DigestError("Digest uri does not match the Request-URI")
 
         address = self._address(source)

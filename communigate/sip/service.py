@@ -24,7 +24,7 @@ from communigate.sip.log import SIPLog
 from communigate.sip.message import Request, Response, make_response
 from communigate.sip.transaction import TransactionLayer
 from communigate.sip.transport import Flow, SIPTransport
-from communigate.sip.uri import SIPURI
+from communigate.sip.uri import SIPURI, URIError, parse_uri
 
 ALLOW = "INVITE, ACK, CANCEL, BYE, OPTIONS, MESSAGE, REGISTER, INFO, UPDATE, PRACK, REFER, SUBSCRIBE, NOTIFY"
 
@@ -133,6 +133,7 @@ class SIPService(Service):
             algorithms_for=lambda realm: directory.domain_effective_settings(realm).get(
                 "SIPDigestAlgorithms"
             ),
+            also_accept_uri=self._names_this_server,
         )
         self.guard = AuthFailureGuard(reactor, registry=context.metrics)
         self.rate_limiter = RateLimiter(reactor, registry=context.metrics)
@@ -174,6 +175,13 @@ class SIPService(Service):
         stopping = [defer.maybeDeferred(p.stopListening) for p in ports]
         stopping.append(self.transport.stop())
         return defer.gatherResults(stopping, consumeErrors=True)
+
+    def _names_this_server(self, text: str) -> bool:
+        try:
+            uri = parse_uri(text)
+        except URIError:
+            return False
+        return isinstance(uri, SIPURI) and not uri.user and (uri.host, uri.port or 5060) in self.local_hosts()
 
     def local_hosts(self) -> set[tuple[str, int]]:
         """
