@@ -63,3 +63,79 @@ class SIPCommands:
             limit=max(1, min(limit, 1000)),
         )
         return [entry.as_data() for entry in entries]
+
+
+SETTINGS_KEY = "sip-settings"
+
+#: The SIP settings and their built-in values.
+DEFAULT_SETTINGS = {
+    # Requests one source address may send per second, and in a burst,
+    # before it gets 503 with Retry-After.
+    "RequestRate": "50",
+    "RequestBurst": "200",
+}
+
+
+def sip_settings(store) -> dict:
+    """
+    The SIP settings in force: the stored ones over the built-in values.
+    """
+    from communigate.formats.cgdata import loads
+
+    text = store.get("server", SETTINGS_KEY)
+    stored = {} if text is None else loads(text)
+    return {**DEFAULT_SETTINGS, **stored}
+
+
+def checked_sip_settings(settings: dict) -> tuple[float, float]:
+    """
+    The request rate and burst of C{settings}, or L{ValueError} naming the
+    bad one.
+    """
+    numbers = []
+    for key in ("RequestRate", "RequestBurst"):
+        try:
+            number = float(settings[key])
+        except (TypeError, ValueError):
+            raise ValueError(f"{key} must be a positive number, not {settings[key]!r}") from None
+        if number <= 0 or (key == "RequestBurst" and number < 1):
+            raise ValueError(f"{key} must be a positive number (a burst at least 1), not {settings[key]!r}")
+        numbers.append(number)
+    unknown = set(settings) - set(DEFAULT_SETTINGS)
+    if unknown:
+        raise ValueError(f"unknown SIP settings {sorted(unknown)}; known: {sorted(DEFAULT_SETTINGS)}")
+    return numbers[0], numbers[1]
+
+
+class SIPSettingsCommands:
+    """
+    C{GETSIPSETTINGS} and C{UPDATESIPSETTINGS}: the SIP module's own
+    settings, in force at once.
+    """
+
+    def __init__(self, service) -> None:
+        self._service = service
+
+    def command_GETSIPSETTINGS(self, context, arguments):
+        """GETSIPSETTINGS"""
+        arguments.end()
+        return sip_settings(self._service.context.store)
+
+    def command_UPDATESIPSETTINGS(self, context, arguments):
+        """UPDATESIPSETTINGS newSettings"""
+        from communigate.directory.settings import updated
+        from communigate.formats.cgdata import dumps
+
+        changes = arguments.dictionary("SIP settings")
+        arguments.end()
+        store = self._service.context.store
+        with store.transaction():
+            current = sip_settings(store)
+            merged = {**DEFAULT_SETTINGS, **updated(current, changes)}
+            try:
+                rate, burst = checked_sip_settings(merged)
+            except ValueError as e:
+                raise CommandError(f"SIP settings not changed: {e}") from e
+            explicit = {k: v for k, v in merged.items() if DEFAULT_SETTINGS.get(k) != v}
+            store.put("server", SETTINGS_KEY, dumps(explicit))
+        self._service.rate_limiter.reconfigure(rate, burst)

@@ -258,6 +258,17 @@ class RateLimiter:
                 break
             del self._buckets[source]
 
+    def reconfigure(self, rate: float, burst: float) -> None:
+        """
+        New limits, from the SIP settings, for the requests to come.
+        """
+        _positive("rate", rate)
+        _positive("burst", burst)
+        if burst < 1:
+            raise ValueError(f"burst must be at least 1, not {burst!r}")
+        self._rate = float(rate)
+        self._burst = float(burst)
+
     def allow(self, source: Hashable) -> tuple[bool, int]:
         """
         Whether a request from C{source} may go on now; when not, also the

@@ -149,6 +149,9 @@ class SIPService(Service):
 
     def startService(self) -> None:
         super().startService()
+        from communigate.sip.commands import checked_sip_settings, sip_settings
+
+        self.rate_limiter.reconfigure(*checked_sip_settings(sip_settings(self.context.store)))
         self.bindings.load()
         reactor = self.context.reactor
         for description in self.descriptions:
