@@ -21,11 +21,18 @@ the factory must be told the file itself (see L{observer_factory}).
 import json
 import sys
 
-from twisted.logger import FileLogObserver, formatEvent, textFileLogObserver
+from twisted.logger import (
+    FileLogObserver,
+    FilteringLogObserver,
+    LogLevel,
+    LogLevelFilterPredicate,
+    formatEvent,
+    textFileLogObserver,
+)
 from twisted.python.failure import Failure
 from twisted.python.logfile import LogFile
 
-__all__ = ["LOG_FORMATS", "json_observer", "observer_factory", "text_observer"]
+__all__ = ["LOG_FORMATS", "LOG_LEVELS", "json_observer", "observer_factory", "text_observer"]
 
 
 def _level_name(level):
@@ -101,7 +108,10 @@ def text_observer(stream) -> FileLogObserver:
 LOG_FORMATS = {"text": text_observer, "json": json_observer}
 
 
-def observer_factory(log_format: str, logfile=None):
+LOG_LEVELS = ("debug", "info", "warn", "error", "critical")
+
+
+def observer_factory(log_format: str, logfile=None, level: str = "debug"):
     """
     A zero-argument callable returning a log observer, for twistd's
     C{options["logger"]}.
@@ -127,11 +137,20 @@ def observer_factory(log_format: str, logfile=None):
             f"log format {log_format!r} is not supported; allowed formats: {allowed}"
         ) from None
 
+    if level not in LOG_LEVELS:
+        raise ValueError(f"log level {level!r} is not one of: " + ", ".join(LOG_LEVELS))
+
     def factory():
         if logfile is None or logfile == "-":
             stream = sys.stdout
         else:
             stream = LogFile.fromFullPath(logfile)
-        return make_observer(stream)
+        observer = make_observer(stream)
+        if level == "debug":
+            return observer
+        # Per-request debug events stay cheap: they are dropped here, before
+        # anything formats them.
+        predicate = LogLevelFilterPredicate(defaultLogLevel=LogLevel.levelWithName(level))
+        return FilteringLogObserver(observer, [predicate])
 
     return factory

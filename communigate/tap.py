@@ -13,7 +13,7 @@ from twisted.logger import ILogObserver
 from twisted.python import usage
 
 from communigate.config import Config
-from communigate.logs import LOG_FORMATS, observer_factory
+from communigate.logs import LOG_FORMATS, LOG_LEVELS, observer_factory
 from communigate.server import build_server, protocol_modules
 from communigate.storage import StoreError
 
@@ -32,6 +32,7 @@ class BaseOptions(usage.Options):
         ["data", "d", "communigate-data", "The data directory (created on first start)."],
         ["domain", None, None, "The main domain created on first start [default: host name]."],
         ["log-format", None, "text", "Log format: " + " or ".join(LOG_FORMATS) + "."],
+        ["log-level", None, "info", "Least important events logged: " + ", ".join(LOG_LEVELS) + "."],
         ["hostname", None, None, "The name to greet clients with [default: host name]."],
     ]
 
@@ -55,6 +56,10 @@ class BaseOptions(usage.Options):
             raise usage.UsageError(
                 f"--log-format {self['log-format']!r}: use one of " + ", ".join(LOG_FORMATS)
             )
+        if self["log-level"] not in LOG_LEVELS:
+            raise usage.UsageError(
+                f"--log-level {self['log-level']!r}: use one of " + ", ".join(LOG_LEVELS)
+            )
         data = self["data"]
         if os.path.exists(data) and not os.path.isdir(data):
             raise usage.UsageError(f"--data {data!r}: exists and is not a directory")
@@ -75,19 +80,17 @@ class BaseOptions(usage.Options):
 
     def log_observer_factory(self):
         """
-        The factory of twistd's log observer, or L{None} for twistd's own.
+        The factory of twistd's log observer: our format and level.
 
         twistd ignores C{--logfile} once an application names its observer,
         so the file twistd would have used is chosen here: standard output
         with C{--nodaemon}, else C{--logfile} or C{twistd.log}.
         """
-        if self["log-format"] == "text":
-            return None
         parent = self.parent or {}
         logfile = parent.get("logfile")
         if not logfile:
             logfile = "-" if parent.get("nodaemon", True) else "twistd.log"
-        return observer_factory(self["log-format"], logfile)
+        return observer_factory(self["log-format"], logfile, self["log-level"])
 
     def config(self) -> Config:
         listen = {

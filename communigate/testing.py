@@ -28,11 +28,12 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def wait_for_port(port: int, process: subprocess.Popen, timeout: float) -> float:
+def wait_for_port(port: int, process: subprocess.Popen, timeout: float, log_path: str = "") -> float:
     started = time.monotonic()
     while time.monotonic() - started < timeout:
         if process.poll() is not None:
-            raise RuntimeError(f"server exited with {process.returncode}: {process.stdout.read()}")
+            output = open(log_path).read() if log_path else ""
+            raise RuntimeError(f"server exited with {process.returncode}: {output}")
         try:
             with socket.create_connection(("127.0.0.1", port), timeout=1):
                 return time.monotonic() - started
@@ -51,8 +52,14 @@ class LiveServer:
     postmaster_password: str
     start_seconds: float
 
+    log_path: str = ""
+
     def output(self) -> str:
-        return self.process.stdout.read() if self.process.poll() is not None else ""
+        """
+        What the server has printed so far (its log).
+        """
+        with open(self.log_path, encoding="utf-8", errors="replace") as f:
+            return f.read()
 
 
 def start_server(data_dir, *extra, domain="example.com") -> LiveServer:
@@ -62,6 +69,9 @@ def start_server(data_dir, *extra, domain="example.com") -> LiveServer:
     """
     cli_port, http_port, sip_port = free_port(), free_port(), free_port()
     twistd = os.path.join(os.path.dirname(sys.executable), "twistd")
+    # A file, not a pipe: a pipe nobody reads fills up and stops the server.
+    log_path = f"{data_dir}.log"
+    log = open(log_path, "w")
     process = subprocess.Popen(
         [
             twistd, "--nodaemon", "--pidfile=", "communigate",
@@ -72,18 +82,19 @@ def start_server(data_dir, *extra, domain="example.com") -> LiveServer:
             "--sip", f"tcp:{sip_port}:interface=127.0.0.1",
             *extra,
         ],
-        stdout=subprocess.PIPE,
+        stdout=log,
         stderr=subprocess.STDOUT,
         text=True,
     )
+    log.close()
     try:
-        seconds = wait_for_port(cli_port, process, START_TIMEOUT)
+        seconds = wait_for_port(cli_port, process, START_TIMEOUT, log_path)
     except BaseException:
         process.kill()
         raise
     with open(os.path.join(data_dir, "postmaster-password")) as f:
         _account, password = f.read().split()
-    return LiveServer(process, str(data_dir), cli_port, http_port, sip_port, password, seconds)
+    return LiveServer(process, str(data_dir), cli_port, http_port, sip_port, password, seconds, log_path)
 
 
 def stop_server(server: LiveServer) -> None:

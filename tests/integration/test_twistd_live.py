@@ -26,7 +26,7 @@ def test_first_start_creates_the_data_directory_and_postmaster(tmp_path):
         assert password_file.read_text().split()[0] == "postmaster@example.com"
     finally:
         stop_server(server)
-    printed = server.process.stdout.read()
+    printed = server.output()
     for account in ("postmaster", "alice", "bob"):
         assert f"created {account}@example.com with password " in printed
     again = start_server(data)
@@ -34,7 +34,7 @@ def test_first_start_creates_the_data_directory_and_postmaster(tmp_path):
         pass
     finally:
         stop_server(again)
-    assert "created" not in again.process.stdout.read()
+    assert "created" not in again.output()
 
 
 def test_metrics_and_health_are_served(live_server):
@@ -51,7 +51,7 @@ def test_metrics_and_health_are_served(live_server):
 def test_json_logs_are_one_object_per_line(tmp_path):
     server = start_server(tmp_path / "data", "--log-format", "json")
     stop_server(server)
-    lines = [line for line in server.process.stdout.read().splitlines() if line.startswith("{")]
+    lines = [line for line in server.output().splitlines() if line.startswith("{")]
     events = [json.loads(line) for line in lines]
     assert any(e.get("log_namespace") == "communigate.server.CommunigateServer" for e in events)
     assert all("log_level" in e and "message" in e for e in events)
