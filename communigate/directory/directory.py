@@ -8,6 +8,8 @@ each time, so a change made by the admin tool in another process is seen at
 once.
 """
 
+import contextlib
+
 from twisted.logger import Logger
 from zope.interface import implementer
 
@@ -79,7 +81,12 @@ class Directory:
         """
         Group several directory changes into one atomic unit.
         """
-        return self._store.transaction()
+        return self._writing()
+
+    @contextlib.contextmanager
+    def _writing(self):
+        with self._store.transaction(), self._records.writing():
+            yield
 
     # -- domains -----------------------------------------------------------
 
@@ -110,7 +117,7 @@ class Directory:
         new_settings = settings.replaced(
             settings.checked(domain_settings or {}, "domain settings")
         )
-        with self._store.transaction():
+        with self._writing():
             if self._store.get(DOMAIN, domain) is not None:
                 raise NameInUse(f"domain {domain!r} already exists")
             owner = self._records.load(DOMAIN_ALIAS, domain)
@@ -125,7 +132,7 @@ class Directory:
 
     def delete_domain(self, name: str, force: bool = False) -> None:
         domain = names.domain_name(name)
-        with self._store.transaction():
+        with self._writing():
             record = self._records.load(DOMAIN, domain)
             if record is None:
                 raise UnknownObject(f"unknown domain {domain!r}")
@@ -152,7 +159,7 @@ class Directory:
 
     def set_domain_aliases(self, name: str, aliases: list) -> None:
         new = [names.domain_name(a) for a in _string_list(aliases, "domain aliases")]
-        with self._store.transaction():
+        with self._writing():
             domain, record = self._domain(name)
             for alias in new:
                 if self._store.get(DOMAIN, alias) is not None:
@@ -188,7 +195,7 @@ class Directory:
 
     def _change_domain_part(self, name, part, new, replace, what) -> None:
         settings.checked(new, what)
-        with self._store.transaction():
+        with self._writing():
             domain, record = self._domain(name)
             if replace:
                 record[part] = settings.replaced(new)
@@ -212,7 +219,7 @@ class Directory:
 
     def _change_server_part(self, key: str, new: dict, replace: bool) -> None:
         settings.checked(new, "server defaults")
-        with self._store.transaction():
+        with self._writing():
             current = self._records.load(SERVER, key, {})
             result = settings.replaced(new) if replace else settings.updated(current, new)
             self._records.save(SERVER, key, result)
@@ -305,7 +312,7 @@ class Directory:
             )
         explicit = dict(settings.checked(account_settings or {}, "account settings"))
         password = explicit.pop(PASSWORD, None)
-        with self._store.transaction():
+        with self._writing():
             local, domain = self.locate(address)
             name = f"{local}@{domain}"
             self._claim_name(domain, local, "account")
@@ -339,7 +346,7 @@ class Directory:
         return self._derive(account, password).to_dict()
 
     def delete_account(self, address: str) -> None:
-        with self._store.transaction():
+        with self._writing():
             local, domain, _ = self._account(address)
             self._remove_account(domain, local)
         self.log.info("account {local}@{domain} deleted", local=local, domain=domain)
@@ -356,7 +363,7 @@ class Directory:
         self._records.remove(SECRETS, key)
 
     def rename_account(self, address: str, new_address: str) -> str:
-        with self._store.transaction():
+        with self._writing():
             local, domain, record = self._account(address)
             new_local, new_domain = self.locate(new_address)
             new_name = f"{new_local}@{new_domain}"
@@ -415,7 +422,7 @@ class Directory:
     def change_account_settings(self, address: str, new: dict, replace: bool) -> None:
         explicit = dict(settings.checked(new, "account settings"))
         password = explicit.pop(PASSWORD, None)
-        with self._store.transaction():
+        with self._writing():
             local, domain, record = self._account(address)
             if replace:
                 record["Settings"] = settings.replaced(explicit)
@@ -426,7 +433,7 @@ class Directory:
             self._records.save(ACCOUNT, object_key(domain, local), record)
 
     def set_password(self, address: str, password: str) -> None:
-        with self._store.transaction():
+        with self._writing():
             local, domain, _ = self._account(address)
             self._save_secrets(domain, local, password)
         self.log.info("password of {local}@{domain} set", local=local, domain=domain)
@@ -447,7 +454,7 @@ class Directory:
 
     def set_account_aliases(self, address: str, aliases: list) -> None:
         new = sorted({names.local_name(a) for a in _string_list(aliases, "aliases")})
-        with self._store.transaction():
+        with self._writing():
             local, domain, record = self._account(address)
             for alias in record["Aliases"]:
                 self._records.remove(NAME, object_key(domain, alias))
@@ -461,7 +468,7 @@ class Directory:
 
     def set_account_telnums(self, address: str, numbers: list) -> None:
         new = list(dict.fromkeys(names.telnum(n) for n in _string_list(numbers, "telnums")))
-        with self._store.transaction():
+        with self._writing():
             local, domain, record = self._account(address)
             name = f"{local}@{domain}"
             for number in new:
@@ -503,7 +510,7 @@ class Directory:
         Replace the Signal Rules of C{owner} (see L{signal_rules}); the
         caller has validated them.
         """
-        with self._store.transaction():
+        with self._writing():
             if owner is None:
                 self._records.save(SERVER, "signal-rules", rules)
             elif "@" in owner:
@@ -520,7 +527,7 @@ class Directory:
     def create_forwarder(self, address: str, target: str) -> str:
         if not isinstance(target, str) or not target.strip():
             raise InvalidSettings("a forwarder needs a target address")
-        with self._store.transaction():
+        with self._writing():
             local, domain = self.locate(address)
             self._claim_name(domain, local, "forwarder")
             self._records.save(FORWARDER, object_key(domain, local), target.strip())
@@ -540,7 +547,7 @@ class Directory:
         return self._records.names_in(FORWARDER, self.real_domain(domain_name))
 
     def _delete_object(self, kind: str, word: str, address: str) -> None:
-        with self._store.transaction():
+        with self._writing():
             local, domain = self.locate(address)
             key = object_key(domain, local)
             if not self._records.remove(kind, key):
@@ -558,7 +565,7 @@ class Directory:
 
     def create_group(self, address: str, group_settings: dict | None = None) -> str:
         record = self._group_settings(group_settings or {})
-        with self._store.transaction():
+        with self._writing():
             local, domain = self.locate(address)
             self._claim_name(domain, local, "group")
             self._records.save(GROUP, object_key(domain, local), record)
@@ -573,7 +580,7 @@ class Directory:
 
     def set_group(self, address: str, group_settings: dict) -> None:
         record = self._group_settings(group_settings)
-        with self._store.transaction():
+        with self._writing():
             self.group(address)
             local, domain = self.locate(address)
             self._records.save(GROUP, object_key(domain, local), record)

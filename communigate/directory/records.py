@@ -33,6 +33,20 @@ TELNUM = "telnum"
 SECRETS = "secrets"
 
 
+class _Writing:
+    def __init__(self, records) -> None:
+        self._records = records
+
+    def __enter__(self):
+        self._records._writing += 1
+        self._records._cache.clear()
+
+    def __exit__(self, *exc_info):
+        self._records._writing -= 1
+        self._records._cache.clear()
+        return False
+
+
 def object_key(domain: str, local: str) -> str:
     return f"{domain}/{local}"
 
@@ -41,18 +55,52 @@ def object_key(domain: str, local: str) -> str:
 class Records:
     """
     Typed reads and writes of directory records over an L{IStore}.
+
+    Parsing a record costs more than reading it, and every SIP REGISTER and
+    every Signal reads several, so parsed records are kept while the store's
+    generation stays the same (no commit by anyone, this process or
+    another).  Reads inside a transaction, whose results the directory
+    changes and writes back, always parse afresh.
     """
 
     store: IStore
+    cache_size: int = 20_000
+    _cache: dict = attrs.field(factory=dict, init=False)
+    _generation: object = attrs.field(default=None, init=False)
+    _writing: int = attrs.field(default=0, init=False)
 
     def load(self, kind: str, key: str, default=None):
-        text = self.store.get(kind, key)
-        return default if text is None else loads(text)
+        if self._writing:
+            text = self.store.get(kind, key)
+            return default if text is None else loads(text)
+        generation = self.store.generation()
+        if generation != self._generation:
+            self._cache.clear()
+            self._generation = generation
+        entry = (kind, key)
+        try:
+            value = self._cache[entry]
+        except KeyError:
+            text = self.store.get(kind, key)
+            value = None if text is None else loads(text)
+            if len(self._cache) >= self.cache_size:
+                self._cache.clear()
+            self._cache[entry] = value
+        return default if value is None else value
+
+    def writing(self):
+        """
+        Mark the reads of a transaction: they parse afresh, since the caller
+        changes what it loads.
+        """
+        return _Writing(self)
 
     def save(self, kind: str, key: str, value) -> None:
+        self._cache.pop((kind, key), None)
         self.store.put(kind, key, dumps(value))
 
     def remove(self, kind: str, key: str) -> bool:
+        self._cache.pop((kind, key), None)
         return self.store.delete(kind, key)
 
     def keys(self, kind: str, prefix: str = "") -> list[str]:

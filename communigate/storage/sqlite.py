@@ -58,11 +58,17 @@ class SQLiteStore:
         *,
         busy_timeout: float = 10.0,
         migrations: Sequence[Sequence[str]] = MIGRATIONS,
+        power_safe: bool = True,
     ) -> None:
         """
         @param migrations: the schema steps, as in
             L{communigate.storage.schema.MIGRATIONS} (the default); tests
             give a longer list to exercise an upgrade.
+        @param power_safe: commit with C{synchronous=FULL} (an fsync per
+            commit: nothing acknowledged is lost even to a power cut).
+            C{False} gives C{NORMAL}: a commit survives a crash of the
+            process but not of the machine; for state that clients restore
+            themselves within minutes, such as SIP registrations.
         """
         self.path = path
         self._migrations = tuple(tuple(step) for step in migrations)
@@ -77,7 +83,7 @@ class SQLiteStore:
             # is written to it: switching to WAL alone rewrites the header.
             self._refuse_newer(self._user_version())
             self._db.execute("PRAGMA journal_mode=WAL")
-            self._db.execute("PRAGMA synchronous=FULL")
+            self._db.execute("PRAGMA synchronous=" + ("FULL" if power_safe else "NORMAL"))
             self.schema_version = self._migrate()
         except BaseException as e:
             self._db.close()
