@@ -73,6 +73,8 @@ DEFAULT_SETTINGS = {
     # before it gets 503 with Retry-After.
     "RequestRate": "50",
     "RequestBurst": "200",
+    # Seconds between keep-alives to a client behind NAT (5-3600).
+    "KeepAliveInterval": "25",
 }
 
 
@@ -87,10 +89,10 @@ def sip_settings(store) -> dict:
     return {**DEFAULT_SETTINGS, **stored}
 
 
-def checked_sip_settings(settings: dict) -> tuple[float, float]:
+def checked_sip_settings(settings: dict) -> tuple[float, float, float]:
     """
-    The request rate and burst of C{settings}, or L{ValueError} naming the
-    bad one.
+    The request rate, burst and keep-alive interval of C{settings}, or
+    L{ValueError} naming the bad one.
     """
     numbers = []
     for key in ("RequestRate", "RequestBurst"):
@@ -101,10 +103,16 @@ def checked_sip_settings(settings: dict) -> tuple[float, float]:
         if number <= 0 or (key == "RequestBurst" and number < 1):
             raise ValueError(f"{key} must be a positive number (a burst at least 1), not {settings[key]!r}")
         numbers.append(number)
+    try:
+        interval = float(settings["KeepAliveInterval"])
+    except (TypeError, ValueError):
+        interval = -1.0
+    if not 5 <= interval <= 3600:
+        raise ValueError(f"KeepAliveInterval must be 5 to 3600 seconds, not {settings['KeepAliveInterval']!r}")
     unknown = set(settings) - set(DEFAULT_SETTINGS)
     if unknown:
         raise ValueError(f"unknown SIP settings {sorted(unknown)}; known: {sorted(DEFAULT_SETTINGS)}")
-    return numbers[0], numbers[1]
+    return numbers[0], numbers[1], interval
 
 
 class SIPSettingsCommands:
@@ -133,9 +141,9 @@ class SIPSettingsCommands:
             current = sip_settings(store)
             merged = {**DEFAULT_SETTINGS, **updated(current, changes)}
             try:
-                rate, burst = checked_sip_settings(merged)
+                checked_sip_settings(merged)
             except ValueError as e:
                 raise CommandError(f"SIP settings not changed: {e}") from e
             explicit = {k: v for k, v in merged.items() if DEFAULT_SETTINGS.get(k) != v}
             store.put("server", SETTINGS_KEY, dumps(explicit))
-        self._service.rate_limiter.reconfigure(rate, burst)
+        self._service.apply_settings(merged)

@@ -466,13 +466,23 @@ class Proxy:
     # -- flows -------------------------------------------------------------------
 
     def keepalive(self, flow: Flow) -> None:
-        pass
+        """
+        Keep-alive traffic from a client: its NAT mapping is alive.
+        """
+        self.service.keepalive.pong(flow)
 
     def flow_closed(self, flow: Flow) -> None:
-        pass
+        """
+        A TCP/TLS connection closed: its pinger stops; registrations made
+        over it stay until they expire or the client registers again.
+        """
+        self.service.keepalive.forget(flow)
 
     def watch_flow(self, flow: Flow) -> None:
-        pass
+        """
+        A client behind NAT registered over C{flow}: keep the mapping open.
+        """
+        self.service.keepalive.watch(flow)
 
     # -- server transactions ending badly ---------------------------------------
 

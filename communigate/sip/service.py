@@ -22,7 +22,9 @@ from communigate.storage import SQLiteStore
 from communigate.sip.digest import DigestVerifier, NonceManager
 from communigate.sip.guard import AuthFailureGuard, RateLimiter
 from communigate.sip.log import SIPLog
-from communigate.sip.message import Request, Response, make_response
+from communigate.core.scheduler import Scheduler
+from communigate.sip.keepalive import KeepAliveService, KeepAliveSettings
+from communigate.sip.message import Headers, Request, Response, make_response
 from communigate.sip.transaction import TransactionLayer
 from communigate.sip.transport import Flow, SIPTransport
 from communigate.sip.uri import SIPURI, URIError, parse_uri
@@ -145,6 +147,10 @@ class SIPService(Service):
         from communigate.sip.proxy import Proxy
 
         self.proxy = Proxy(self)
+        self.scheduler = Scheduler(reactor, registry=context.metrics)
+        self.keepalive = KeepAliveService(
+            self.scheduler, self._ping, self._flow_dead, registry=context.metrics
+        )
         self._listening = []
 
     # -- lifecycle ---------------------------------------------------------
@@ -153,7 +159,7 @@ class SIPService(Service):
         super().startService()
         from communigate.sip.commands import checked_sip_settings, sip_settings
 
-        self.rate_limiter.reconfigure(*checked_sip_settings(sip_settings(self.context.store)))
+        self.apply_settings(sip_settings(self.context.store))
         self.bindings.load()
         reactor = self.context.reactor
         for description in self.descriptions:
@@ -169,12 +175,77 @@ class SIPService(Service):
                 d.addErrback(self._listen_failed, description)
         self.proxy.start()
 
+    def apply_settings(self, settings: dict) -> None:
+        """
+        Put the SIP settings in force (at start and when they change).
+        """
+        from communigate.sip.commands import checked_sip_settings
+
+        rate, burst, interval = checked_sip_settings(settings)
+        self.rate_limiter.reconfigure(rate, burst)
+        self.keepalive.update_settings(KeepAliveSettings(interval=interval))
+
+    def _ping(self, flow: Flow, kind: str) -> None:
+        """
+        One keep-alive to a client behind NAT: CRLFCRLF, or an OPTIONS
+        request whose answer (any answer) proves the mapping is still open.
+        """
+        if kind == "crlf":
+            self.transport.send_raw(b"\r\n\r\n", flow)
+            return
+        host, port = self.address_for("udp" if flow.transport == "udp" else "tcp")
+        branch = f"z9hG4bKka{os.urandom(6).hex()}"
+        target = f"sip:{flow.remote[0]}:{flow.remote[1]}"
+        request = Request(
+            "OPTIONS",
+            parse_uri(target),
+            Headers(
+                [
+                    ("Via", f"SIP/2.0/{flow.transport.upper()} {host}:{port};branch={branch};rport"),
+                    ("From", f"<sip:keepalive@{host}:{port}>;tag={os.urandom(4).hex()}"),
+                    ("To", f"<{target}>"),
+                    ("Call-ID", f"{os.urandom(8).hex()}@{host}"),
+                    ("CSeq", "1 OPTIONS"),
+                    ("Max-Forwards", "70"),
+                ]
+            ),
+        )
+        keepalive = self.keepalive
+
+        class Pong:
+            def response_received(self, transaction, response):
+                if response.status >= 200:
+                    keepalive.pong(flow)
+
+            def timed_out(self, transaction):
+                keepalive.failed(flow)
+
+            def transport_error(self, transaction):
+                keepalive.failed(flow)
+
+        self.transactions.send_request(
+            request, lambda message: self.transport.send(message, flow), flow.reliable, Pong()
+        )
+
+    def _flow_dead(self, flow: Flow) -> None:
+        removed = self.bindings.remove_flow(
+            (flow.transport, flow.remote[0], flow.remote[1]),
+            (flow.transport, flow.local[0], flow.local[1]),
+        )
+        self.log.info(
+            "NAT flow {remote} stopped answering; {count} registrations removed",
+            remote=flow.remote,
+            count=len(removed),
+        )
+
     def _listen_failed(self, failure, description) -> None:
         self.log.failure("cannot listen on {description}", failure, description=description)
 
     def stopService(self):
         super().stopService()
         self.proxy.stop()
+        self.keepalive.forget_all()
+        self.scheduler.stop_all()
         self.bindings.stop()
         ports = [p for p in self._listening if p not in self.transport.ports]
         stopping = [defer.maybeDeferred(p.stopListening) for p in ports]
@@ -283,9 +354,14 @@ class SIPService(Service):
             return make_response(request, 500, "Server Internal Error")
 
         d.addErrback(failed)
-        d.addCallback(transaction.respond)
-        if behind_nat(request, flow):
-            d.addCallback(lambda _: self.proxy.watch_flow(flow))
+        nat = behind_nat(request, flow)
+
+        def answer(response):
+            transaction.respond(response)
+            if nat and response.status == 200:
+                self.proxy.watch_flow(flow)
+
+        d.addCallback(answer)
         return True
 
     def sip_OPTIONS(self, request: Request, flow: Flow, transaction) -> bool:
