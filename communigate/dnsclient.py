@@ -61,6 +61,7 @@ import attrs
 import dns.exception
 import dns.flags
 import dns.message
+import dns.opcode
 import dns.name
 import dns.rcode
 import dns.rdataclass
@@ -205,6 +206,9 @@ def parse_response(wire: bytes, query_id: int, name: str, rdtype) -> Answer:
         raise DNSError(f"malformed DNS message: {e!r}") from None
     if response.id != query_id:
         raise DNSError(f"answer id {response.id} is not the query id {query_id}")
+    if not isinstance(response, dns.message.QueryMessage):
+        # Another opcode (UPDATE, NOTIFY ...): never an answer to our query.
+        raise DNSError(f"answer has opcode {dns.opcode.to_text(response.opcode())}, not QUERY")
     if not response.flags & dns.flags.QR:
         raise DNSError("message is a query, not an answer")
     if response.flags & dns.flags.TC:

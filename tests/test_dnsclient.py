@@ -533,3 +533,15 @@ def test_without_joining_each_question_is_sent():
     results(client.query(NAME, "SRV"))
     assert len(reactor.sent()) == 2
     assert queries(registry)["joined"] == 0
+
+
+def test_a_message_with_another_opcode_is_not_an_answer():
+    import dns.message
+    import dns.opcode
+
+    from communigate.dnsclient import DNSError, build_query, parse_response
+
+    wire = bytearray(build_query("example.test", "A", 7))
+    wire[2] = (wire[2] | 0x80) | (dns.opcode.NOTIFY << 3)  # QR set, opcode NOTIFY
+    with pytest.raises(DNSError, match="opcode NOTIFY"):
+        parse_response(bytes(wire), 7, "example.test", "A")
