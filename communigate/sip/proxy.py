@@ -106,7 +106,9 @@ class _SIPEndpoint:
             target_uri, flow, route_set = self.target()
         except (OSError, URIError, ValueError) as e:
             responder.final(rules.signal_response(make_response_stub(503, str(e))))
-            return _Delivery(self._proxy, None, None)
+            answered = _Delivery(self._proxy, None, None)
+            answered.done = True  # nothing was sent, so there is nothing to cancel
+            return answered
         request = self._proxy.outgoing(signal, target_uri, flow, route_set)
         delivery = _Delivery(self._proxy, request, flow)
 
