@@ -25,6 +25,7 @@ from communigate.sip.log import SIPLog
 from communigate.core.scheduler import Scheduler
 from communigate.sip.keepalive import KeepAliveService, KeepAliveSettings
 from communigate.sip.message import Headers, Request, Response, make_response
+from communigate.sip.metrics import SIPStateCollector
 from communigate.sip.transaction import TransactionLayer
 from communigate.sip.transport import Flow, SIPTransport
 from communigate.sip.uri import SIPURI, URIError, parse_uri
@@ -151,6 +152,7 @@ class SIPService(Service):
         self.keepalive = KeepAliveService(
             self.scheduler, self._ping, self._flow_dead, registry=context.metrics
         )
+        context.metrics.register(SIPStateCollector(self))
         self._listening = []
 
     # -- lifecycle ---------------------------------------------------------

@@ -5,6 +5,7 @@ running twistd communigate.
 
 import os
 import subprocess
+import urllib.request
 
 import pytest
 
@@ -52,6 +53,10 @@ def test_sipp_registers_many_users_with_digest_auth(live_server, users, tmp_path
         client.login("postmaster", live_server.postmaster_password)
         code, text = client.command("GETACCOUNTREGISTRATIONS user7")
     assert code == 201 and "sip:user7@127.0.0.1" in text
+    metrics = urllib.request.urlopen(f"http://127.0.0.1:{live_server.http_port}/metrics", timeout=10).read().decode()
+    assert f"communigate_sip_registrations {float(users)}" in metrics
+    assert 'communigate_sip_messages_total{direction="in",kind="REGISTER",transport="udp"}' in metrics
+    assert 'communigate_sip_messages_total{direction="out",kind="2xx",transport="udp"}' in metrics
 
 
 def test_a_wrong_password_is_refused(live_server, tmp_path):
