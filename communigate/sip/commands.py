@@ -75,6 +75,9 @@ DEFAULT_SETTINGS = {
     "RequestBurst": "200",
     # Seconds between keep-alives to a client behind NAT (5-3600).
     "KeepAliveInterval": "25",
+    # DNS servers for locating remote SIP servers (RFC 3263), as
+    # "ip:port, ip:port"; empty means those of /etc/resolv.conf.
+    "DNSServers": "",
 }
 
 
@@ -89,11 +92,25 @@ def sip_settings(store) -> dict:
     return {**DEFAULT_SETTINGS, **stored}
 
 
+def dns_servers(settings: dict) -> list[tuple[str, int]]:
+    """
+    The C{DNSServers} setting as C{(ip, port)} pairs; L{ValueError} names a
+    bad entry.
+    """
+    from communigate.dnsclient import parse_server_address
+
+    text = settings.get("DNSServers", "")
+    if not isinstance(text, str):
+        raise ValueError(f"DNSServers must be text like \"192.0.2.53:53, 192.0.2.54\", not {text!r}")
+    return [parse_server_address(entry.strip(), setting="DNSServers") for entry in text.split(",") if entry.strip()]
+
+
 def checked_sip_settings(settings: dict) -> tuple[float, float, float]:
     """
     The request rate, burst and keep-alive interval of C{settings}, or
     L{ValueError} naming the bad one.
     """
+    dns_servers(settings)
     numbers = []
     for key in ("RequestRate", "RequestBurst"):
         try:

@@ -77,10 +77,10 @@ class _Delivery:
         self.done = False
 
     def cancel(self) -> None:
-        if self.done or self.request.method != "INVITE":
+        if self.done:
             return
         self.cancel_wanted = True
-        if self.provisional_seen:
+        if self.request is not None and self.request.method == "INVITE" and self.provisional_seen:
             self._send_cancel()
 
     def _send_cancel(self) -> None:
@@ -94,6 +94,8 @@ class _SIPEndpoint:
     What contact and remote endpoints share: build the request, pick the
     flow, run the client transaction, translate the responses.
     """
+
+    log = Logger()
 
     def __init__(self, proxy) -> None:
         self._proxy = proxy
@@ -109,8 +111,19 @@ class _SIPEndpoint:
             answered = _Delivery(self._proxy, None, None)
             answered.done = True  # nothing was sent, so there is nothing to cancel
             return answered
+        delivery = _Delivery(self._proxy, None, flow)
+        self._send(signal, responder, delivery, target_uri, flow, route_set, on_unreachable=None)
+        return delivery
+
+    def _send(self, signal, responder, delivery, target_uri, flow, route_set, on_unreachable):
+        """
+        Send C{signal} over C{flow} under C{delivery}; a timeout, transport
+        error or 503 goes to C{on_unreachable(status, reason)} when given
+        (to try the next server), else it is the final answer.
+        """
         request = self._proxy.outgoing(signal, target_uri, flow, route_set)
-        delivery = _Delivery(self._proxy, request, flow)
+        delivery.request = request
+        delivery._flow = flow
 
         def on_response(response):
             if delivery.done:
@@ -122,16 +135,22 @@ class _SIPEndpoint:
                 if delivery.cancel_wanted:
                     delivery._send_cancel()
                 return
+            if response.status == 503 and on_unreachable is not None and not delivery.provisional_seen:
+                on_unreachable(503, response.reason)
+                return
             delivery.done = True
             responder.final(rules.signal_response(response, origin=self.description))
 
         def on_failure(status, reason):
-            if not delivery.done:
-                delivery.done = True
-                responder.final(rules.signal_response(make_response_stub(status, reason)))
+            if delivery.done:
+                return
+            if on_unreachable is not None and not delivery.provisional_seen:
+                on_unreachable(status, reason)
+                return
+            delivery.done = True
+            responder.final(rules.signal_response(make_response_stub(status, reason)))
 
         self._proxy.send_request(request, flow, _Branch(on_response, on_failure))
-        return delivery
 
 
 def make_response_stub(status: int, reason: str) -> Response:
@@ -176,10 +195,10 @@ class ContactEndpoint(_SIPEndpoint):
 
 class RemoteEndpoint(_SIPEndpoint):
     """
-    A SIP destination outside this server, reached by its URI's address.
-    [D] Host names go through RFC 3263 location when the SIP service has a
-    locator; this first version reaches IP literals and the names the
-    locator does not serve answer 503.
+    A SIP destination outside this server: an IP literal is reached at
+    once; a host name is located by RFC 3263 (NAPTR, SRV, A/AAAA) and the
+    servers found are tried in turn until one answers (a timeout, a
+    transport error or a 503 moves on to the next, RFC 3263 §4.3).
     """
 
     def __init__(self, proxy, uri) -> None:
@@ -189,6 +208,43 @@ class RemoteEndpoint(_SIPEndpoint):
 
     def target(self):
         return self.uri, self._proxy.flow_for_uri(self.uri), ()
+
+    def deliver(self, signal, responder):
+        uri = self.uri
+        host = uri.maddr or uri.host if isinstance(uri, SIPURI) else None
+        if host is None or _is_ip(host) or self._proxy.service.locator is None:
+            return super().deliver(signal, responder)
+        delivery = _Delivery(self._proxy, None, None)
+        located = self._proxy.service.locator.locate(
+            uri.host, scheme=uri.scheme, port=uri.port, transport=uri.transport, maddr=uri.maddr
+        )
+
+        def give_up(status, reason):
+            if not delivery.done:
+                delivery.done = True
+                responder.final(rules.signal_response(make_response_stub(status, reason)))
+
+        def try_targets(targets, last=(503, f"no SIP server found for {uri.host}")):
+            if delivery.cancel_wanted:
+                give_up(487, "Request Terminated")
+                return
+            if not targets:
+                give_up(*last)
+                return
+            first, rest = targets[0], targets[1:]
+            local = self._proxy.service.address_for("udp" if first.transport == "udp" else "tcp")
+            flow = Flow(first.transport, local, (first.address, first.port))
+            self._send(
+                signal, responder, delivery, uri, flow, (),
+                on_unreachable=lambda status, reason: try_targets(rest, (status, reason)),
+            )
+
+        def failed(failure):
+            self.log.failure("locating {host} failed", failure, host=uri.host)
+            give_up(503, f"cannot locate {uri.host}")
+
+        located.addCallbacks(try_targets, failed)
+        return delivery
 
 
 @implementer(IEndpointSource)

@@ -23,6 +23,8 @@ from communigate.sip.digest import DigestVerifier, NonceManager
 from communigate.sip.guard import AuthFailureGuard, RateLimiter
 from communigate.sip.log import SIPLog
 from communigate.core.scheduler import Scheduler
+from communigate.dnsclient import DNSClient, servers_from_resolv_conf
+from communigate.sip.locate import Locator
 from communigate.sip.keepalive import KeepAliveService, KeepAliveSettings
 from communigate.sip.message import Headers, Request, Response, make_response
 from communigate.sip.metrics import SIPStateCollector
@@ -153,6 +155,8 @@ class SIPService(Service):
             self.scheduler, self._ping, self._flow_dead, registry=context.metrics
         )
         context.metrics.register(SIPStateCollector(self))
+        self.dns = None
+        self.locator = None
         self._listening = []
 
     # -- lifecycle ---------------------------------------------------------
@@ -181,11 +185,19 @@ class SIPService(Service):
         """
         Put the SIP settings in force (at start and when they change).
         """
-        from communigate.sip.commands import checked_sip_settings
+        from communigate.sip.commands import checked_sip_settings, dns_servers
 
         rate, burst, interval = checked_sip_settings(settings)
         self.rate_limiter.reconfigure(rate, burst)
         self.keepalive.update_settings(KeepAliveSettings(interval=interval))
+        servers = dns_servers(settings) or servers_from_resolv_conf()
+        if not servers:
+            self.dns = self.locator = None
+        elif self.dns is None:
+            self.dns = DNSClient(self.context.reactor, servers, registry=self.context.metrics)
+            self.locator = Locator(self.dns)
+        else:
+            self.dns.servers = servers
 
     def _ping(self, flow: Flow, kind: str) -> None:
         """
