@@ -26,7 +26,7 @@ from communigate.signal.model import Submitter
 from communigate.sip import proxy_rules as rules
 from communigate.sip.digest import OutcomeKind
 from communigate.sip.headers import HeaderError, Via
-from communigate.sip.message import Response, make_response
+from communigate.sip.message import Headers, Response, make_response
 from communigate.sip.transaction import MAGIC_COOKIE, State
 from communigate.sip.transport import Flow
 from communigate.sip.uri import SIPURI, URIError, parse_uri
@@ -42,7 +42,7 @@ def _is_ip(host: str) -> bool:
     return True
 
 
-class _Branch:
+class Branch:
     """
     One client transaction of the proxy, reporting to a callback set.
     """
@@ -71,7 +71,7 @@ class _Delivery:
     def __init__(self, proxy, request, flow) -> None:
         self._proxy = proxy
         self.request = request
-        self._flow = flow
+        self.flow = flow
         self.provisional_seen = False
         self.cancel_wanted = False
         self.done = False
@@ -85,7 +85,7 @@ class _Delivery:
 
     def _send_cancel(self) -> None:
         cancel = rules.cancel_for(self.request)
-        self._proxy.send_request(cancel, self._flow, _Branch(lambda r: None, lambda c, r: None))
+        self._proxy.send_request(cancel, self.flow, Branch(lambda r: None, lambda c, r: None))
 
 
 @implementer(IEndpoint)
@@ -123,7 +123,7 @@ class _SIPEndpoint:
         """
         request = self._proxy.outgoing(signal, target_uri, flow, route_set)
         delivery.request = request
-        delivery._flow = flow
+        delivery.flow = flow
 
         def on_response(response):
             if delivery.done:
@@ -150,15 +150,13 @@ class _SIPEndpoint:
             delivery.done = True
             responder.final(rules.signal_response(make_response_stub(status, reason)))
 
-        self._proxy.send_request(request, flow, _Branch(on_response, on_failure))
+        self._proxy.send_request(request, flow, Branch(on_response, on_failure))
 
 
 def make_response_stub(status: int, reason: str) -> Response:
     """
     A response the proxy makes up for a branch (timeout, unreachable).
     """
-    from communigate.sip.message import Headers
-
     return Response(status, reason, Headers([]))
 
 
@@ -447,7 +445,7 @@ class Proxy:
             if transaction.state not in (State.COMPLETED, State.TERMINATED, State.ACCEPTED):
                 transaction.respond(rules.refuse(request, status, reason))
 
-        self.send_request(outgoing, flow, _Branch(on_response, on_failure))
+        self.send_request(outgoing, flow, Branch(on_response, on_failure))
 
     def _forward_stateless(self, request, local_hosts) -> None:
         signal = rules.to_signal(

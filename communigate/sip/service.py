@@ -28,6 +28,8 @@ from communigate.sip.locate import Locator
 from communigate.sip.keepalive import KeepAliveService, KeepAliveSettings
 from communigate.sip.message import Headers, Request, Response, make_response
 from communigate.sip.metrics import SIPStateCollector
+from communigate.sip.proxy import Branch, Proxy
+from communigate.sip.registrar import Registrar
 from communigate.sip.transaction import TransactionLayer
 from communigate.sip.transport import Flow, SIPTransport
 from communigate.sip.uri import SIPURI, URIError, parse_uri
@@ -144,11 +146,7 @@ class SIPService(Service):
         )
         self.guard = AuthFailureGuard(reactor, registry=context.metrics)
         self.rate_limiter = RateLimiter(reactor, registry=context.metrics)
-        from communigate.sip.registrar import Registrar
-
         self.registrar = Registrar(directory, self.bindings, self.verifier, guard=self.guard, clock=reactor)
-        from communigate.sip.proxy import Proxy
-
         self.proxy = Proxy(self)
         self.scheduler = Scheduler(reactor, registry=context.metrics)
         self.keepalive = KeepAliveService(
@@ -158,6 +156,7 @@ class SIPService(Service):
         self.dns = None
         self.locator = None
         self._listening = []
+        self._local_hosts: set[tuple[str, int]] | None = None
 
     # -- lifecycle ---------------------------------------------------------
 
@@ -172,12 +171,12 @@ class SIPService(Service):
             kind = description.split(":", 1)[0].lower()
             if kind == "udp":
                 port, interface = parse_udp_description(description)
-                self._listening.append(self.transport.listen_udp(port, interface))
+                self._listened(self.transport.listen_udp(port, interface))
             else:
                 endpoint = serverFromString(reactor, _stream_description(description))
                 factory = self.transport.stream_factory("tls" if kind in ("tls", "ssl") else "tcp")
                 d = endpoint.listen(factory)
-                d.addCallback(self._listening.append)
+                d.addCallback(self._listened)
                 d.addErrback(self._listen_failed, description)
         self.proxy.start()
 
@@ -224,21 +223,13 @@ class SIPService(Service):
                 ]
             ),
         )
-        keepalive = self.keepalive
-
-        class Pong:
-            def response_received(self, transaction, response):
-                if response.status >= 200:
-                    keepalive.pong(flow)
-
-            def timed_out(self, transaction):
-                keepalive.failed(flow)
-
-            def transport_error(self, transaction):
-                keepalive.failed(flow)
-
+        # Any final answer, even an error, proves the mapping is open.
+        pong = Branch(
+            lambda response: response.status >= 200 and self.keepalive.pong(flow),
+            lambda status, reason: self.keepalive.failed(flow),
+        )
         self.transactions.send_request(
-            request, lambda message: self.transport.send(message, flow), flow.reliable, Pong()
+            request, lambda message: self.transport.send(message, flow), flow.reliable, pong
         )
 
     def _flow_dead(self, flow: Flow) -> None:
@@ -276,18 +267,25 @@ class SIPService(Service):
             return False
         return isinstance(uri, SIPURI) and not uri.user and (uri.host, uri.port or 5060) in self.local_hosts()
 
+    def _listened(self, port) -> None:
+        self._listening.append(port)
+        self._local_hosts = None
+
     def local_hosts(self) -> set[tuple[str, int]]:
         """
         The (host, port) pairs this server listens on, as Via sent-by and
-        Route values name it.
+        Route values name it; worked out once per change of listeners, not
+        per request (each address is a system call).
         """
-        hosts = set()
-        for port in self._listening:
-            address = port.getHost()
-            hosts.add((address.host, address.port))
-            if address.host in ("0.0.0.0", "::"):
-                hosts.add(("127.0.0.1", address.port))
-        return hosts
+        if self._local_hosts is None:
+            hosts = set()
+            for port in self._listening:
+                address = port.getHost()
+                hosts.add((address.host, address.port))
+                if address.host in ("0.0.0.0", "::"):
+                    hosts.add(("127.0.0.1", address.port))
+            self._local_hosts = hosts
+        return self._local_hosts
 
     def address_for(self, transport: str) -> tuple[str, int]:
         """
