@@ -16,6 +16,7 @@ from zope.interface import implementer
 from communigate.auth.passwords import PasswordSecrets, derive_secrets
 from communigate.directory import names, settings
 from communigate.directory.errors import (
+    DirectoryError,
     InvalidName,
     InvalidSettings,
     NameInUse,
@@ -61,6 +62,32 @@ def _string_list(value: object, what: str) -> list[str]:
     return value
 
 
+class _Raised:
+    """
+    A refusal kept in the read cache in place of a value: raised afresh as
+    a new exception each time, so no traceback piles up on a shared one.
+    """
+
+    __slots__ = ("kind", "args")
+
+    def __init__(self, error: Exception) -> None:
+        self.kind = type(error)
+        self.args = error.args
+
+
+def _caught(compute, *args):
+    try:
+        return compute(*args)
+    except (DirectoryError, ValueError) as error:
+        return _Raised(error)
+
+
+def _raising(value):
+    if isinstance(value, _Raised):
+        raise value.kind(*value.args)
+    return value
+
+
 @implementer(IDirectory)
 class Directory:
     """
@@ -68,13 +95,17 @@ class Directory:
 
     @param derive: derives password secrets; injected so that tests and
         bulk imports can choose the cost.
+    @param recheck_after: how stale, in seconds, the read cache may be
+        about changes committed by another process (the admin tool on the
+        same data directory); L{Records} explains.  Changes made through
+        this object are seen at once.
     """
 
     log = Logger()
 
-    def __init__(self, store: IStore, *, derive=derive_secrets) -> None:
+    def __init__(self, store: IStore, *, derive=derive_secrets, recheck_after: float = 0.0) -> None:
         self._store = store
-        self._records = Records(store)
+        self._records = Records(store, recheck_after=recheck_after)
         self._derive = derive
 
     def transaction(self):
@@ -100,6 +131,9 @@ class Directory:
         """
         The domain C{name} refers to, itself or through a domain alias.
         """
+        return _raising(self._records.derived("real-domain", name, lambda: _caught(self._real_domain, name)))
+
+    def _real_domain(self, name: str) -> str:
         domain = names.domain_name(name)
         if self._store.get(DOMAIN, domain) is not None:
             return domain
@@ -178,10 +212,15 @@ class Directory:
         return self._domain(name)[1]["Settings"]
 
     def domain_effective_settings(self, name: str) -> dict:
-        return settings.effective(
-            settings.BUILTIN_DOMAIN_SETTINGS,
-            self.server_domain_defaults(),
-            self.domain_settings(name),
+        domain = self.real_domain(name)
+        return self._records.derived(
+            "domain-effective",
+            domain,
+            lambda: settings.effective(
+                settings.BUILTIN_DOMAIN_SETTINGS,
+                self.server_domain_defaults(),
+                self.domain_settings(domain),
+            ),
         )
 
     def change_domain_settings(self, name: str, new: dict, replace: bool) -> None:
@@ -266,6 +305,9 @@ class Directory:
         return kind, local
 
     def resolve_account(self, address: str) -> str | None:
+        return self._records.derived("resolved", address, lambda: self._resolve_account(address))
+
+    def _resolve_account(self, address: str) -> str | None:
         try:
             local, domain = self.locate(address)
         except (InvalidName, UnknownObject):
@@ -411,12 +453,16 @@ class Directory:
         return self._account(address)[2]["Settings"]
 
     def account_effective_settings(self, address: str) -> dict:
-        _, domain, record = self._account(address)
-        return settings.effective(
-            settings.BUILTIN_ACCOUNT_SETTINGS,
-            self.server_account_defaults(),
-            self.account_defaults(domain),
-            record["Settings"],
+        local, domain, record = self._account(address)
+        return self._records.derived(
+            "account-effective",
+            object_key(domain, local),
+            lambda: settings.effective(
+                settings.BUILTIN_ACCOUNT_SETTINGS,
+                self.server_account_defaults(),
+                self.account_defaults(domain),
+                record["Settings"],
+            ),
         )
 
     def change_account_settings(self, address: str, new: dict, replace: bool) -> None:
@@ -443,8 +489,13 @@ class Directory:
             local, domain, _ = self._account(account)
         except (InvalidName, UnknownObject):
             return None
-        secrets = self._records.load(SECRETS, object_key(domain, local))
-        return None if secrets is None else PasswordSecrets.from_dict(secrets)
+        key = object_key(domain, local)
+
+        def parsed():
+            secrets = self._records.load(SECRETS, key)
+            return None if secrets is None else PasswordSecrets.from_dict(secrets)
+
+        return _raising(self._records.derived("secrets", key, lambda: _caught(parsed)))
 
     def refresh_secrets(self, account: str, password: str) -> None:
         self.set_password(account, password)

@@ -17,6 +17,8 @@ reads like CommuniGate's own settings files.  The record kinds:
   telnum        number -> user@domain of the owning account
 """
 
+import time
+
 import attrs
 
 from communigate.formats.cgdata import dumps, loads
@@ -61,32 +63,74 @@ class Records:
     generation stays the same (no commit by anyone, this process or
     another).  Reads inside a transaction, whose results the directory
     changes and writes back, always parse afresh.
+
+    Asking the store for its generation is itself a query, so with
+    C{recheck_after} seconds the cache trusts a generation it saw that
+    recently: commits through this object are seen at once (they clear the
+    cache), a commit by another process within C{recheck_after}.
+
+    Cached values are shared: callers must not change what they get outside
+    a L{writing} block.
     """
 
     store: IStore
     cache_size: int = 20_000
+    recheck_after: float = 0.0
+    clock: object = time.monotonic
     _cache: dict = attrs.field(factory=dict, init=False)
     _generation: object = attrs.field(default=None, init=False)
+    _checked_at: float = attrs.field(default=float("-inf"), init=False)
     _writing: int = attrs.field(default=0, init=False)
+
+    def _fresh(self) -> None:
+        """
+        Drop the cache if the store changed since it was filled.
+        """
+        if self.recheck_after:
+            now = self.clock()
+            if now - self._checked_at < self.recheck_after:
+                return
+            self._checked_at = now
+        generation = self.store.generation()
+        if generation != self._generation:
+            self._cache.clear()
+            self._generation = generation
 
     def load(self, kind: str, key: str, default=None):
         if self._writing:
             text = self.store.get(kind, key)
             return default if text is None else loads(text)
-        generation = self.store.generation()
-        if generation != self._generation:
-            self._cache.clear()
-            self._generation = generation
+        self._fresh()
         entry = (kind, key)
         try:
             value = self._cache[entry]
         except KeyError:
             text = self.store.get(kind, key)
             value = None if text is None else loads(text)
-            if len(self._cache) >= self.cache_size:
-                self._cache.clear()
-            self._cache[entry] = value
+            self._keep(entry, value)
         return default if value is None else value
+
+    def derived(self, name: str, key, compute):
+        """
+        C{compute()}, kept under C{(name, key)} as long as the records it is
+        derived from are: for values built from several records (effective
+        settings, parsed password secrets) that hot paths ask for often.
+        """
+        if self._writing:
+            return compute()
+        self._fresh()
+        entry = (name, key)
+        try:
+            return self._cache[entry]
+        except KeyError:
+            value = compute()
+            self._keep(entry, value)
+            return value
+
+    def _keep(self, entry, value) -> None:
+        if len(self._cache) >= self.cache_size:
+            self._cache.clear()
+        self._cache[entry] = value
 
     def writing(self):
         """
@@ -96,11 +140,11 @@ class Records:
         return _Writing(self)
 
     def save(self, kind: str, key: str, value) -> None:
-        self._cache.pop((kind, key), None)
+        self._cache.clear()
         self.store.put(kind, key, dumps(value))
 
     def remove(self, kind: str, key: str) -> bool:
-        self._cache.pop((kind, key), None)
+        self._cache.clear()
         return self.store.delete(kind, key)
 
     def keys(self, kind: str, prefix: str = "") -> list[str]:
