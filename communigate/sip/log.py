@@ -13,11 +13,13 @@ import datetime
 
 import attrs
 
+from communigate.sip.message import SIPParseError, parse_message
+
 IN = "in"
 OUT = "out"
 
 
-@attrs.frozen
+@attrs.define(slots=True)
 class LogEntry:
     """
     One message as it crossed the wire.
@@ -29,7 +31,6 @@ class LogEntry:
     @ivar call_id: the Call-ID, or empty when it could not be parsed.
     @ivar method: the request method, or the CSeq method of a response.
     @ivar status: the response code, or 0 for a request.
-    @ivar addresses: the URIs and addresses the message names, lower case.
     @ivar text: the message as text (undecodable bytes replaced).
     """
 
@@ -40,8 +41,19 @@ class LogEntry:
     call_id: str
     method: str
     status: int
-    addresses: tuple[str, ...]
     text: str
+    _addresses: tuple[str, ...] | None = attrs.field(default=None, alias="addresses")
+
+    @property
+    def addresses(self) -> tuple[str, ...]:
+        """
+        The URIs and addresses the message names, lower case, with the
+        peer.  Worked out from the text on the first search that asks,
+        not for every message recorded: searches are rare, messages many.
+        """
+        if self._addresses is None:
+            self._addresses = _addresses_in(self.text) + (f"{self.peer[0]}:{self.peer[1]}",)
+        return self._addresses
 
     def first_line(self) -> str:
         return self.text.split("\r\n", 1)[0].split("\n", 1)[0]
@@ -89,12 +101,21 @@ class SIPLog:
         transport: str,
         peer: tuple[str, int],
         data: bytes,
+        message=None,
         *,
         call_id: str = "",
         method: str = "",
         status: int = 0,
-        addresses=(),
+        addresses=None,
     ) -> None:
+        """
+        Keep one message.  C{message} is its parsed form, if it parsed:
+        the Call-ID, method and status come from it; without it they are
+        the keyword arguments.  C{addresses}, when given, replaces what a
+        search would find in the text.
+        """
+        if message is not None:
+            call_id, method, status = _summary(message)
         text = data.decode("utf-8", "replace")
         entry = LogEntry(
             time=self._clock.seconds(),
@@ -104,8 +125,10 @@ class SIPLog:
             call_id=call_id,
             method=method.upper(),
             status=status,
-            addresses=tuple(a.lower() for a in addresses if a) + (f"{peer[0]}:{peer[1]}",),
             text=text,
+            addresses=None
+            if addresses is None
+            else tuple(a.lower() for a in addresses if a) + (f"{peer[0]}:{peer[1]}",),
         )
         self._entries.append(entry)
         self._bytes += len(text)
@@ -145,3 +168,44 @@ class SIPLog:
                 break
         found.reverse()
         return found
+
+
+def _summary(message) -> tuple[str, str, int]:
+    """
+    Call-ID, method and status of a parsed message, from what parsing
+    already worked out.
+    """
+    call_id = message.headers.get("Call-ID") or ""
+    if message.is_request:
+        return call_id, message.method, 0
+    try:
+        cseq = message.cseq()
+    except ValueError:
+        return call_id, "", message.status
+    return call_id, cseq.method if cseq is not None else "", message.status
+
+
+def _addresses_in(text: str) -> tuple[str, ...]:
+    """
+    The Request-URI and the From, To and Contact addresses of a message's
+    text, lower case; what cannot be parsed is left out.
+    """
+    try:
+        message = parse_message(text.encode("utf-8", "surrogateescape"))
+    except SIPParseError as error:
+        message = error.partial
+        if message is None:
+            return ()
+    found = []
+    if message.is_request and message.uri is not None:
+        found.append(str(message.uri))
+    for read in (message.from_, message.to, message.contacts):
+        try:
+            value = read()
+        except ValueError:
+            continue
+        for name_addr in value if isinstance(value, tuple) else (value,):
+            uri = getattr(name_addr, "uri", None)
+            if uri is not None:
+                found.append(str(uri))
+    return tuple(address.lower() for address in found)

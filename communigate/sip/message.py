@@ -130,12 +130,21 @@ class Headers:
         _set(self, "_cache", {})
 
     @classmethod
-    def _trusted(cls, items, index=None) -> Headers:
+    def _trusted(cls, items, index=None, cache=None) -> Headers:
         self = object.__new__(cls)
         _set(self, "_items", tuple(items))
         _set(self, "_index", index)
-        _set(self, "_cache", {})
+        _set(self, "_cache", {} if cache is None else cache)
         return self
+
+    def _cache_without(self, key: str) -> dict:
+        """
+        The parsed values that stay true when the C{key} header changes:
+        a proxy adds a Via or a Record-Route and should not parse From,
+        To and CSeq again for it.
+        """
+        stale = _TYPED_BY_HEADER.get(key)
+        return {what: value for what, value in self._cache.items() if what != stale}
 
     def __setattr__(self, name, value):
         raise AttributeError("Headers are immutable")
@@ -200,7 +209,7 @@ class Headers:
         """A copy with one more ``name`` line, last (or first of all)."""
         (item,) = Headers([(name, value)])._items
         items = (item,) + self._items if first else self._items + (item,)
-        return Headers._trusted(items)
+        return Headers._trusted(items, cache=self._cache_without(_key(name)))
 
     def with_replaced(self, name: str, value) -> Headers:
         """A copy where ``name`` has the single value ``value``, at the place
@@ -216,11 +225,11 @@ class Headers:
                 out.append(entry)
         if not done:
             out.append(item)
-        return Headers._trusted(out)
+        return Headers._trusted(out, cache=self._cache_without(key))
 
     def without(self, name: str) -> Headers:
         key = _key(name)
-        return Headers._trusted(e for e in self._items if e[0].lower() != key)
+        return Headers._trusted((e for e in self._items if e[0].lower() != key), cache=self._cache_without(key))
 
     def without_first(self, name: str) -> Headers:
         """A copy without the first *value* of a list header (the top Via or
@@ -234,7 +243,7 @@ class Headers:
                     out.append((entry[0], ", ".join(rest)))
                 continue
             out.append(entry)
-        return Headers._trusted(out)
+        return Headers._trusted(out, cache=self._cache_without(key))
 
 
 def _as_headers(value) -> Headers:
@@ -262,6 +271,21 @@ _PARSERS = {
     "paths": lambda h: parse_name_addr_values(h._values("Path"), "Path"),
     "max_forwards": lambda h: _one(h, "Max-Forwards", parse_max_forwards),
     "expires": lambda h: _one(h, "Expires", parse_delta_seconds),
+}
+
+
+# Which typed value each header's text is parsed into.
+_TYPED_BY_HEADER = {
+    "via": "vias",
+    "from": "from",
+    "to": "to",
+    "cseq": "cseq",
+    "contact": "contacts",
+    "route": "routes",
+    "record-route": "record_routes",
+    "path": "paths",
+    "max-forwards": "max_forwards",
+    "expires": "expires",
 }
 
 
@@ -337,7 +361,13 @@ class _Message:
         return self.headers.get("Content-Type")
 
     def with_headers(self, headers):
-        return attrs.evolve(self, headers=headers)
+        # The fields were checked when this message was made; a copy with
+        # other headers need not check them again (attrs.evolve would).
+        copy = object.__new__(type(self))
+        for field in type(self).__attrs_attrs__:
+            _set(copy, field.name, getattr(self, field.name))
+        _set(copy, "headers", _as_headers(headers))
+        return copy
 
     def with_body(self, body: bytes, content_type: str | None = None):
         headers = self.headers
@@ -636,19 +666,31 @@ def make_response(
         reason = REASON_PHRASES.get(status, "")
     h = request.headers
     items = [("Via", v) for v in h._values("Via")]
+    tagged = False
     for name in ("From", "To", "Call-ID", "CSeq"):
         values = h._values(name)
         if values:
             value = values[0]
             if name == "To" and to_tag is not None and not _has_tag(request):
                 value = f"{value};tag={to_tag}"
+                tagged = True
             items.append((name, value))
     if status == 100 and h._values("Timestamp"):
         items.append(("Timestamp", h._values("Timestamp")[0]))
-    response = Response(status, reason, Headers._trusted(items))
+    # What the request already parsed of the copied headers holds for the
+    # response too, unless an extra header adds to one of them.
+    cache = {what: value for what, value in h._cache.items() if what in _COPIED_TYPED}
+    if tagged:
+        cache.pop("to", None)
     if headers:
-        response = attrs.evolve(response, headers=Headers._trusted(items + list(Headers(headers))))
-    return response
+        extra = Headers(headers)._items
+        for name, _ in extra:
+            cache.pop(_TYPED_BY_HEADER.get(name.lower()), None)
+        items += extra
+    return Response(status, reason, Headers._trusted(items, cache=cache))
+
+
+_COPIED_TYPED = frozenset(("vias", "from", "to", "cseq"))
 
 
 def _has_tag(request: Request) -> bool:

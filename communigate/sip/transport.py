@@ -47,25 +47,6 @@ class Flow:
         return self.transport != "udp"
 
 
-def _summary(message) -> dict:
-    """
-    What the SIP log indexes a parsed message by.
-    """
-    fields = {"call_id": "", "method": "", "status": 0, "addresses": []}
-    try:
-        fields["call_id"] = message.call_id or ""
-        fields["method"] = message.cseq().method
-        if isinstance(message, Request):
-            fields["addresses"].append(str(message.uri))
-        else:
-            fields["status"] = message.status
-        for name_addr in (message.from_(), message.to()):
-            fields["addresses"].append(str(name_addr.uri))
-    except (ValueError, AttributeError):
-        pass
-    return fields
-
-
 class TransportMetrics:
     """
     The transport counters of one SIP service.
@@ -240,7 +221,7 @@ class SIPTransport:
             return
         self.metrics.messages.labels("in", flow.transport, _kind(message)).inc()
         if self.sip_log is not None:
-            self.sip_log.record(IN, flow.transport, flow.remote, data, **_summary(message))
+            self.sip_log.record(IN, flow.transport, flow.remote, data, message)
         self._receiver.received(message, flow)
 
     def keepalive_received(self, flow: Flow, event) -> None:
@@ -288,7 +269,7 @@ class SIPTransport:
             stream.write(data)
         self.metrics.messages.labels("out", flow.transport, _kind(message)).inc()
         if self.sip_log is not None:
-            self.sip_log.record(OUT, flow.transport, flow.remote, data, **_summary(message))
+            self.sip_log.record(OUT, flow.transport, flow.remote, data, message)
 
     def send_raw(self, data: bytes, flow: Flow) -> None:
         """

@@ -67,3 +67,34 @@ def test_bounds_hold_for_any_traffic(messages, capacity, max_bytes):
         log.record(IN, "udp", ("h", 1), data)
     assert len(log) <= capacity
     assert sum(len(e.text) for e in log.search(limit=10**6)) <= max(max_bytes, 0) or len(log) == 0
+
+
+def test_a_parsed_message_is_indexed_by_what_it_says():
+    """
+    Given the parsed message, the log takes Call-ID, method and status from
+    it, and finds the message by the Request-URI, From, To and Contact it
+    names, read from the text only when a search asks.
+    """
+    from communigate.sip.message import parse_message
+
+    data = (
+        b"REGISTER sip:example.com SIP/2.0\r\n"
+        b"Via: SIP/2.0/UDP 10.0.0.5:5060;branch=z9hG4bKx\r\n"
+        b"From: <sip:alice@example.com>;tag=1\r\nTo: <sip:alice@example.com>\r\n"
+        b"Call-ID: reg-1@10.0.0.5\r\nCSeq: 7 REGISTER\r\n"
+        b"Contact: <sip:alice@10.0.0.5:5062>\r\nContent-Length: 0\r\n\r\n"
+    )
+    response = b"SIP/2.0 401 Unauthorized\r\n" + data.split(b"\r\n", 1)[1]
+    log = SIPLog(Clock())
+    log.record(IN, "udp", ("203.0.113.9", 4000), data, parse_message(data))
+    log.record(OUT, "udp", ("203.0.113.9", 4000), response, parse_message(response))
+    assert [(e.method, e.status) for e in log.search(call_id="reg-1@10.0.0.5")] == [("REGISTER", 0), ("REGISTER", 401)]
+    assert len(log.search(address="10.0.0.5:5062")) == 2
+    assert len(log.search(address="sip:example.com")) == 1
+    assert log.search(address="bob@") == []
+
+
+def test_an_unparsable_message_is_still_found_by_its_peer():
+    log = SIPLog(Clock())
+    log.record(IN, "udp", ("203.0.113.9", 4000), b"\xff\xfe garbage")
+    assert len(log.search(address="203.0.113.9")) == 1
