@@ -30,7 +30,16 @@ angle brackets), or with a C{contact_key} function the caller supplies,
 e.g. one applying RFC 3261 section 19.1.4 URI comparison.
 
 Records are kind C{sip-binding}, key C{<aor>/<hash of the contact key>},
-value a CommuniGate data-format dictionary.
+value a JSON object (older records, CommuniGate data-format dictionaries
+with the same keys, are still read): a registrar writes thousands a second,
+and JSON is written by C code.
+
+With a C{write_delay}, changes reach the store in batches, one transaction
+every C{write_delay} seconds, instead of one per REGISTER: the bindings in
+memory are the truth the proxy uses, and what a crash of the process can
+lose is the last fraction of a second of registrations, which phones
+repeat at their next refresh.  L{Bindings.flush} writes what is pending
+(the service calls it when it stops).
 """
 
 from __future__ import annotations
@@ -38,6 +47,7 @@ from __future__ import annotations
 import hashlib
 import heapq
 import itertools
+import json
 import math
 from collections.abc import Callable
 
@@ -296,14 +306,14 @@ def _encode(binding: Binding) -> str:
         record["UserAgent"] = binding.user_agent
     if binding.params:
         record["Params"] = [[name] if value is None else [name, value] for name, value in binding.params]
-    return cgdata.dumps(record)
+    return json.dumps(record, ensure_ascii=False, separators=(",", ":"))
 
 
 def _decode(text: str) -> Binding:
     """
     @raise ValueError: naming what is wrong with a damaged record.
     """
-    record = cgdata.loads(text)
+    record = json.loads(text) if text.startswith('{"') else cgdata.loads(text)
     if not isinstance(record, dict):
         raise ValueError("the record is not a dictionary")
 
@@ -401,8 +411,11 @@ class Bindings:
         *,
         max_per_aor_setting: Callable[[str], int | str | None] = lambda aor: 10,
         contact_key: Callable[[str], str] = lambda contact: contact,
+        write_delay: float = 0.0,
     ) -> None:
         """
+        @param write_delay: seconds a change may wait to be written with
+            others in one transaction; 0 writes each change at once.
         @param max_per_aor_setting: C{aor -> cap}, reading the account's
             effective C{MaxSignalContacts}: a number (or a decimal string, as
             settings hold it), or L{None} / C{'unlimited'}.
@@ -419,6 +432,9 @@ class Bindings:
         self._queue: list[tuple[float, int, str, str]] = []
         self._sequence = itertools.count()
         self._timer: IDelayedCall | None = None
+        self._write_delay = write_delay
+        self._pending: dict[str, str | None] = {}
+        self._flush_timer: IDelayedCall | None = None
 
     # -- reading ----------------------------------------------------------------------
 
@@ -549,11 +565,10 @@ class Bindings:
         removed = [key for key in stored if key not in result]
         written = {key: binding for key, binding in result.items() if stored.get(key) != binding}
         if removed or written:
-            with self._store.transaction():
-                for key in removed:
-                    self._store.delete(KIND, f"{aor}/{key}")
-                for key, binding in written.items():
-                    self._store.put(KIND, f"{aor}/{key}", _encode(binding))
+            self._write(
+                [(f"{aor}/{key}", None) for key in removed]
+                + [(f"{aor}/{key}", _encode(binding)) for key, binding in written.items()]
+            )
             for key in removed:
                 self._forget(aor, key)
             for key, binding in written.items():
@@ -569,9 +584,7 @@ class Bindings:
         now = self._clock.seconds()
         stored = dict(self._by_aor.get(aor, {}))
         if stored:
-            with self._store.transaction():
-                for key in stored:
-                    self._store.delete(KIND, f"{aor}/{key}")
+            self._write([(f"{aor}/{key}", None) for key in stored])
             for key in stored:
                 self._forget(aor, key)
             self.log.info("Removed the {count} bindings of {aor}", count=len(stored), aor=aor)
@@ -597,9 +610,7 @@ class Bindings:
                 doomed.append((aor, key, binding))
         if not doomed:
             return []
-        with self._store.transaction():
-            for aor, key, _ in doomed:
-                self._store.delete(KIND, f"{aor}/{key}")
+        self._write([(f"{aor}/{key}", None) for aor, key, _ in doomed])
         for aor, key, _ in doomed:
             self._forget(aor, key)
         self.log.info(
@@ -626,15 +637,59 @@ class Bindings:
         if not expired:
             return 0
         try:
-            with self._store.transaction():
-                for aor, key in expired:
-                    self._store.delete(KIND, f"{aor}/{key}")
+            self._write([(f"{aor}/{key}", None) for aor, key in expired])
         except Exception:
             self.log.failure("Could not delete {count} expired bindings from the store", count=len(expired))
         for aor, key in expired:
             self._forget(aor, key)
         self.log.debug("{count} bindings expired", count=len(expired))
         return len(expired)
+
+    # -- writing ----------------------------------------------------------------------
+
+    def _write(self, changes: list[tuple[str, str | None]]) -> None:
+        """
+        Put records (text) or delete them (L{None}): now, in one
+        transaction, or with the next batch.
+        """
+        if not self._write_delay:
+            self._commit(changes)
+            return
+        self._pending.update(changes)
+        if self._flush_timer is None:
+            self._flush_timer = self._clock.callLater(self._write_delay, self._flush_due)
+
+    def _commit(self, changes) -> None:
+        with self._store.transaction():
+            for record_key, text in changes:
+                if text is None:
+                    self._store.delete(KIND, record_key)
+                else:
+                    self._store.put(KIND, record_key, text)
+
+    def _flush_due(self) -> None:
+        self._flush_timer = None
+        try:
+            self.flush()
+        except Exception:
+            self.log.failure(
+                "Could not write {count} binding changes to the store; trying again", count=len(self._pending)
+            )
+            self._flush_timer = self._clock.callLater(max(self._write_delay, 1.0), self._flush_due)
+
+    def flush(self) -> int:
+        """
+        Write every pending change now; returns how many.  On a store
+        failure they stay pending and the error is raised.
+        """
+        if self._flush_timer is not None and self._flush_timer.active():
+            self._flush_timer.cancel()
+        self._flush_timer = None
+        pending = list(self._pending.items())
+        if pending:
+            self._commit(pending)
+            self._pending.clear()
+        return len(pending)
 
     def _expire_due(self) -> None:
         self._timer = None
@@ -720,6 +775,7 @@ class Bindings:
         """
         now = self._clock.seconds()
         self.stop()
+        self.flush()
         self._by_aor.clear()
         self._by_source.clear()
         self._queue = []
@@ -746,11 +802,10 @@ class Bindings:
                 rekeyed.append((binding.aor, key, binding))
             self._remember(binding.aor, key, binding)
         if doomed or rekeyed:
-            with self._store.transaction():
-                for record_key in doomed:
-                    self._store.delete(KIND, record_key)
-                for aor, key, binding in rekeyed:
-                    self._store.put(KIND, f"{aor}/{key}", _encode(binding))
+            self._commit(
+                [(record_key, None) for record_key in doomed]
+                + [(f"{aor}/{key}", _encode(binding)) for aor, key, binding in rekeyed]
+            )
         self._schedule()
         self.log.info(
             "Loaded {count} SIP bindings ({dropped} expired or damaged dropped)",

@@ -134,6 +134,7 @@ class SIPService(Service):
             max_per_aor_setting=lambda aor: directory.account_effective_settings(aor).get(
                 "MaxSignalContacts", "10"
             ),
+            write_delay=BINDINGS_WRITE_DELAY,
         )
         self.nonces = NonceManager(reactor, secret or os.urandom(32))
         self.verifier = DigestVerifier(
@@ -252,6 +253,10 @@ class SIPService(Service):
         self.keepalive.forget_all()
         self.scheduler.stop_all()
         self.bindings.stop()
+        try:
+            self.bindings.flush()
+        except Exception:
+            self.log.failure("Could not write the last binding changes at shutdown")
         ports = [p for p in self._listening if p not in self.transport.ports]
         stopping = [defer.maybeDeferred(p.stopListening) for p in ports]
         stopping.append(self.transport.stop())
@@ -400,6 +405,8 @@ class SIPService(Service):
 
 
 BINDINGS_DATABASE = "sip-bindings.sqlite"
+# Registrations reach the bindings file in batches, at most this late.
+BINDINGS_WRITE_DELAY = 0.05
 
 
 def _bindings_store(store):

@@ -580,3 +580,86 @@ def test_memory_stays_bounded_under_registration_churn(store, clock):
     clock.advance(100)
     assert bindings.memory_stats() == {"bindings": 0, "aors": 0, "flows": 0, "expiry_queue": 0}
     assert store.count("sip-binding") == 0
+
+
+# -- batched writes ---------------------------------------------------------------------
+
+
+def test_with_a_write_delay_changes_reach_the_store_in_one_batch(store, clock):
+    """
+    A running server batches binding writes: nothing is written until the
+    delay passes, then every change at once, the last change of a record
+    winning; a reload sees exactly what memory held.
+    """
+    batched = Bindings(store, clock, write_delay=0.05)
+    register(batched, ALICE, ("sip:alice@10.0.0.5", 3600))
+    register(batched, BOB, ("sip:bob@10.0.0.6", 3600))
+    register(batched, ALICE, ("sip:alice@10.0.0.5", 0), cseq=2)
+    assert records(store) == []
+    assert contacts_of(batched.lookup(BOB)) == ["sip:bob@10.0.0.6"]
+    clock.advance(0.05)
+    assert len(records(store)) == 1
+    again = Bindings(store, clock)
+    assert again.load() == 1
+    assert contacts_of(again.lookup(BOB)) == ["sip:bob@10.0.0.6"] and again.lookup(ALICE) == []
+    batched.stop()
+    again.stop()
+
+
+def test_flush_writes_what_is_pending_at_once(store, clock):
+    batched = Bindings(store, clock, write_delay=10)
+    register(batched, ALICE, ("sip:alice@10.0.0.5", 3600))
+    assert batched.flush() == 1
+    assert len(records(store)) == 1
+    assert batched.flush() == 0
+    assert clock.getDelayedCalls() == [] or all(
+        call.getTime() > clock.seconds() + 10 for call in clock.getDelayedCalls()
+    )
+    batched.stop()
+
+
+class FailingCommits(MemoryStore):
+    """A store whose commits fail while C{broken} is set."""
+
+    broken = True
+
+    @contextlib.contextmanager
+    def transaction(self):
+        if self.broken:
+            raise OSError("disk full")
+        with super().transaction():
+            yield
+
+
+def test_a_failed_batch_stays_pending_and_is_tried_again(clock):
+    store = FailingCommits()
+    batched = Bindings(store, clock, write_delay=0.05)
+    register(batched, ALICE, ("sip:alice@10.0.0.5", 3600))
+    clock.advance(0.05)
+    assert records(store) == []
+    assert contacts_of(batched.lookup(ALICE)) == ["sip:alice@10.0.0.5"]
+    store.broken = False
+    clock.advance(1.0)
+    assert len(records(store)) == 1
+    batched.stop()
+
+
+def test_records_written_as_data_format_text_are_still_read(store, clock):
+    """
+    Bindings files from before the JSON records hold CommuniGate data
+    format dictionaries; they load as before.
+    """
+    from communigate.formats import cgdata
+
+    record = {
+        "AOR": ALICE, "Contact": "sip:alice@10.0.0.5", "Expires": repr(START + 600), "Q": "1.0",
+        "CallID": "c", "CSeq": 3, "Source": ["udp", "203.0.113.7", 40123],
+    }
+    with store.transaction():
+        store.put("sip-binding", "alice@example.com/old-key", cgdata.dumps(record))
+    loaded = Bindings(store, clock)
+    assert loaded.load() == 1
+    (binding,) = loaded.lookup(ALICE)
+    assert binding.cseq == 3 and binding.source == ("udp", "203.0.113.7", 40123)
+    assert all(text.startswith('{"') for _, text in records(store))
+    loaded.stop()
