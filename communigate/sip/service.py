@@ -9,6 +9,7 @@ the request is for this server itself, and the proxy for everything else,
 which hands new requests to the Signal service.
 """
 
+import functools
 import ipaddress
 import os
 
@@ -101,12 +102,20 @@ def behind_nat(request: Request, flow: Flow) -> bool:
     source_host, source_port = flow.remote
     if via.host != source_host or (via.port or 5060) != source_port and not flow.reliable:
         return True
+    via_private = _is_private(via.host)
+    return via_private is True and _is_private(source_host) is False
+
+
+@functools.lru_cache(maxsize=4096)
+def _is_private(host: str) -> bool | None:
+    """
+    Whether C{host} is a private address; L{None} for a name.  Cached:
+    parsing an address is slow and the same few thousand clients ask.
+    """
     try:
-        source_private = ipaddress.ip_address(source_host).is_private
-        via_private = ipaddress.ip_address(via.host).is_private
+        return ipaddress.ip_address(host).is_private
     except ValueError:
-        return False
-    return via_private and not source_private
+        return None
 
 
 class SIPService(Service):
@@ -364,14 +373,14 @@ class SIPService(Service):
             return True
         source = (flow.transport, flow.remote[0], flow.remote[1])
         local = (flow.transport, flow.local[0], flow.local[1])
-        d = self.registrar.handle(request, source, local, behind_nat(request, flow))
+        nat = behind_nat(request, flow)
+        d = self.registrar.handle(request, source, local, nat)
 
         def failed(failure):
             self.log.failure("REGISTER failed", failure)
             return make_response(request, 500, "Server Internal Error")
 
         d.addErrback(failed)
-        nat = behind_nat(request, flow)
 
         def answer(response):
             transaction.respond(response)
