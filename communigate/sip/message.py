@@ -360,6 +360,16 @@ class _Message:
     def content_type(self) -> str | None:
         return self.headers.get("Content-Type")
 
+    def with_top_via(self, via: Via):
+        """
+        A copy whose top Via is C{via} (a server stamping C{received} and
+        C{rport}), with the other Vias as parsed already.
+        """
+        vias = self.vias()
+        headers = self.headers.without_first("Via").with_added("Via", via, first=True)
+        headers._cache["vias"] = (via,) + vias[1:]
+        return self.with_headers(headers)
+
     def with_headers(self, headers):
         # The fields were checked when this message was made; a copy with
         # other headers need not check them again (attrs.evolve would).

@@ -74,8 +74,7 @@ def stamped(request: Request, flow: Flow) -> Request:
         changed = changed.with_received(host)
     if changed is via:
         return request
-    headers = request.headers.without_first("Via").with_added("Via", changed, first=True)
-    return request.with_headers(headers)
+    return request.with_top_via(changed)
 
 
 def response_flow(request: Request, flow: Flow) -> Flow:

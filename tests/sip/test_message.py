@@ -438,3 +438,21 @@ def test_mutated_messages_raise_only_sip_parse_error(data):
             accessor()
         except HeaderError:
             pass
+
+
+def test_with_top_via_keeps_the_parsed_vias_true_to_the_text():
+    """
+    Stamping the top Via keeps the other parsed values (no reparse) and
+    what the copy says of its Vias is what its text says.
+    """
+    request = parse_message(
+        b"OPTIONS sip:bob@example.com SIP/2.0\r\n"
+        b"Via: SIP/2.0/UDP 10.0.0.5:5060;branch=z9hG4bKa;rport, SIP/2.0/TCP proxy.example;branch=z9hG4bKb\r\n"
+        b"From: <sip:alice@example.com>;tag=1\r\nTo: <sip:bob@example.com>\r\n"
+        b"Call-ID: x@y\r\nCSeq: 1 OPTIONS\r\nContent-Length: 0\r\n\r\n"
+    )
+    stamped = request.with_top_via(request.top_via().with_rport(4000).with_received("203.0.113.9"))
+    assert stamped.from_() is request.from_()
+    assert stamped.vias() == parse_message(serialize(stamped)).vias()
+    assert stamped.top_via().received == "203.0.113.9" and stamped.top_via().rport == 4000
+    assert stamped.vias()[1] == request.vias()[1]
