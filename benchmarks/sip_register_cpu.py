@@ -29,6 +29,7 @@ from communigate.first_start import create_initial_objects, open_data_directory
 from communigate.server import build_core
 from communigate.sip.service import SIPService
 from communigate.sip.transport import Flow
+from communigate.tap import tune_garbage_collector
 
 LOCAL = ("127.0.0.1", 5060)
 
@@ -86,6 +87,7 @@ def build(work: str, accounts: int):
     for i in range(accounts):
         run(admin, f"CREATEACCOUNT u{i} {{Password = p{i};}}")
     service = SIPService(context, ())
+    tune_garbage_collector()  # as twistd communigate does
     service.startService()
     socket = CapturingSocket()
     service.transport._udp[LOCAL] = socket
