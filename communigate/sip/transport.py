@@ -71,11 +71,30 @@ class TransportMetrics:
             ["transport"],
             registry=registry,
         )
+        self._message_counters: dict[tuple[str, str, str], object] = {}
+
+    def count_message(self, direction: str, transport: str, kind: str) -> None:
+        """
+        One message more; the labelled child is looked up once per label
+        set, not per message (C{labels()} costs more than C{inc()}).
+        """
+        key = (direction, transport, kind)
+        counter = self._message_counters.get(key)
+        if counter is None:
+            counter = self._message_counters[key] = self.messages.labels(direction, transport, kind)
+        counter.inc()
+
+
+# Methods counted under their own name; any other is "other", so that a
+# client inventing methods cannot make the metrics grow without bound.
+COUNTED_METHODS = frozenset(
+    "INVITE ACK CANCEL BYE OPTIONS REGISTER MESSAGE INFO UPDATE PRACK REFER SUBSCRIBE NOTIFY PUBLISH".split()
+)
 
 
 def _kind(message) -> str:
     if isinstance(message, Request):
-        return message.method if len(message.method) <= 16 else "other"
+        return message.method if message.method in COUNTED_METHODS else "other"
     return f"{message.status // 100}xx"
 
 
@@ -219,7 +238,7 @@ class SIPTransport:
                 self.sip_log.record(IN, flow.transport, flow.remote, data)
             self._receiver.malformed(error, flow)
             return
-        self.metrics.messages.labels("in", flow.transport, _kind(message)).inc()
+        self.metrics.count_message("in", flow.transport, _kind(message))
         if self.sip_log is not None:
             self.sip_log.record(IN, flow.transport, flow.remote, data, message)
         self._receiver.received(message, flow)
@@ -267,7 +286,7 @@ class SIPTransport:
             if stream is None:
                 stream = self._connect(flow)
             stream.write(data)
-        self.metrics.messages.labels("out", flow.transport, _kind(message)).inc()
+        self.metrics.count_message("out", flow.transport, _kind(message))
         if self.sip_log is not None:
             self.sip_log.record(OUT, flow.transport, flow.remote, data, message)
 
