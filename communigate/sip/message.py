@@ -98,9 +98,17 @@ _set = object.__setattr__
 
 
 def _key(name: str) -> str:
-    lname = name.lower()
-    known = _NAME_KEYS.get(lname)
-    return lname if known is None else known[1]
+    key = _KEYS_SEEN.get(name)
+    if key is None:
+        lname = name.lower()
+        known = _NAME_KEYS.get(lname)
+        key = lname if known is None else known[1]
+        if len(_KEYS_SEEN) < 1024:  # the names code asks for, not every name on the wire
+            _KEYS_SEEN[name] = key
+    return key
+
+
+_KEYS_SEEN: dict[str, str] = {}
 
 
 class Headers:
