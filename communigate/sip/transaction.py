@@ -82,10 +82,13 @@ class _Transaction:
         self.state = None
         self._calls: dict[str, object] = {}
         self.on_terminated = None
+        self._key = None
 
     @property
     def key(self):
-        return transaction_key(self.request)
+        if self._key is None:
+            self._key = transaction_key(self.request)
+        return self._key
 
     def _start_timer(self, name: str, delay: float, fire) -> None:
         self._cancel_timer(name)
@@ -316,6 +319,11 @@ class NonInviteServerTransaction(_Transaction):
             self.state = State.PROCEEDING
             return
         self.state = State.COMPLETED
+        # For the 32 s of Timer J only retransmissions of the request are
+        # answered, with the response kept; the request itself (half the
+        # memory of a completed transaction) is let go.
+        self.key
+        self.request = None
         self._start_timer("J", 0 if self.reliable else 64 * self.timers.t1, self._terminate)
 
     def receive_request(self, request) -> None:
