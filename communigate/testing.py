@@ -2,6 +2,7 @@
 Helpers for tests of communigate and of applications built on it.
 
 L{served_zone} serves ENUM (NAPTR) records from 127.0.0.1 for routing
+tests, L{served_records} any records (SRV, A, NAPTR ...) for SIP location
 tests; L{start_server} runs a real C{twistd -n communigate} in a child process on
 127.0.0.1 with free ports, for integration tests against real clients.
 """
@@ -138,6 +139,51 @@ def served_zone(records, reactor=None):
     if reactor is None:
         from twisted.internet import reactor
     zone = NaptrZone(records)
+    factory = server.DNSServerFactory(authorities=[zone])
+    port = reactor.listenUDP(0, tdns.DNSDatagramProtocol(factory), interface="127.0.0.1")
+    return zone, port
+
+
+class RecordZone(ResolverBase):
+    """
+    Answers questions of any type from a dict C{{(name, type): [payload,
+    ...]}} (C{type} a C{twisted.names.dns} type code such as C{dns.SRV}) and
+    records them as C{(name, type)} in C{questions}.  A name that has
+    records of other types only answers with none (it exists); any other
+    name does not exist (NXDOMAIN).
+    """
+
+    def __init__(self, records, ttl=60):
+        super().__init__()
+        self.records = records
+        self.ttl = ttl
+        self.questions = []
+
+    def _lookup(self, name, cls, type, timeout):
+        self.questions.append((name, type))
+        if (name, type) in self.records:
+            answers = [
+                tdns.RRHeader(name, type, tdns.IN, self.ttl, payload, auth=True)
+                for payload in self.records[(name, type)]
+            ]
+            return defer.succeed((answers, [], []))
+        if any(known == name for known, _ in self.records):
+            return defer.succeed(([], [], []))
+        return defer.fail(error.DomainError(name))
+
+    def asked(self, name, type) -> bool:
+        return (name, type) in self.questions
+
+
+def served_records(records, reactor=None):
+    """
+    A DNS server on an ephemeral UDP port of 127.0.0.1 answering from
+    C{records} as L{RecordZone} does; returns the zone and the listening
+    port.
+    """
+    if reactor is None:
+        from twisted.internet import reactor
+    zone = RecordZone(records)
     factory = server.DNSServerFactory(authorities=[zone])
     port = reactor.listenUDP(0, tdns.DNSDatagramProtocol(factory), interface="127.0.0.1")
     return zone, port
