@@ -559,7 +559,16 @@ class Proxy:
         response yet end with a transport error (503, or the next server).
         """
         self.service.keepalive.forget(flow)
-        for transaction in list(self._on_streams.pop((flow.transport, flow.remote), ())):
+        waiting = [
+            transaction for transaction in self._on_streams.pop((flow.transport, flow.remote), ())
+            if transaction.state in (State.CALLING, State.TRYING, State.PROCEEDING)
+        ]
+        if waiting:
+            self.log.info(
+                "{transport} connection to {remote} closed with {count} requests unanswered",
+                transport=flow.transport, remote=flow.remote, count=len(waiting),
+            )
+        for transaction in waiting:
             transaction.transport_failed()
 
     def watch_flow(self, flow: Flow) -> None:

@@ -18,6 +18,7 @@ answer with 400 or to drop.
 import attrs
 from prometheus_client import CollectorRegistry, Counter, Gauge
 from twisted.internet import defer
+from twisted.internet.error import ConnectionDone
 from twisted.internet.endpoints import SSL4ClientEndpoint, TCP4ClientEndpoint, connectProtocol
 from twisted.internet.protocol import DatagramProtocol, Factory, Protocol
 from twisted.logger import Logger
@@ -161,7 +162,7 @@ class _Stream(Protocol):
 
     def connectionLost(self, reason) -> None:
         if self.flow is not None:
-            self._owner.connection_lost(self)
+            self._owner.connection_lost(self, reason)
 
 
 class SIPTransport:
@@ -265,7 +266,14 @@ class SIPTransport:
         self._streams[(stream.flow.transport, stream.flow.remote)] = stream
         self.metrics.connections.labels(stream.flow.transport).inc()
 
-    def connection_lost(self, stream: _Stream) -> None:
+    def connection_lost(self, stream: _Stream, reason=None) -> None:
+        if reason is not None and not reason.check(ConnectionDone):
+            # A TLS handshake that failed (a certificate that does not
+            # verify) ends here too: say why.
+            self.log.info(
+                "{transport} connection with {peer} lost: {reason}",
+                transport=stream.flow.transport, peer=stream.flow.remote, reason=reason.getErrorMessage(),
+            )
         key = (stream.flow.transport, stream.flow.remote)
         if self._streams.get(key) is stream:
             del self._streams[key]
