@@ -2,6 +2,8 @@
 Helpers for tests of communigate and of applications built on it.
 
 L{served_zone} serves ENUM (NAPTR) records from 127.0.0.1 for routing
+tests, L{served_records} any records (SRV, A, NAPTR ...) for SIP location
+tests; L{make_certificates} writes a throw-away CA and certificates for TLS
 tests; L{start_server} runs a real C{twistd -n communigate} in a child process on
 127.0.0.1 with free ports, for integration tests against real clients.
 """
@@ -141,3 +143,135 @@ def served_zone(records, reactor=None):
     factory = server.DNSServerFactory(authorities=[zone])
     port = reactor.listenUDP(0, tdns.DNSDatagramProtocol(factory), interface="127.0.0.1")
     return zone, port
+
+
+class RecordZone(ResolverBase):
+    """
+    Answers questions of any type from a dict C{{(name, type): [payload,
+    ...]}} (C{type} a C{twisted.names.dns} type code such as C{dns.SRV}) and
+    records them as C{(name, type)} in C{questions}.  A name that has
+    records of other types only answers with none (it exists); any other
+    name does not exist (NXDOMAIN).
+    """
+
+    def __init__(self, records, ttl=60):
+        super().__init__()
+        self.records = records
+        self.ttl = ttl
+        self.questions = []
+
+    def _lookup(self, name, cls, type, timeout):
+        self.questions.append((name, type))
+        if (name, type) in self.records:
+            answers = [
+                tdns.RRHeader(name, type, tdns.IN, self.ttl, payload, auth=True)
+                for payload in self.records[(name, type)]
+            ]
+            return defer.succeed((answers, [], []))
+        if any(known == name for known, _ in self.records):
+            return defer.succeed(([], [], []))
+        return defer.fail(error.DomainError(name))
+
+    def asked(self, name, type) -> bool:
+        return (name, type) in self.questions
+
+
+def served_records(records, reactor=None):
+    """
+    A DNS server on an ephemeral UDP port of 127.0.0.1 answering from
+    C{records} as L{RecordZone} does; returns the zone and the listening
+    port.
+    """
+    if reactor is None:
+        from twisted.internet import reactor
+    zone = RecordZone(records)
+    factory = server.DNSServerFactory(authorities=[zone])
+    port = reactor.listenUDP(0, tdns.DNSDatagramProtocol(factory), interface="127.0.0.1")
+    return zone, port
+
+
+@attrs.frozen
+class CertificateFiles:
+    """
+    PEM files written by L{make_certificates}: C{ca} (the CA's
+    certificate), C{server} and C{client} (each a certificate and its
+    private key in one file).
+    """
+
+    ca: str
+    server: str
+    client: str
+
+
+def make_certificates(directory, server_names=("secure.test",), server_addresses=()) -> CertificateFiles:
+    """
+    Write a throw-away CA, a server certificate it signed for
+    C{server_names} (DNS names) and C{server_addresses} (IP addresses),
+    and a client certificate it signed, as PEM files in C{directory}.
+    Keys are P-256; everything is valid from a day ago for 30 days.
+    """
+    import datetime
+    import ipaddress
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+
+    now = datetime.datetime.now(datetime.timezone.utc)
+
+    def name(common):
+        return x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, common)])
+
+    def issue(subject, key, issuer, issuer_key, *, ca=False, sans=(), usage=None):
+        builder = (
+            x509.CertificateBuilder()
+            .subject_name(subject)
+            .issuer_name(issuer)
+            .public_key(key.public_key())
+            .serial_number(x509.random_serial_number())
+            .not_valid_before(now - datetime.timedelta(days=1))
+            .not_valid_after(now + datetime.timedelta(days=30))
+            .add_extension(x509.BasicConstraints(ca=ca, path_length=None), critical=True)
+        )
+        if ca:
+            builder = builder.add_extension(
+                x509.KeyUsage(False, False, False, False, False, True, True, False, False), critical=True
+            )
+        if sans:
+            builder = builder.add_extension(x509.SubjectAlternativeName(list(sans)), critical=False)
+        if usage is not None:
+            builder = builder.add_extension(x509.ExtendedKeyUsage([usage]), critical=False)
+        return builder.sign(issuer_key, hashes.SHA256())
+
+    def pem(certificate, key=None):
+        data = certificate.public_bytes(serialization.Encoding.PEM)
+        if key is not None:
+            data += key.private_bytes(
+                serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+            )
+        return data
+
+    ca_key = ec.generate_private_key(ec.SECP256R1())
+    ca_name = name("communigate test CA")
+    ca = issue(ca_name, ca_key, ca_name, ca_key, ca=True)
+    server_key = ec.generate_private_key(ec.SECP256R1())
+    sans = [x509.DNSName(n) for n in server_names] + [
+        x509.IPAddress(ipaddress.ip_address(a)) for a in server_addresses
+    ]
+    server_cert = issue(
+        name(server_names[0] if server_names else "server"), server_key, ca_name, ca_key,
+        sans=sans, usage=ExtendedKeyUsageOID.SERVER_AUTH,
+    )
+    client_key = ec.generate_private_key(ec.SECP256R1())
+    client_cert = issue(
+        name("communigate test client"), client_key, ca_name, ca_key, usage=ExtendedKeyUsageOID.CLIENT_AUTH
+    )
+    paths = CertificateFiles(
+        os.path.join(directory, "ca.pem"), os.path.join(directory, "server.pem"), os.path.join(directory, "client.pem")
+    )
+    for path, data in ((paths.ca, pem(ca)), (paths.server, pem(server_cert, server_key)),
+                       (paths.client, pem(client_cert, client_key))):
+        with open(path, "wb") as f:
+            f.write(data)
+    return paths

@@ -4,6 +4,7 @@ CLI commands of the SIP module: registrations and the SIP log.
 
 from communigate.cli.arguments import CommandError
 from communigate.cli.directory_commands import qualified
+from communigate.sip.tls import DEFAULT_TLS_SETTINGS, load_client_tls, tls_settings
 
 
 class SIPCommands:
@@ -78,6 +79,10 @@ DEFAULT_SETTINGS = {
     # DNS servers for locating remote SIP servers (RFC 3263), as
     # "ip:port, ip:port"; empty means those of /etc/resolv.conf.
     "DNSServers": "",
+    # Outgoing SIP over TLS (communigate/sip/tls.py): check the servers'
+    # certificates (YES; NO for a lab only), a PEM file of CAs trusted
+    # besides the platform's, a PEM file of our certificate and key.
+    **DEFAULT_TLS_SETTINGS,
 }
 
 
@@ -108,9 +113,11 @@ def dns_servers(settings: dict) -> list[tuple[str, int]]:
 def checked_sip_settings(settings: dict) -> tuple[float, float, float]:
     """
     The request rate, burst and keep-alive interval of C{settings}, or
-    L{ValueError} naming the bad one.
+    L{ValueError} naming the bad one.  The TLS files are not read here
+    (L{load_client_tls} does, for C{UPDATESIPSETTINGS}).
     """
     dns_servers(settings)
+    tls_settings(settings)
     numbers = []
     for key in ("RequestRate", "RequestBurst"):
         try:
@@ -159,6 +166,7 @@ class SIPSettingsCommands:
             merged = {**DEFAULT_SETTINGS, **updated(current, changes)}
             try:
                 checked_sip_settings(merged)
+                load_client_tls(merged)
             except ValueError as e:
                 raise CommandError(f"SIP settings not changed: {e}") from e
             explicit = {k: v for k, v in merged.items() if DEFAULT_SETTINGS.get(k) != v}

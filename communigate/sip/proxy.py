@@ -8,12 +8,15 @@ objects are the endpoints the Signal service rings: a registered contact
 of an account (L{ContactEndpoint}) or a remote SIP destination
 (L{RemoteEndpoint}); each runs a client transaction and reports the
 responses back.  Requests inside a dialog (and pre-routed ones) skip the
-Signal service and go straight to their next hop.
+Signal service and go straight to their next hop.  Next hops that are host
+names are located by RFC 3263 and their servers tried in turn
+(L{communigate.sip.nexthop}), for remote targets and in-dialog requests
+alike.
 """
 
-import ipaddress
 import itertools
 import os
+import weakref
 
 from twisted.internet import defer
 from twisted.logger import Logger
@@ -27,19 +30,10 @@ from communigate.sip import proxy_rules as rules
 from communigate.sip.digest import OutcomeKind
 from communigate.sip.headers import HeaderError, Via
 from communigate.sip.message import Headers, Response, make_response
+from communigate.sip.nexthop import NextHops, try_in_turn, unresolved
 from communigate.sip.transaction import MAGIC_COOKIE, State
 from communigate.sip.transport import Flow
 from communigate.sip.uri import SIPURI, URIError, parse_uri
-
-_TRANSPORTS = {"udp", "tcp", "tls"}
-
-
-def _is_ip(host: str) -> bool:
-    try:
-        ipaddress.ip_address(host)
-    except ValueError:
-        return False
-    return True
 
 
 class Branch:
@@ -204,44 +198,32 @@ class RemoteEndpoint(_SIPEndpoint):
         self.uri = uri
         self.description = str(uri)
 
-    def target(self):
-        return self.uri, self._proxy.flow_for_uri(self.uri), ()
-
     def deliver(self, signal, responder):
         uri = self.uri
-        host = uri.maddr or uri.host if isinstance(uri, SIPURI) else None
-        if host is None or _is_ip(host) or self._proxy.service.locator is None:
-            return super().deliver(signal, responder)
         delivery = _Delivery(self._proxy, None, None)
-        located = self._proxy.service.locator.locate(
-            uri.host, scheme=uri.scheme, port=uri.port, transport=uri.transport, maddr=uri.maddr
-        )
 
         def give_up(status, reason):
             if not delivery.done:
                 delivery.done = True
                 responder.final(rules.signal_response(make_response_stub(status, reason)))
 
-        def try_targets(targets, last=(503, f"no SIP server found for {uri.host}")):
+        def attempt(flow, next_one):
             if delivery.cancel_wanted:
                 give_up(487, "Request Terminated")
                 return
-            if not targets:
-                give_up(*last)
-                return
-            first, rest = targets[0], targets[1:]
-            local = self._proxy.service.address_for("udp" if first.transport == "udp" else "tcp")
-            flow = Flow(first.transport, local, (first.address, first.port))
-            self._send(
-                signal, responder, delivery, uri, flow, (),
-                on_unreachable=lambda status, reason: try_targets(rest, (status, reason)),
-            )
+            self._send(signal, responder, delivery, uri, flow, (), on_unreachable=next_one)
+
+        def located(flows):
+            try_in_turn(flows, attempt, lambda: give_up(503, unresolved(uri.host)))
 
         def failed(failure):
-            self.log.failure("locating {host} failed", failure, host=uri.host)
-            give_up(503, f"cannot locate {uri.host}")
+            if failure.check(OSError, ValueError):
+                give_up(503, str(failure.value)[:80])
+                return
+            self.log.failure("locating {uri} failed", failure, uri=str(uri))
+            give_up(503, unresolved(getattr(uri, "host", str(uri))))
 
-        located.addCallbacks(try_targets, failed)
+        self._proxy.hops.locate(uri).addCallbacks(located, failed)
         return delivery
 
 
@@ -285,6 +267,10 @@ class Proxy:
         self.our_id = os.urandom(6).hex()
         self._counter = itertools.count()
         self._tasks: dict = {}
+        self.hops = NextHops(service)
+        # Client transactions waiting on a TCP/TLS connection, by
+        # (transport, remote): when it fails or closes they end at once.
+        self._on_streams: dict[tuple, weakref.WeakSet] = {}
 
     # -- wiring --------------------------------------------------------------
 
@@ -424,44 +410,90 @@ class Proxy:
     # -- in-dialog and stateless forwarding ------------------------------------
 
     def _forward_in_dialog(self, request, signal, transaction) -> None:
+        """
+        A pre-routed request (in a dialog, or with Route values left after
+        ours): statefully to its next hop, located when it is a name.
+        """
         try:
-            target = rules.next_hop(signal)
-            flow = self.flow_for_uri(target)
-        except (OSError, URIError, ValueError) as e:
+            hop = rules.next_hop(signal)
+        except (URIError, ValueError) as e:
             transaction.respond(rules.refuse(request, 404 if isinstance(e, URIError) else 503, str(e)[:80]))
             return
-        outgoing = self.outgoing(signal, signal.targets[0], flow, (), record_route=False)
-        delivery = _Delivery(self, outgoing, flow)
+        delivery = _Delivery(self, None, None)
         transaction.forward = delivery
 
-        def on_response(response):
-            if response.status == 100:
-                return
-            if response.status < 200:
-                delivery.provisional_seen = True
-            transaction.respond(rules.sip_response(request, rules.signal_response(response)))
-
-        def on_failure(status, reason):
+        def answer(status, reason):
             if transaction.state not in (State.COMPLETED, State.TERMINATED, State.ACCEPTED):
                 transaction.respond(rules.refuse(request, status, reason))
 
-        self.send_request(outgoing, flow, Branch(on_response, on_failure))
+        def attempt(flow, next_one):
+            if delivery.cancel_wanted:  # a re-INVITE cancelled while its hop was located
+                answer(487, "Request Terminated")
+                return
+            outgoing = self.outgoing(signal, signal.targets[0], flow, (), record_route=False)
+            delivery.request, delivery.flow = outgoing, flow
+
+            def on_response(response):
+                if response.status == 100:
+                    return
+                if response.status < 200:
+                    delivery.provisional_seen = True
+                elif response.status == 503 and next_one is not None and not delivery.provisional_seen:
+                    next_one(503, response.reason)
+                    return
+                transaction.respond(rules.sip_response(request, rules.signal_response(response)))
+
+            def on_failure(status, reason):
+                if next_one is not None and not delivery.provisional_seen:
+                    next_one(status, reason)
+                    return
+                answer(status, reason)
+
+            self.send_request(outgoing, flow, Branch(on_response, on_failure))
+
+        def located(flows):
+            try_in_turn(flows, attempt, lambda: answer(503, unresolved(hop.host)))
+
+        def failed(failure):
+            if not failure.check(OSError, ValueError):
+                self.log.failure("locating {hop} failed", failure, hop=str(hop))
+            answer(503, str(failure.value)[:80])
+
+        self.hops.locate(hop).addCallbacks(located, failed)
 
     def _forward_stateless(self, request, local_hosts) -> None:
+        """
+        An ACK to a 2xx (RFC 3261 §16.11): to its next hop, located first
+        when it is a name, without a transaction; a server that cannot be
+        sent to now gives way to the next one found.
+        """
         signal = rules.to_signal(
             request, submitter=Submitter("sip"), local_hosts=local_hosts, local_domains=self.is_local_domain
         )
         try:
-            target = rules.next_hop(signal)
-            flow = self.flow_for_uri(target)
-        except (OSError, URIError, ValueError) as e:
+            hop = rules.next_hop(signal)
+        except (URIError, ValueError) as e:
             self.log.info("cannot forward ACK: {error}", error=e)
             return
-        outgoing = self.outgoing(signal, signal.targets[0], flow, (), record_route=False)
-        try:
-            self.service.transport.send(outgoing, flow)
-        except OSError as e:
-            self.log.info("cannot forward ACK: {error}", error=e)
+
+        def send(flows):
+            for flow in flows:
+                outgoing = self.outgoing(signal, signal.targets[0], flow, (), record_route=False)
+                try:
+                    self.service.transport.send(outgoing, flow)
+                    return
+                except OSError as e:
+                    self.log.info("cannot forward ACK to {remote}: {error}", remote=flow.remote, error=e)
+            if not flows:
+                self.log.info("cannot forward ACK: {reason}", reason=unresolved(hop.host))
+
+        def failed(failure):
+            if not failure.check(OSError, ValueError):
+                self.log.failure("locating {hop} failed", failure, hop=str(hop))
+                return
+            self.log.info("cannot forward ACK: {error}", error=failure.value)
+
+        self.hops.locate(hop).addCallbacks(send, failed)
 
     def stray_response(self, response, flow: Flow) -> None:
         """
@@ -484,18 +516,7 @@ class Proxy:
     # -- client side -------------------------------------------------------------
 
     def flow_for_uri(self, uri, local=None) -> Flow:
-        if not isinstance(uri, SIPURI):
-            raise OSError(f"cannot send to {uri}")
-        host = uri.maddr or uri.host
-        transport = (uri.transport or ("tls" if uri.secure else "udp")).lower()
-        if transport not in _TRANSPORTS:
-            raise OSError(f"unsupported transport {transport}")
-        if not _is_ip(host):
-            raise OSError(f"no address for {host}: DNS location of next hops is not wired yet")
-        port = uri.port or (5061 if transport == "tls" else 5060)
-        if local is None:
-            local = self.service.address_for("udp" if transport == "udp" else "tcp")
-        return Flow(transport, local, (host, port))
+        return self.hops.flow_for_uri(uri, local=local)
 
     def outgoing(self, signal, target_uri, flow: Flow, route_set, record_route=True):
         host, port = self.service.address_for("udp" if flow.transport == "udp" else "tcp")
@@ -511,13 +532,15 @@ class Proxy:
 
     def send_request(self, request, flow: Flow, branch_user) -> None:
         transport = self.service.transport
-        self.service.transactions.send_request(
+        transaction = self.service.transactions.send_request(
             request,
             lambda message: transport.send(message, flow),
             flow.reliable,
             branch_user,
             build_ack=rules.ack_for_failure,
         )
+        if flow.reliable and transaction.state is not State.TERMINATED:
+            self._on_streams.setdefault((flow.transport, flow.remote), weakref.WeakSet()).add(transaction)
 
     # -- flows -------------------------------------------------------------------
 
@@ -529,10 +552,24 @@ class Proxy:
 
     def flow_closed(self, flow: Flow) -> None:
         """
-        A TCP/TLS connection closed: its pinger stops; registrations made
-        over it stay until they expire or the client registers again.
+        A TCP/TLS connection closed, or could not be opened (refused, a
+        TLS certificate that does not verify): its pinger stops;
+        registrations made over it stay until they expire or the client
+        registers again; requests sent over it that have no final
+        response yet end with a transport error (503, or the next server).
         """
         self.service.keepalive.forget(flow)
+        waiting = [
+            transaction for transaction in self._on_streams.pop((flow.transport, flow.remote), ())
+            if transaction.state in (State.CALLING, State.TRYING, State.PROCEEDING)
+        ]
+        if waiting:
+            self.log.info(
+                "{transport} connection to {remote} closed with {count} requests unanswered",
+                transport=flow.transport, remote=flow.remote, count=len(waiting),
+            )
+        for transaction in waiting:
+            transaction.transport_failed()
 
     def watch_flow(self, flow: Flow) -> None:
         """

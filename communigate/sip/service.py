@@ -31,6 +31,7 @@ from communigate.sip.message import Headers, Request, Response, make_response
 from communigate.sip.metrics import SIPStateCollector
 from communigate.sip.proxy import Branch, Proxy
 from communigate.sip.registrar import Registrar
+from communigate.sip.tls import OutgoingTLS
 from communigate.sip.transaction import TransactionLayer
 from communigate.sip.transport import Flow, SIPTransport
 from communigate.sip.uri import SIPURI, URIError, parse_uri
@@ -132,7 +133,11 @@ class SIPService(Service):
         self.descriptions = tuple(descriptions)
         reactor = context.reactor
         self.sip_log = SIPLog(reactor)
-        self.transport = SIPTransport(reactor, self, sip_log=self.sip_log, registry=context.metrics)
+        self.outgoing_tls = OutgoingTLS()
+        self.transport = SIPTransport(
+            reactor, self, sip_log=self.sip_log, registry=context.metrics,
+            client_tls_options=self.outgoing_tls.options_for,
+        )
         self.transactions = TransactionLayer(reactor, self)
         directory = context.directory
         self._bindings_store = _bindings_store(context.store)
@@ -198,6 +203,7 @@ class SIPService(Service):
         rate, burst, interval = checked_sip_settings(settings)
         self.rate_limiter.reconfigure(rate, burst)
         self.keepalive.update_settings(KeepAliveSettings(interval=interval))
+        self.outgoing_tls.apply(settings)
         servers = dns_servers(settings) or servers_from_resolv_conf()
         if not servers:
             self.dns = self.locator = None

@@ -116,6 +116,17 @@ class _Transaction:
         self._terminate()
         self._user.transport_error(self)
 
+    def transport_failed(self) -> None:
+        """
+        The connection this client transaction's request went out on could
+        not be opened, or closed before the final response (RFC 3261
+        §17.1.4, §18.4): the response can no longer come back, so the
+        transaction ends with a transport error instead of waiting for
+        Timer B or F.  Once a final response came, nothing happens.
+        """
+        if self.state in (State.CALLING, State.TRYING, State.PROCEEDING):
+            self._transport_error()
+
     def _terminate(self) -> None:
         if self.state is State.TERMINATED:
             return

@@ -18,6 +18,7 @@ answer with 400 or to drop.
 import attrs
 from prometheus_client import CollectorRegistry, Counter, Gauge
 from twisted.internet import defer
+from twisted.internet.error import ConnectionDone
 from twisted.internet.endpoints import SSL4ClientEndpoint, TCP4ClientEndpoint, connectProtocol
 from twisted.internet.protocol import DatagramProtocol, Factory, Protocol
 from twisted.logger import Logger
@@ -35,12 +36,16 @@ CRLF = b"\r\n"
 class Flow:
     """
     Where a message travelled: C{transport} is C{udp}, C{tcp} or C{tls};
-    C{local} and C{remote} are C{(host, port)}.
+    C{local} and C{remote} are C{(host, port)}.  C{server_name} is the name
+    a TLS connection opened for this flow must verify in the server's
+    certificate (RFC 5922; see L{communigate.sip.nexthop}); it is not part
+    of the flow's identity, and without it the remote address is verified.
     """
 
     transport: str
     local: tuple[str, int]
     remote: tuple[str, int]
+    server_name: str | None = attrs.field(default=None, eq=False, repr=False)
 
     @property
     def reliable(self) -> bool:
@@ -157,7 +162,7 @@ class _Stream(Protocol):
 
     def connectionLost(self, reason) -> None:
         if self.flow is not None:
-            self._owner.connection_lost(self)
+            self._owner.connection_lost(self, reason)
 
 
 class SIPTransport:
@@ -168,6 +173,9 @@ class SIPTransport:
         message, C{malformed(error, flow)} for a message that failed to
         parse (a L{SIPParseError}; the receiver may answer 400 from
         C{error.partial}), and C{keepalive(flow)} for keep-alive traffic.
+    @param client_tls_options: C{name -> IOpenSSLClientConnectionCreator}
+        for each outgoing TLS connection (the flow's C{server_name}, else
+        the peer address); it may raise L{OSError} to refuse.
     """
 
     log = Logger()
@@ -258,7 +266,14 @@ class SIPTransport:
         self._streams[(stream.flow.transport, stream.flow.remote)] = stream
         self.metrics.connections.labels(stream.flow.transport).inc()
 
-    def connection_lost(self, stream: _Stream) -> None:
+    def connection_lost(self, stream: _Stream, reason=None) -> None:
+        if reason is not None and not reason.check(ConnectionDone):
+            # A TLS handshake that failed (a certificate that does not
+            # verify) ends here too: say why.
+            self.log.info(
+                "{transport} connection with {peer} lost: {reason}",
+                transport=stream.flow.transport, peer=stream.flow.remote, reason=reason.getErrorMessage(),
+            )
         key = (stream.flow.transport, stream.flow.remote)
         if self._streams.get(key) is stream:
             del self._streams[key]
@@ -311,7 +326,8 @@ class SIPTransport:
         if flow.transport == "tls":
             if self._client_tls_options is None:
                 raise OSError("no TLS client configuration for outgoing SIP over TLS")
-            endpoint = SSL4ClientEndpoint(self._reactor, host, port, self._client_tls_options(host))
+            options = self._client_tls_options(flow.server_name or host)
+            endpoint = SSL4ClientEndpoint(self._reactor, host, port, options, timeout=10)
         else:
             endpoint = TCP4ClientEndpoint(self._reactor, host, port, timeout=10)
         stream = _Stream(self, flow.transport)

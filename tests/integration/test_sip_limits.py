@@ -54,7 +54,11 @@ def test_a_source_over_its_rate_gets_503_with_retry_after(live_server):
 def test_bad_sip_settings_are_refused_and_change_nothing(live_server):
     code, text = cli(live_server, "UPDATESIPSETTINGS {RequestRate = fast;}")
     assert code == 501 and "RequestRate" in text
-    assert cli(live_server, "GETSIPSETTINGS") == (201, "{RequestRate = 50; RequestBurst = 200; KeepAliveInterval = 25; DNSServers = \"\";}")
+    assert cli(live_server, "GETSIPSETTINGS") == (
+        201,
+        '{RequestRate = 50; RequestBurst = 200; KeepAliveInterval = 25; DNSServers = ""; '
+        'TLSVerify = YES; TLSCAFile = ""; TLSClientCertificate = "";}',
+    )
 
 
 def test_malformed_requests_get_400_and_the_rest_is_dropped(live_server):

@@ -8,6 +8,7 @@ from twisted.internet import defer
 
 from communigate.sip.locate import Target
 from communigate.sip.message import Headers, Response
+from communigate.sip.nexthop import NextHops
 from communigate.sip.proxy import RemoteEndpoint
 from communigate.sip.uri import parse_uri
 
@@ -23,10 +24,8 @@ class Service:
 class Proxy:
     def __init__(self, locator=None):
         self.service = Service(locator)
+        self.hops = NextHops(self.service)
         self.sent = []
-
-    def flow_for_uri(self, uri):
-        raise OSError(f"no address for {uri.host}")
 
     def outgoing(self, signal, target_uri, flow, route_set):
         return ("request", str(target_uri), flow)
@@ -61,11 +60,11 @@ def answer(status):
     return Response(status, "", Headers([]))
 
 
-def test_an_unreachable_remote_target_answers_503_and_ignores_cancel():
+def test_a_remote_name_without_dns_servers_answers_503_and_ignores_cancel():
     endpoint = RemoteEndpoint(Proxy(), parse_uri("sip:bob@example.net"))
     responder = Responder()
     delivery = endpoint.deliver(None, responder)
-    assert [(r.code, r.reason) for r in responder.finals] == [(503, "no address for example.net")]
+    assert [(r.code, r.reason) for r in responder.finals] == [(503, "cannot resolve example.net")]
     delivery.cancel()
 
 
@@ -94,7 +93,7 @@ def test_when_every_located_server_fails_the_last_failure_is_the_answer():
     nothing = Proxy(Locator([]))
     responder = Responder()
     RemoteEndpoint(nothing, parse_uri("sip:bob@nowhere.example")).deliver(None, responder)
-    assert [(r.code, r.reason) for r in responder.finals] == [(503, "no SIP server found for nowhere.example")]
+    assert [(r.code, r.reason) for r in responder.finals] == [(503, "cannot resolve nowhere.example")]
 
 
 def test_a_delivery_cancelled_while_locating_answers_487_and_sends_nothing():

@@ -207,6 +207,25 @@ def test_a_transport_error_ends_the_transaction_and_tells_the_user():
     assert user.events == [("transport error",)] and clock.getDelayedCalls() == []
 
 
+def test_a_connection_lost_before_the_final_response_is_a_transport_error_and_after_it_nothing():
+    clock, user, wire = Clock(), User(), Wire()
+    invite = InviteClientTransaction(Request(), wire, clock, user, reliable=True, build_ack=lambda r, s: "ACK")
+    invite.start()
+    invite.receive_response(Response(180))
+    invite.transport_failed()
+    assert user.events == [("response", 180), ("transport error",)]
+    assert invite.state is State.TERMINATED and clock.getDelayedCalls() == []
+    invite.transport_failed()
+    assert user.events[-1] == ("transport error",) and len(user.events) == 2
+
+    user = User()
+    message = NonInviteClientTransaction(Request("MESSAGE", "z9hG4bK-2"), wire, clock, user, reliable=True)
+    message.start()
+    message.receive_response(Response(200, "MESSAGE", "z9hG4bK-2"))
+    message.transport_failed()
+    assert user.events == [("response", 200)]
+
+
 def test_the_layer_absorbs_retransmitted_requests_and_routes_acks():
     clock, user, wire = Clock(), User(), Wire()
     layer = TransactionLayer(clock, user)
