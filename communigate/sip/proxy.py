@@ -335,7 +335,12 @@ class Proxy:
             if transaction is not None:
                 transaction.respond(problem)
             return
-        verdict = rules.relay_verdict(request, is_local_domain=self.is_local_domain, local_hosts=local_hosts)
+        verdict = rules.relay_verdict(
+            request,
+            is_local_domain=self.is_local_domain,
+            local_hosts=local_hosts,
+            trusted_source=self.service.network.current.clients.contains(flow.remote[0]),
+        )
         if request.method == "ACK":
             if verdict is not rules.Relay.DENY:
                 self._forward_stateless(request, local_hosts)
@@ -498,13 +503,15 @@ class Proxy:
         return Flow(transport, local, (host, port))
 
     def outgoing(self, signal, target_uri, flow: Flow, route_set, record_route=True):
-        host, port = self.service.address_for("udp" if flow.transport == "udp" else "tcp")
+        # The WAN address (Network settings) towards peers outside the LAN.
+        host, port = self.service.advertised_address("udp" if flow.transport == "udp" else "tcp", flow.remote[0])
         index = next(self._counter)
         branch = f"{MAGIC_COOKIE}cg{self.our_id}{index:x}"
         via = Via(flow.transport.upper(), host, port, (("branch", branch), ("rport", None)))
         record = None
         if record_route:
-            record = f"<sip:{host}:{port};transport={flow.transport};lr>"
+            shown = f"[{host}]" if ":" in host else host
+            record = f"<sip:{shown}:{port};transport={flow.transport};lr>"
         return rules.outgoing_request(
             signal, target_uri=target_uri, via=via, record_route=record, route_set=route_set
         )

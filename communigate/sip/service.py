@@ -26,6 +26,8 @@ from communigate.core.scheduler import Scheduler
 from communigate.dnsclient import DNSClient, servers_from_resolv_conf
 from communigate.sip.locate import Locator
 from communigate.sip.keepalive import KeepAliveService, KeepAliveSettings
+from communigate.network import DebugPeers, NetworkConfiguration, NetworkSettings, OncePerInterval
+from communigate.sip.headers import HeaderError, NameAddr
 from communigate.sip.message import Headers, Request, Response, make_response
 from communigate.sip.metrics import SIPStateCollector
 from communigate.sip.proxy import Branch, Proxy
@@ -91,22 +93,37 @@ def response_flow(request: Request, flow: Flow) -> Flow:
     return Flow("udp", flow.local, (host, port))
 
 
-def behind_nat(request: Request, flow: Flow) -> bool:
+_BUILT_IN_NETWORK = NetworkSettings()
+
+
+def behind_nat(request: Request, flow: Flow, network: NetworkSettings | None = None) -> bool:
     """
     [D] A client is behind NAT when its packets come from somewhere other
-    than its Via says, or when it names a private address while coming
-    from a public one.
+    than its Via says (the host, or the port over UDP), or when, coming
+    from outside the LAN IPs, its Contact names a NATed address (the
+    private ranges, LAN IPs, NATed IPs of C{network}) other than its
+    source.  A client on the LAN whose Via is its source is not: it is
+    reached at the address it gives.
     """
+    if network is None:
+        network = _BUILT_IN_NETWORK
     via = request.top_via()
     source_host, source_port = flow.remote
     if via.host != source_host or (via.port or 5060) != source_port and not flow.reliable:
         return True
-    try:
-        source_private = ipaddress.ip_address(source_host).is_private
-        via_private = ipaddress.ip_address(via.host).is_private
-    except ValueError:
+    if network.is_lan(source_host):
         return False
-    return via_private and not source_private
+    try:
+        contacts = request.contacts()
+    except HeaderError:
+        return False
+    return any(
+        isinstance(contact, NameAddr)
+        and isinstance(contact.uri, SIPURI)
+        and contact.uri.host != source_host
+        and network.is_not_routable(contact.uri.host)
+        for contact in contacts
+    )
 
 
 class SIPService(Service):
@@ -123,8 +140,14 @@ class SIPService(Service):
         self.context = context
         self.descriptions = tuple(descriptions)
         reactor = context.reactor
+        self.network = context.network
+        if self.network is None:
+            self.network = NetworkConfiguration(context.store, clock=reactor)
         self.sip_log = SIPLog(reactor)
-        self.transport = SIPTransport(reactor, self, sip_log=self.sip_log, registry=context.metrics)
+        # Messages to and from Debug IPs go to the server log in full.
+        recorder = DebugPeers(self.sip_log, lambda: self.network.current)
+        self.transport = SIPTransport(reactor, self, sip_log=recorder, registry=context.metrics)
+        self._blacklist_logged = OncePerInterval(reactor, 60.0)
         self.transactions = TransactionLayer(reactor, self)
         directory = context.directory
         self._bindings_store = _bindings_store(context.store)
@@ -157,6 +180,7 @@ class SIPService(Service):
         self.locator = None
         self._listening = []
         self._local_hosts: set[tuple[str, int]] | None = None
+        self._local_hosts_network: NetworkSettings | None = None
 
     # -- lifecycle ---------------------------------------------------------
 
@@ -206,7 +230,8 @@ class SIPService(Service):
         if kind == "crlf":
             self.transport.send_raw(b"\r\n\r\n", flow)
             return
-        host, port = self.address_for("udp" if flow.transport == "udp" else "tcp")
+        host, port = self.advertised_address("udp" if flow.transport == "udp" else "tcp", flow.remote[0])
+        host = f"[{host}]" if ":" in host else host
         branch = f"z9hG4bKka{os.urandom(6).hex()}"
         target = f"sip:{flow.remote[0]}:{flow.remote[1]}"
         request = Request(
@@ -274,17 +299,22 @@ class SIPService(Service):
     def local_hosts(self) -> set[tuple[str, int]]:
         """
         The (host, port) pairs this server listens on, as Via sent-by and
-        Route values name it; worked out once per change of listeners, not
-        per request (each address is a system call).
+        Route values name it (the WAN addresses included); worked out once
+        per change of listeners or network settings, not per request (each
+        address is a system call).
         """
-        if self._local_hosts is None:
+        network = self.network.current
+        if self._local_hosts is None or self._local_hosts_network is not network:
+            wan = [a for a in (network.wan_address, network.wan_ipv6_address) if a]
             hosts = set()
             for port in self._listening:
                 address = port.getHost()
                 hosts.add((address.host, address.port))
                 if address.host in ("0.0.0.0", "::"):
                     hosts.add(("127.0.0.1", address.port))
+                hosts.update((host, address.port) for host in wan)
             self._local_hosts = hosts
+            self._local_hosts_network = network
         return self._local_hosts
 
     def address_for(self, transport: str) -> tuple[str, int]:
@@ -299,9 +329,37 @@ class SIPService(Service):
                 return host, address.port
         raise OSError(f"no {transport} listener")
 
+    def advertised_address(self, transport: str, peer: str) -> tuple[str, int]:
+        """
+        The address to name ourselves by in a request to C{peer}: the WAN
+        address (Network settings) for a peer outside the LAN when one is
+        set, else L{address_for}'s.
+        """
+        host, port = self.address_for(transport)
+        wan = self.network.current.wan_address_for(peer)
+        return (host, port) if wan is None else (wan, port)
+
+    def _blacklisted(self, flow: Flow) -> bool:
+        """
+        Whether C{flow} comes from a Blacklisted IP; such input is dropped,
+        counted, and logged once a minute per address.
+        """
+        blacklisted = self.network.current.blacklisted
+        if not blacklisted or not blacklisted.contains(flow.remote[0]):
+            return False
+        self.transport.metrics.dropped.labels("blacklisted").inc()
+        if self._blacklist_logged(flow.remote[0]):
+            self.log.info(
+                "ignoring SIP from blacklisted address {peer} (logged once a minute per address)",
+                peer=flow.remote[0],
+            )
+        return True
+
     # -- from the transport -------------------------------------------------
 
     def received(self, message, flow: Flow) -> None:
+        if self._blacklisted(flow):
+            return
         if isinstance(message, Response):
             if len(message.vias()) < 1:
                 return
@@ -327,7 +385,7 @@ class SIPService(Service):
         self._sender(request, flow)(response)
 
     def malformed(self, error, flow: Flow) -> None:
-        if not error.is_request or error.partial is None:
+        if not error.is_request or error.partial is None or self._blacklisted(flow):
             return
         try:
             response = make_response(error.partial, error.status, error.reason)
@@ -339,7 +397,8 @@ class SIPService(Service):
         self.log.info("framing lost with {peer}: {reason}", peer=flow.remote, reason=event.reason)
 
     def keepalive(self, flow: Flow) -> None:
-        self.proxy.keepalive(flow)
+        if not self._blacklisted(flow):
+            self.proxy.keepalive(flow)
 
     def flow_closed(self, flow: Flow) -> None:
         self.proxy.flow_closed(flow)
@@ -359,14 +418,14 @@ class SIPService(Service):
             return True
         source = (flow.transport, flow.remote[0], flow.remote[1])
         local = (flow.transport, flow.local[0], flow.local[1])
-        d = self.registrar.handle(request, source, local, behind_nat(request, flow))
+        nat = behind_nat(request, flow, self.network.current)
+        d = self.registrar.handle(request, source, local, nat)
 
         def failed(failure):
             self.log.failure("REGISTER failed", failure)
             return make_response(request, 500, "Server Internal Error")
 
         d.addErrback(failed)
-        nat = behind_nat(request, flow)
 
         def answer(response):
             transaction.respond(response)
