@@ -532,20 +532,20 @@ class Proxy:
         """
         Keep-alive traffic from a client: its NAT mapping is alive.
         """
-        self.service.keepalive.pong(flow)
+        self.service.keepalives.pong(flow)
 
     def flow_closed(self, flow: Flow) -> None:
         """
         A TCP/TLS connection closed: its pinger stops; registrations made
         over it stay until they expire or the client registers again.
         """
-        self.service.keepalive.forget(flow)
+        self.service.keepalives.forget(flow)
 
     def watch_flow(self, flow: Flow) -> None:
         """
         A client behind NAT registered over C{flow}: keep the mapping open.
         """
-        self.service.keepalive.watch(flow)
+        self.service.keepalives.watch(flow)
 
     # -- server transactions ending badly ---------------------------------------
 

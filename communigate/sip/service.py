@@ -132,6 +132,10 @@ class SIPService(Service):
 
     @ivar bindings: the registrar's location store.
     @ivar sip_log: the searchable log of recent messages.
+    @ivar keepalives: the keep-alive machines of NATed flows (not
+        C{keepalive}, which is the transport's callback for keep-alive
+        traffic from a client).
+    @ivar network: the server's L{communigate.network.NetworkConfiguration}.
     """
 
     log = Logger()
@@ -172,7 +176,7 @@ class SIPService(Service):
         self.registrar = Registrar(directory, self.bindings, self.verifier, guard=self.guard, clock=reactor)
         self.proxy = Proxy(self)
         self.scheduler = Scheduler(reactor, registry=context.metrics)
-        self.keepalive = KeepAliveService(
+        self.keepalives = KeepAliveService(
             self.scheduler, self._ping, self._flow_dead, registry=context.metrics
         )
         context.metrics.register(SIPStateCollector(self))
@@ -212,7 +216,7 @@ class SIPService(Service):
 
         rate, burst, interval = checked_sip_settings(settings)
         self.rate_limiter.reconfigure(rate, burst)
-        self.keepalive.update_settings(KeepAliveSettings(interval=interval))
+        self.keepalives.update_settings(KeepAliveSettings(interval=interval))
         servers = dns_servers(settings) or servers_from_resolv_conf()
         if not servers:
             self.dns = self.locator = None
@@ -250,8 +254,8 @@ class SIPService(Service):
         )
         # Any final answer, even an error, proves the mapping is open.
         pong = Branch(
-            lambda response: response.status >= 200 and self.keepalive.pong(flow),
-            lambda status, reason: self.keepalive.failed(flow),
+            lambda response: response.status >= 200 and self.keepalives.pong(flow),
+            lambda status, reason: self.keepalives.failed(flow),
         )
         self.transactions.send_request(
             request, lambda message: self.transport.send(message, flow), flow.reliable, pong
@@ -274,7 +278,7 @@ class SIPService(Service):
     def stopService(self):
         super().stopService()
         self.proxy.stop()
-        self.keepalive.forget_all()
+        self.keepalives.forget_all()
         self.scheduler.stop_all()
         self.bindings.stop()
         ports = [p for p in self._listening if p not in self.transport.ports]

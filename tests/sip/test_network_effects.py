@@ -169,6 +169,15 @@ def test_a_blacklisted_address_is_ignored_counted_and_logged_once_a_minute(serve
     assert [r.status for r in server.replies(bad)] == [200]
 
 
+def test_a_keepalive_from_a_client_is_taken_and_one_from_a_blacklisted_address_ignored(server):
+    client, bad = ("203.0.113.5", 5060), ("203.0.113.66", 5060)
+    server.cli("SETBLACKLISTEDIPS 203.0.113.66")
+    server.send(b"\r\n\r\n", client)
+    server.send(b"\r\n\r\n", bad)
+    assert server.dropped("blacklisted") == 1
+    assert server.replies() == []
+
+
 # -- Debug IPs ---------------------------------------------------------------------------
 
 
