@@ -145,7 +145,11 @@ def _expected(address, nets, spans) -> bool:
 
 
 @settings(max_examples=300, deadline=None)
-@given(nets=st.lists(networks(), max_size=8), spans=st.lists(ranges(), max_size=8), probes=st.lists(ADDRESSES, min_size=1, max_size=20))
+@given(
+    nets=st.lists(networks(), max_size=8),
+    spans=st.lists(ranges(), max_size=8),
+    probes=st.lists(ADDRESSES, min_size=1, max_size=20),
+)
 def test_contains_agrees_with_the_ipaddress_module(nets, spans, probes):
     lines = [str(n) for n in nets] + [f"{lo}-{hi}" if lo != hi else str(lo) for lo, hi in spans]
     found = AddressList.parse("\n".join(lines))

@@ -504,7 +504,8 @@ class Proxy:
 
     def outgoing(self, signal, target_uri, flow: Flow, route_set, record_route=True):
         # The WAN address (Network settings) towards peers outside the LAN.
-        host, port = self.service.advertised_address("udp" if flow.transport == "udp" else "tcp", flow.remote[0])
+        kind = "udp" if flow.transport == "udp" else "tcp"
+        host, port = self.service.advertised_address(kind, flow.remote[0])
         index = next(self._counter)
         branch = f"{MAGIC_COOKIE}cg{self.our_id}{index:x}"
         via = Via(flow.transport.upper(), host, port, (("branch", branch), ("rport", None)))
