@@ -26,6 +26,8 @@ class ServerContext:
     @ivar signals: the L{communigate.interfaces.ISignalService}; L{None}
         in a core built without a reactor (the admin tool), which submits
         no Signals.
+    @ivar network: the L{communigate.network.NetworkConfiguration}: WAN
+        address, LAN, Client, NATed, Debug and Blacklisted IPs.
     """
 
     reactor: object
@@ -38,3 +40,4 @@ class ServerContext:
     hostname: str
     router: object = None
     signals: object = None
+    network: object = None

@@ -22,6 +22,7 @@ from communigate.auth.realm import build_portal
 from communigate.cli.access import administrator_check
 from communigate.cli.directory_commands import DirectoryCommands
 from communigate.cli.interpreter import BuiltinCommands, Interpreter
+from communigate.cli.network_commands import NetworkCommands
 from communigate.cli.routing_commands import RoutingCommands
 from communigate.cli.rules_commands import SignalRulesCommands
 from communigate.config import Config
@@ -35,6 +36,7 @@ from communigate.first_start import (
     write_password_file,
 )
 from communigate.interfaces import IProtocolModule, ISignalHook, IStore
+from communigate.network import NetworkConfiguration
 from communigate.routing.configuration import EnumRouting, RouterConfiguration
 from communigate.routing.router import Router
 from communigate.signal.rules import SignalRules, StoredRules
@@ -111,6 +113,8 @@ def build_core(config: Config, store: IStore, reactor) -> ServerContext:
     interpreter.add_commands(DirectoryCommands(directory, portal))
     interpreter.add_commands(RoutingCommands(router, router_configuration))
     interpreter.add_commands(SignalRulesCommands(directory))
+    network = NetworkConfiguration(store, clock=reactor)
+    interpreter.add_commands(NetworkCommands(network))
     signals = None
     if reactor is not None:
         signals = SignalService(
@@ -131,6 +135,7 @@ def build_core(config: Config, store: IStore, reactor) -> ServerContext:
         hostname=config.hostname,
         router=router,
         signals=signals,
+        network=network,
     )
 
 

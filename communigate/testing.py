@@ -5,7 +5,9 @@ L{served_zone} serves ENUM (NAPTR) records from 127.0.0.1 for routing
 tests, L{served_records} any records (SRV, A, NAPTR ...) for SIP location
 tests; L{make_certificates} writes a throw-away CA and certificates for TLS
 tests; L{start_server} runs a real C{twistd -n communigate} in a child process on
-127.0.0.1 with free ports, for integration tests against real clients.
+127.0.0.1 with free ports, for integration tests against real clients;
+L{MemoryUDPReactor} is a L{MemoryReactorClock} that can also listen on
+UDP, for unit tests of datagram services such as SIP.
 """
 
 import os
@@ -17,6 +19,8 @@ import time
 
 import attrs
 from twisted.internet import defer
+from twisted.internet.address import IPv4Address, IPv6Address
+from twisted.internet.testing import MemoryReactorClock
 from twisted.names import dns as tdns
 from twisted.names import error, server
 from twisted.names.common import ResolverBase
@@ -275,3 +279,52 @@ def make_certificates(directory, server_names=("secure.test",), server_addresses
         with open(path, "wb") as f:
             f.write(data)
     return paths
+
+class FakeUDPPort:
+    """
+    A UDP port of L{MemoryUDPReactor}: what its protocol writes is kept in
+    C{written} as C{(data, address)}; C{receive} plays a datagram in.
+    """
+
+    def __init__(self, protocol, host: str, port: int) -> None:
+        self.protocol = protocol
+        self.written: list[tuple[bytes, tuple]] = []
+        self.listening = True
+        kind = IPv6Address if ":" in host else IPv4Address
+        self._host = kind("UDP", host, port)
+        protocol.makeConnection(self)
+
+    def getHost(self):
+        return self._host
+
+    def write(self, data: bytes, addr=None) -> None:
+        self.written.append((data, addr))
+
+    def receive(self, data: bytes, addr: tuple) -> None:
+        self.protocol.datagramReceived(data, addr)
+
+    def stopListening(self):
+        self.listening = False
+        self.protocol.doStop()
+
+    loseConnection = stopListening
+
+
+class MemoryUDPReactor(MemoryReactorClock):
+    """
+    A memory reactor and clock whose C{listenUDP} gives L{FakeUDPPort}s
+    (port 0 picks the next free number from 40000), kept in C{udp_ports}.
+    """
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.udp_ports: list[FakeUDPPort] = []
+        self._next_port = 40000
+
+    def listenUDP(self, port, protocol, interface="", maxPacketSize=8192):
+        if port == 0:
+            port = self._next_port
+            self._next_port += 1
+        listening = FakeUDPPort(protocol, interface or "0.0.0.0", port)
+        self.udp_ports.append(listening)
+        return listening

@@ -321,7 +321,12 @@ class Proxy:
             if transaction is not None:
                 transaction.respond(problem)
             return
-        verdict = rules.relay_verdict(request, is_local_domain=self.is_local_domain, local_hosts=local_hosts)
+        verdict = rules.relay_verdict(
+            request,
+            is_local_domain=self.is_local_domain,
+            local_hosts=local_hosts,
+            trusted_source=self.service.network.current.clients.contains(flow.remote[0]),
+        )
         if request.method == "ACK":
             if verdict is not rules.Relay.DENY:
                 self._forward_stateless(request, local_hosts)
@@ -519,13 +524,16 @@ class Proxy:
         return self.hops.flow_for_uri(uri, local=local)
 
     def outgoing(self, signal, target_uri, flow: Flow, route_set, record_route=True):
-        host, port = self.service.address_for("udp" if flow.transport == "udp" else "tcp")
+        # The WAN address (Network settings) towards peers outside the LAN.
+        kind = "udp" if flow.transport == "udp" else "tcp"
+        host, port = self.service.advertised_address(kind, flow.remote[0])
         index = next(self._counter)
         branch = f"{MAGIC_COOKIE}cg{self.our_id}{index:x}"
         via = Via(flow.transport.upper(), host, port, (("branch", branch), ("rport", None)))
         record = None
         if record_route:
-            record = f"<sip:{host}:{port};transport={flow.transport};lr>"
+            shown = f"[{host}]" if ":" in host else host
+            record = f"<sip:{shown}:{port};transport={flow.transport};lr>"
         return rules.outgoing_request(
             signal, target_uri=target_uri, via=via, record_route=record, route_set=route_set
         )
@@ -548,7 +556,7 @@ class Proxy:
         """
         Keep-alive traffic from a client: its NAT mapping is alive.
         """
-        self.service.keepalive.pong(flow)
+        self.service.keepalives.pong(flow)
 
     def flow_closed(self, flow: Flow) -> None:
         """
@@ -558,7 +566,7 @@ class Proxy:
         registers again; requests sent over it that have no final
         response yet end with a transport error (503, or the next server).
         """
-        self.service.keepalive.forget(flow)
+        self.service.keepalives.forget(flow)
         waiting = [
             transaction for transaction in self._on_streams.pop((flow.transport, flow.remote), ())
             if transaction.state in (State.CALLING, State.TRYING, State.PROCEEDING)
@@ -575,7 +583,7 @@ class Proxy:
         """
         A client behind NAT registered over C{flow}: keep the mapping open.
         """
-        self.service.keepalive.watch(flow)
+        self.service.keepalives.watch(flow)
 
     # -- server transactions ending badly ---------------------------------------
 

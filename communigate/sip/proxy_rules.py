@@ -56,12 +56,14 @@ Decisions [D]:
   gets no tag.
 - Relaying (`relay_verdict`): ALLOW for an authenticated caller, and for
   an in-dialog request (To tag) whose top Route is ours (the dialog was
-  authorised when we record-routed it).  CHALLENGE (407, whose digest the
-  core does) when the From host is a local domain.  ALLOW from outside to a
-  local Request-URI host.  DENY (403 "Relaying denied") from outside to
-  outside, tel: targets included.  A forged Route with a To tag gets past
-  this check; signing Record-Route values would close that.  For an ACK,
-  anything but ALLOW means the core drops it.
+  authorised when we record-routed it).  ALLOW from a trusted source (a
+  Client IP of the Network settings: a PBX or gateway on the LAN) to a
+  Request-URI that is not ours, without authentication.  CHALLENGE (407,
+  whose digest the core does) when the From host is a local domain.
+  ALLOW from outside to a local Request-URI host.  DENY (403 "Relaying
+  denied") from outside to outside, tel: targets included.  A forged Route
+  with a To tag gets past this check; signing Record-Route values would
+  close that.  For an ACK, anything but ALLOW means the core drops it.
 - The core may remove the Proxy-Authorization of its own realm (§22.3).
   If it does, it computes `branch_for` on the request first.
 - A malformed Route, From or To raises `HeaderError` from these functions
@@ -504,14 +506,22 @@ class Relay(enum.Enum):
 
 
 def relay_verdict(
-    request: Request, *, is_local_domain, local_hosts=(), authenticated: bool = False
+    request: Request,
+    *,
+    is_local_domain,
+    local_hosts=(),
+    authenticated: bool = False,
+    trusted_source: bool = False,
 ) -> Relay:
-    """Whether the request may go through us (no open relay; see [D])."""
+    """Whether the request may go through us (no open relay; see [D]).
+    ``trusted_source``: the request comes from a Client IP address."""
     if authenticated:
         return Relay.ALLOW
     is_domain = _domain_test(is_local_domain)
     routes = request.routes()
     if _tag_of(request.to()) and routes and _is_ours(routes[0].uri, local_hosts, is_domain):
+        return Relay.ALLOW
+    if trusted_source and not _is_ours(request.uri, local_hosts, is_domain):
         return Relay.ALLOW
     if caller_is_local(request, is_domain):
         return Relay.CHALLENGE

@@ -9,7 +9,6 @@ the request is for this server itself, and the proxy for everything else,
 which hands new requests to the Signal service.
 """
 
-import functools
 import ipaddress
 import os
 
@@ -27,6 +26,8 @@ from communigate.core.scheduler import Scheduler
 from communigate.dnsclient import DNSClient, servers_from_resolv_conf
 from communigate.sip.locate import Locator
 from communigate.sip.keepalive import KeepAliveService, KeepAliveSettings
+from communigate.network import DebugPeers, NetworkConfiguration, NetworkSettings, OncePerInterval
+from communigate.sip.headers import HeaderError, NameAddr
 from communigate.sip.message import Headers, Request, Response, make_response
 from communigate.sip.metrics import SIPStateCollector
 from communigate.sip.proxy import Branch, Proxy
@@ -92,30 +93,37 @@ def response_flow(request: Request, flow: Flow) -> Flow:
     return Flow("udp", flow.local, (host, port))
 
 
-def behind_nat(request: Request, flow: Flow) -> bool:
+_BUILT_IN_NETWORK = NetworkSettings()
+
+
+def behind_nat(request: Request, flow: Flow, network: NetworkSettings | None = None) -> bool:
     """
     [D] A client is behind NAT when its packets come from somewhere other
-    than its Via says, or when it names a private address while coming
-    from a public one.
+    than its Via says (the host, or the port over UDP), or when, coming
+    from outside the LAN IPs, its Contact names a NATed address (the
+    private ranges, LAN IPs, NATed IPs of C{network}) other than its
+    source.  A client on the LAN whose Via is its source is not: it is
+    reached at the address it gives.
     """
+    if network is None:
+        network = _BUILT_IN_NETWORK
     via = request.top_via()
     source_host, source_port = flow.remote
     if via.host != source_host or (via.port or 5060) != source_port and not flow.reliable:
         return True
-    via_private = _is_private(via.host)
-    return via_private is True and _is_private(source_host) is False
-
-
-@functools.lru_cache(maxsize=4096)
-def _is_private(host: str) -> bool | None:
-    """
-    Whether C{host} is a private address; L{None} for a name.  Cached:
-    parsing an address is slow and the same few thousand clients ask.
-    """
+    if network.is_lan(source_host):
+        return False
     try:
-        return ipaddress.ip_address(host).is_private
-    except ValueError:
-        return None
+        contacts = request.contacts()
+    except HeaderError:
+        return False
+    return any(
+        isinstance(contact, NameAddr)
+        and isinstance(contact.uri, SIPURI)
+        and contact.uri.host != source_host
+        and network.is_not_routable(contact.uri.host)
+        for contact in contacts
+    )
 
 
 class SIPService(Service):
@@ -124,6 +132,10 @@ class SIPService(Service):
 
     @ivar bindings: the registrar's location store.
     @ivar sip_log: the searchable log of recent messages.
+    @ivar keepalives: the keep-alive machines of NATed flows (not
+        C{keepalive}, which is the transport's callback for keep-alive
+        traffic from a client).
+    @ivar network: the server's L{communigate.network.NetworkConfiguration}.
     """
 
     log = Logger()
@@ -132,12 +144,18 @@ class SIPService(Service):
         self.context = context
         self.descriptions = tuple(descriptions)
         reactor = context.reactor
+        self.network = context.network
+        if self.network is None:
+            self.network = NetworkConfiguration(context.store, clock=reactor)
         self.sip_log = SIPLog(reactor)
         self.outgoing_tls = OutgoingTLS()
+        # Messages to and from Debug IPs go to the server log in full.
+        recorder = DebugPeers(self.sip_log, lambda: self.network.current)
         self.transport = SIPTransport(
-            reactor, self, sip_log=self.sip_log, registry=context.metrics,
+            reactor, self, sip_log=recorder, registry=context.metrics,
             client_tls_options=self.outgoing_tls.options_for,
         )
+        self._blacklist_logged = OncePerInterval(reactor, 60.0)
         self.transactions = TransactionLayer(reactor, self)
         directory = context.directory
         self._bindings_store = _bindings_store(context.store)
@@ -163,7 +181,7 @@ class SIPService(Service):
         self.registrar = Registrar(directory, self.bindings, self.verifier, guard=self.guard, clock=reactor)
         self.proxy = Proxy(self)
         self.scheduler = Scheduler(reactor, registry=context.metrics)
-        self.keepalive = KeepAliveService(
+        self.keepalives = KeepAliveService(
             self.scheduler, self._ping, self._flow_dead, registry=context.metrics
         )
         context.metrics.register(SIPStateCollector(self))
@@ -171,6 +189,7 @@ class SIPService(Service):
         self.locator = None
         self._listening = []
         self._local_hosts: set[tuple[str, int]] | None = None
+        self._local_hosts_network: NetworkSettings | None = None
 
     # -- lifecycle ---------------------------------------------------------
 
@@ -202,7 +221,7 @@ class SIPService(Service):
 
         rate, burst, interval = checked_sip_settings(settings)
         self.rate_limiter.reconfigure(rate, burst)
-        self.keepalive.update_settings(KeepAliveSettings(interval=interval))
+        self.keepalives.update_settings(KeepAliveSettings(interval=interval))
         self.outgoing_tls.apply(settings)
         servers = dns_servers(settings) or servers_from_resolv_conf()
         if not servers:
@@ -221,7 +240,8 @@ class SIPService(Service):
         if kind == "crlf":
             self.transport.send_raw(b"\r\n\r\n", flow)
             return
-        host, port = self.address_for("udp" if flow.transport == "udp" else "tcp")
+        host, port = self.advertised_address("udp" if flow.transport == "udp" else "tcp", flow.remote[0])
+        host = f"[{host}]" if ":" in host else host
         branch = f"z9hG4bKka{os.urandom(6).hex()}"
         target = f"sip:{flow.remote[0]}:{flow.remote[1]}"
         request = Request(
@@ -240,8 +260,8 @@ class SIPService(Service):
         )
         # Any final answer, even an error, proves the mapping is open.
         pong = Branch(
-            lambda response: response.status >= 200 and self.keepalive.pong(flow),
-            lambda status, reason: self.keepalive.failed(flow),
+            lambda response: response.status >= 200 and self.keepalives.pong(flow),
+            lambda status, reason: self.keepalives.failed(flow),
         )
         self.transactions.send_request(
             request, lambda message: self.transport.send(message, flow), flow.reliable, pong
@@ -264,7 +284,7 @@ class SIPService(Service):
     def stopService(self):
         super().stopService()
         self.proxy.stop()
-        self.keepalive.forget_all()
+        self.keepalives.forget_all()
         self.scheduler.stop_all()
         self.bindings.stop()
         try:
@@ -293,17 +313,22 @@ class SIPService(Service):
     def local_hosts(self) -> set[tuple[str, int]]:
         """
         The (host, port) pairs this server listens on, as Via sent-by and
-        Route values name it; worked out once per change of listeners, not
-        per request (each address is a system call).
+        Route values name it (the WAN addresses included); worked out once
+        per change of listeners or network settings, not per request (each
+        address is a system call).
         """
-        if self._local_hosts is None:
+        network = self.network.current
+        if self._local_hosts is None or self._local_hosts_network is not network:
+            wan = [a for a in (network.wan_address, network.wan_ipv6_address) if a]
             hosts = set()
             for port in self._listening:
                 address = port.getHost()
                 hosts.add((address.host, address.port))
                 if address.host in ("0.0.0.0", "::"):
                     hosts.add(("127.0.0.1", address.port))
+                hosts.update((host, address.port) for host in wan)
             self._local_hosts = hosts
+            self._local_hosts_network = network
         return self._local_hosts
 
     def address_for(self, transport: str) -> tuple[str, int]:
@@ -318,9 +343,37 @@ class SIPService(Service):
                 return host, address.port
         raise OSError(f"no {transport} listener")
 
+    def advertised_address(self, transport: str, peer: str) -> tuple[str, int]:
+        """
+        The address to name ourselves by in a request to C{peer}: the WAN
+        address (Network settings) for a peer outside the LAN when one is
+        set, else L{address_for}'s.
+        """
+        host, port = self.address_for(transport)
+        wan = self.network.current.wan_address_for(peer)
+        return (host, port) if wan is None else (wan, port)
+
+    def _blacklisted(self, flow: Flow) -> bool:
+        """
+        Whether C{flow} comes from a Blacklisted IP; such input is dropped,
+        counted, and logged once a minute per address.
+        """
+        blacklisted = self.network.current.blacklisted
+        if not blacklisted or not blacklisted.contains(flow.remote[0]):
+            return False
+        self.transport.metrics.dropped.labels("blacklisted").inc()
+        if self._blacklist_logged(flow.remote[0]):
+            self.log.info(
+                "ignoring SIP from blacklisted address {peer} (logged once a minute per address)",
+                peer=flow.remote[0],
+            )
+        return True
+
     # -- from the transport -------------------------------------------------
 
     def received(self, message, flow: Flow) -> None:
+        if self._blacklisted(flow):
+            return
         if isinstance(message, Response):
             if len(message.vias()) < 1:
                 return
@@ -346,7 +399,7 @@ class SIPService(Service):
         self._sender(request, flow)(response)
 
     def malformed(self, error, flow: Flow) -> None:
-        if not error.is_request or error.partial is None:
+        if not error.is_request or error.partial is None or self._blacklisted(flow):
             return
         try:
             response = make_response(error.partial, error.status, error.reason)
@@ -358,7 +411,8 @@ class SIPService(Service):
         self.log.info("framing lost with {peer}: {reason}", peer=flow.remote, reason=event.reason)
 
     def keepalive(self, flow: Flow) -> None:
-        self.proxy.keepalive(flow)
+        if not self._blacklisted(flow):
+            self.proxy.keepalive(flow)
 
     def flow_closed(self, flow: Flow) -> None:
         self.proxy.flow_closed(flow)
@@ -378,7 +432,7 @@ class SIPService(Service):
             return True
         source = (flow.transport, flow.remote[0], flow.remote[1])
         local = (flow.transport, flow.local[0], flow.local[1])
-        nat = behind_nat(request, flow)
+        nat = behind_nat(request, flow, self.network.current)
         d = self.registrar.handle(request, source, local, nat)
 
         def failed(failure):

@@ -12,6 +12,8 @@ from twisted.internet import defer
 from twisted.internet.task import Clock
 
 from communigate.directory.errors import DirectoryError
+from communigate.network import NetworkConfiguration
+from communigate.storage import MemoryStore
 from communigate.sip.locate import Target
 from communigate.sip.message import make_response, parse_message
 from communigate.sip.nexthop import NextHops, try_in_turn
@@ -80,7 +82,8 @@ class Service:
         self.context = Context()
         self.locator = locator
         self.transport = Transport()
-        self.keepalive = KeepAlive()
+        self.keepalives = KeepAlive()
+        self.network = NetworkConfiguration(MemoryStore(), clock=self.clock)
         self.transactions = TransactionLayer(self.clock, self)
         self.proxy = Proxy(self)
         self.upstream = []
@@ -89,6 +92,9 @@ class Service:
         return {US}
 
     def address_for(self, transport):
+        return US
+
+    def advertised_address(self, transport, peer):
         return US
 
     def receive(self, text: str):
