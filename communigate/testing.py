@@ -6,6 +6,9 @@ tests; L{start_server} runs a real C{twistd -n communigate} in a child process o
 127.0.0.1 with free ports, for integration tests against real clients.
 """
 
+import base64
+import hashlib
+import hmac
 import os
 import signal
 import socket
@@ -141,3 +144,50 @@ def served_zone(records, reactor=None):
     factory = server.DNSServerFactory(authorities=[zone])
     port = reactor.listenUDP(0, tdns.DNSDatagramProtocol(factory), interface="127.0.0.1")
     return zone, port
+
+
+class ScramClient:
+    """
+    The client side of SCRAM (RFC 5802 section 3), written from the RFC
+    and independent of the server's code, for tests of SASL front ends.
+    """
+
+    def __init__(self, hash_name, username, password, nonce="fyko+d2lbbFgONRv9qkxdawL", authzid=None, flag="n"):
+        self.hash_name = hash_name
+        self.password = password
+        self.nonce = nonce
+        name = username.replace("=", "=3D").replace(",", "=2C")
+        authz = "" if authzid is None else "a=" + authzid.replace("=", "=3D").replace(",", "=2C")
+        self.gs2 = f"{flag},{authz},"
+        self.bare = f"n={name},r={nonce}"
+        self.expected_server_signature = b""
+
+    def first(self) -> bytes:
+        """
+        The client-first-message.
+        """
+        return (self.gs2 + self.bare).encode()
+
+    def final(self, server_first: bytes) -> bytes:
+        """
+        The client-final-message answering C{server_first}.
+        """
+        fields = dict(field.split("=", 1) for field in server_first.decode().split(","))
+        salt = base64.b64decode(fields["s"])
+        salted = hashlib.pbkdf2_hmac(self.hash_name, self.password.encode(), salt, int(fields["i"]))
+        client_key = hmac.digest(salted, b"Client Key", self.hash_name)
+        stored = hashlib.new(self.hash_name, client_key).digest()
+        without_proof = "c=" + base64.b64encode(self.gs2.encode()).decode() + ",r=" + fields["r"]
+        auth_message = f"{self.bare},{server_first.decode()},{without_proof}".encode()
+        signature = hmac.digest(stored, auth_message, self.hash_name)
+        proof = bytes(a ^ b for a, b in zip(client_key, signature))
+        server_key = hmac.digest(salted, b"Server Key", self.hash_name)
+        self.expected_server_signature = hmac.digest(server_key, auth_message, self.hash_name)
+        return (without_proof + ",p=" + base64.b64encode(proof).decode()).encode()
+
+    def verify(self, server_final: bytes) -> bool:
+        """
+        Whether the server-final-message proves the server holds the keys.
+        """
+        return server_final == b"v=" + base64.b64encode(self.expected_server_signature)
+
