@@ -17,6 +17,9 @@ import sys
 import time
 
 import attrs
+from twisted.internet.interfaces import ITLSTransport
+from twisted.internet.testing import StringTransport
+from zope.interface import implementer
 from twisted.internet import defer
 from twisted.names import dns as tdns
 from twisted.names import error, server
@@ -56,6 +59,7 @@ class LiveServer:
     start_seconds: float
 
     log_path: str = ""
+    xmpp_port: int = 0
 
     def output(self) -> str:
         """
@@ -67,10 +71,11 @@ class LiveServer:
 
 def start_server(data_dir, *extra, domain="example.com") -> LiveServer:
     """
-    Start C{twistd communigate} on C{data_dir}, its CLI and HTTP listeners
-    on free ports of 127.0.0.1; return once the CLI accepts connections.
+    Start C{twistd communigate} on C{data_dir}, its CLI, HTTP, SIP and
+    XMPP listeners on free ports of 127.0.0.1; return once the CLI accepts
+    connections.
     """
-    cli_port, http_port, sip_port = free_port(), free_port(), free_port()
+    cli_port, http_port, sip_port, xmpp_port = free_port(), free_port(), free_port(), free_port()
     twistd = os.path.join(os.path.dirname(sys.executable), "twistd")
     # A file, not a pipe: a pipe nobody reads fills up and stops the server.
     log_path = f"{data_dir}.log"
@@ -83,6 +88,7 @@ def start_server(data_dir, *extra, domain="example.com") -> LiveServer:
             "--http", f"tcp:{http_port}:interface=127.0.0.1",
             "--sip", f"udp:{sip_port}:interface=127.0.0.1",
             "--sip", f"tcp:{sip_port}:interface=127.0.0.1",
+            "--xmpp", f"tcp:{xmpp_port}:interface=127.0.0.1",
             *extra,
         ],
         stdout=log,
@@ -97,7 +103,9 @@ def start_server(data_dir, *extra, domain="example.com") -> LiveServer:
         raise
     with open(os.path.join(data_dir, "postmaster-password")) as f:
         _account, password = f.read().split()
-    return LiveServer(process, str(data_dir), cli_port, http_port, sip_port, password, seconds, log_path)
+    return LiveServer(
+        process, str(data_dir), cli_port, http_port, sip_port, password, seconds, log_path, xmpp_port
+    )
 
 
 def stop_server(server: LiveServer) -> None:
@@ -191,3 +199,19 @@ class ScramClient:
         """
         return server_final == b"v=" + base64.b64encode(self.expected_server_signature)
 
+
+@implementer(ITLSTransport)
+class TLSStringTransport(StringTransport):
+    """
+    A L{StringTransport} that can be told to start TLS: it records the
+    context and marks the point in the output where TLS began.
+    """
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.tls_context = None
+        self.tls_started_at = None
+
+    def startTLS(self, contextFactory, *args, **kwargs):
+        self.tls_context = contextFactory
+        self.tls_started_at = len(self.value())
