@@ -31,12 +31,12 @@ from twisted.internet import defer
 from twisted.internet.interfaces import ITLSTransport
 from twisted.internet.protocol import Protocol
 from twisted.logger import Logger
-from twisted.words.protocols.jabber.error import StanzaError, StreamError
+from twisted.words.protocols.jabber.error import StreamError
 from twisted.words.protocols.jabber.jid import JID, InvalidFormat
 from twisted.words.xish import domish
 from zope.interface import implementer
 
-from communigate.interfaces import IAccount, IXMPPSession
+from communigate.interfaces import IXMPPSession
 from communigate.xmpp import sasl
 from communigate.xmpp.dispatch import IQ_TYPES, PRESENCE_TYPES, Stanza, error_reply
 from communigate.xmpp.namespaces import (

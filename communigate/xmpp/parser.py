@@ -39,8 +39,6 @@ import pyexpat
 import attrs
 from twisted.words.xish import domish
 
-from communigate.xmpp.namespaces import NS_STREAMS
-
 #: How deep elements may nest inside a stanza (the stanza itself is 1).
 MAX_DEPTH = 64
 

@@ -11,6 +11,7 @@ it through L{Client}, which waits with timeouts and never sleeps blindly.
 import asyncio
 import os
 import threading
+from urllib.request import urlopen
 
 import pytest
 
@@ -126,6 +127,10 @@ def test_a_client_logs_in_over_starttls_binds_and_pings(xmpp_server, clients, me
     code, listed = cli(xmpp_server, "LISTXMPPSESSIONS alice")
     assert code == 201 and "alice@example.com/laptop" in listed and mechanism in listed
     assert "TLS = YES" in listed
+    metrics = urlopen(f"http://127.0.0.1:{xmpp_server.http_port}/metrics", timeout=TIMEOUT).read().decode()
+    assert f'communigate_xmpp_logins_total{{mechanism="{mechanism}",outcome="ok"}} 1.0' in metrics
+    assert "communigate_xmpp_sessions 1.0" in metrics
+    assert 'communigate_xmpp_stanzas_total{direction="in",kind="iq"}' in metrics
 
 
 def test_disco_and_version_of_the_server(xmpp_server, clients):
