@@ -10,6 +10,9 @@ L{MemoryUDPReactor} is a L{MemoryReactorClock} that can also listen on
 UDP, for unit tests of datagram services such as SIP.
 """
 
+import base64
+import hashlib
+import hmac
 import os
 import signal
 import socket
@@ -18,6 +21,9 @@ import sys
 import time
 
 import attrs
+from twisted.internet.interfaces import ITLSTransport
+from twisted.internet.testing import StringTransport
+from zope.interface import implementer
 from twisted.internet import defer
 from twisted.internet.address import IPv4Address, IPv6Address
 from twisted.internet.testing import MemoryReactorClock
@@ -59,6 +65,7 @@ class LiveServer:
     start_seconds: float
 
     log_path: str = ""
+    xmpp_port: int = 0
 
     def output(self) -> str:
         """
@@ -70,10 +77,11 @@ class LiveServer:
 
 def start_server(data_dir, *extra, domain="example.com") -> LiveServer:
     """
-    Start C{twistd communigate} on C{data_dir}, its CLI and HTTP listeners
-    on free ports of 127.0.0.1; return once the CLI accepts connections.
+    Start C{twistd communigate} on C{data_dir}, its CLI, HTTP, SIP and
+    XMPP listeners on free ports of 127.0.0.1; return once the CLI accepts
+    connections.
     """
-    cli_port, http_port, sip_port = free_port(), free_port(), free_port()
+    cli_port, http_port, sip_port, xmpp_port = free_port(), free_port(), free_port(), free_port()
     twistd = os.path.join(os.path.dirname(sys.executable), "twistd")
     # A file, not a pipe: a pipe nobody reads fills up and stops the server.
     log_path = f"{data_dir}.log"
@@ -86,6 +94,7 @@ def start_server(data_dir, *extra, domain="example.com") -> LiveServer:
             "--http", f"tcp:{http_port}:interface=127.0.0.1",
             "--sip", f"udp:{sip_port}:interface=127.0.0.1",
             "--sip", f"tcp:{sip_port}:interface=127.0.0.1",
+            "--xmpp", f"tcp:{xmpp_port}:interface=127.0.0.1",
             *extra,
         ],
         stdout=log,
@@ -100,7 +109,9 @@ def start_server(data_dir, *extra, domain="example.com") -> LiveServer:
         raise
     with open(os.path.join(data_dir, "postmaster-password")) as f:
         _account, password = f.read().split()
-    return LiveServer(process, str(data_dir), cli_port, http_port, sip_port, password, seconds, log_path)
+    return LiveServer(
+        process, str(data_dir), cli_port, http_port, sip_port, password, seconds, log_path, xmpp_port
+    )
 
 
 def stop_server(server: LiveServer) -> None:
@@ -328,3 +339,65 @@ class MemoryUDPReactor(MemoryReactorClock):
         listening = FakeUDPPort(protocol, interface or "0.0.0.0", port)
         self.udp_ports.append(listening)
         return listening
+
+class ScramClient:
+    """
+    The client side of SCRAM (RFC 5802 section 3), written from the RFC
+    and independent of the server's code, for tests of SASL front ends.
+    """
+
+    def __init__(self, hash_name, username, password, nonce="fyko+d2lbbFgONRv9qkxdawL", authzid=None, flag="n"):
+        self.hash_name = hash_name
+        self.password = password
+        self.nonce = nonce
+        name = username.replace("=", "=3D").replace(",", "=2C")
+        authz = "" if authzid is None else "a=" + authzid.replace("=", "=3D").replace(",", "=2C")
+        self.gs2 = f"{flag},{authz},"
+        self.bare = f"n={name},r={nonce}"
+        self.expected_server_signature = b""
+
+    def first(self) -> bytes:
+        """
+        The client-first-message.
+        """
+        return (self.gs2 + self.bare).encode()
+
+    def final(self, server_first: bytes) -> bytes:
+        """
+        The client-final-message answering C{server_first}.
+        """
+        fields = dict(field.split("=", 1) for field in server_first.decode().split(","))
+        salt = base64.b64decode(fields["s"])
+        salted = hashlib.pbkdf2_hmac(self.hash_name, self.password.encode(), salt, int(fields["i"]))
+        client_key = hmac.digest(salted, b"Client Key", self.hash_name)
+        stored = hashlib.new(self.hash_name, client_key).digest()
+        without_proof = "c=" + base64.b64encode(self.gs2.encode()).decode() + ",r=" + fields["r"]
+        auth_message = f"{self.bare},{server_first.decode()},{without_proof}".encode()
+        signature = hmac.digest(stored, auth_message, self.hash_name)
+        proof = bytes(a ^ b for a, b in zip(client_key, signature))
+        server_key = hmac.digest(salted, b"Server Key", self.hash_name)
+        self.expected_server_signature = hmac.digest(server_key, auth_message, self.hash_name)
+        return (without_proof + ",p=" + base64.b64encode(proof).decode()).encode()
+
+    def verify(self, server_final: bytes) -> bool:
+        """
+        Whether the server-final-message proves the server holds the keys.
+        """
+        return server_final == b"v=" + base64.b64encode(self.expected_server_signature)
+
+
+@implementer(ITLSTransport)
+class TLSStringTransport(StringTransport):
+    """
+    A L{StringTransport} that can be told to start TLS: it records the
+    context and marks the point in the output where TLS began.
+    """
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.tls_context = None
+        self.tls_started_at = None
+
+    def startTLS(self, contextFactory, *args, **kwargs):
+        self.tls_context = contextFactory
+        self.tls_started_at = len(self.value())

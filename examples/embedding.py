@@ -53,6 +53,7 @@ def build_application(reactor, data_dir: str, web_port: int, cli_port: int) -> M
             "cli": (f"tcp:{cli_port}:interface=127.0.0.1",),
             "http": (),
             "sip": (),
+            "xmpp": (),
         },
     )
     server = build_server(config, reactor)
