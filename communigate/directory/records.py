@@ -17,6 +17,7 @@ reads like CommuniGate's own settings files.  The record kinds:
   telnum        number -> user@domain of the owning account
 """
 
+import itertools
 import time
 
 import attrs
@@ -74,7 +75,7 @@ class Records:
     """
 
     store: IStore
-    cache_size: int = 20_000
+    cache_size: int = 100_000
     recheck_after: float = 0.0
     clock: object = time.monotonic
     _cache: dict = attrs.field(factory=dict, init=False)
@@ -128,9 +129,14 @@ class Records:
             return value
 
     def _keep(self, entry, value) -> None:
-        if len(self._cache) >= self.cache_size:
-            self._cache.clear()
-        self._cache[entry] = value
+        cache = self._cache
+        if len(cache) >= self.cache_size:
+            # Drop the older half (dicts keep insertion order).  Clearing
+            # it all made a server with more accounts than fit parse every
+            # record again, over and over.
+            for old in list(itertools.islice(cache, len(cache) // 2)):
+                del cache[old]
+        cache[entry] = value
 
     def writing(self):
         """
