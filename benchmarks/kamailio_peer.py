@@ -166,7 +166,9 @@ def start(work: str, binary: str = "kamailio", *defines: str, shm_mb: int = 64) 
             pass
         if time.monotonic() - started > START_TIMEOUT:
             kamailio.stop()
-            raise RuntimeError(f"kamailio did not answer on udp {port} within {START_TIMEOUT} s: {kamailio.output()[-2000:]}")
+            raise RuntimeError(
+                f"kamailio did not answer on udp {port} within {START_TIMEOUT} s: {kamailio.output()[-2000:]}"
+            )
 
 
 # A REGISTER client just big enough to check what a registrar answers.

@@ -17,9 +17,10 @@ Drives a running `twistd communigate` with sipp and prints:
                                   [--rates 500,1000,...] [--seconds 3] [--no-calls]
                                   [--kamailio-stateful]
 
-Each run offers SECONDS' worth of registrations at its rate, within a
-sipp timeout; a registration not completed by then counts as failed, and
-a server's rates stop rising after its first run with failures.  The two
+Each run offers SECONDS' worth of registrations at its rate; one whose
+401 or 200 has not come WAIT seconds after its REGISTER (retransmitted
+meanwhile) counts as failed, so a run lasts at most SECONDS + 2 WAIT.  A
+server's rates stop rising after its first run with failures.  The two
 servers take turns at each rate, so a busy moment of the machine is
 shared.  Both sipp and the servers share this machine's cores.  Kamailio
 is installed (apt-get, as root or through `sudo -n`) when missing; when
@@ -46,8 +47,8 @@ SCENARIOS = os.path.join(os.path.dirname(__file__), "..", "tests", "integration"
 SCENARIO = os.path.join(SCENARIOS, "register.xml")
 RATES = (500, 1000, 2000, 4000, 8000, 16000, 24000)
 SECONDS = 3
-# sipp's own -timeout for one run, beyond the SECONDS it offers load.
-SLACK = 10
+# Seconds a registration waits for each response before it has failed.
+WAIT = 10
 PRELOAD_RATE = 500
 # kamailio.cfg knows users u0 .. u9999.
 KAMAILIO_USERS = 10_000
@@ -86,16 +87,19 @@ class Run:
         return self.ok / self.elapsed
 
 
-def run_sipp(work, port: int, rate: int, count: int, timeout: float) -> Run:
+def run_sipp(work, port: int, rate: int, count: int, wait: float = WAIT) -> Run:
     """
-    COUNT registrations offered at RATE per second; sipp gives up after
-    TIMEOUT seconds, and what is not done by then has failed.
+    COUNT registrations offered at RATE per second, each failed when a
+    response has not come WAIT seconds after its request (sipp's
+    -recv_timeout; its -timeout alone lets calls in progress run on).
     """
+    timeout = count / rate + 2 * wait
     started = time.perf_counter()
     done = subprocess.run(
         ["sipp", "-sf", SCENARIO, "-inf", "users.csv", "-m", str(count), "-r", str(rate),
          "-l", str(max(rate * 2, 100)), "-i", "127.0.0.1", "-p", "0", "-nostdin",
-         "-default_behaviors", "all,-bye", "-timeout", f"{timeout:.0f}s", "-trace_rtt", "-rtt_freq", "1",
+         "-default_behaviors", "all,-bye", "-timeout", f"{timeout:.0f}s", "-recv_timeout", f"{wait:.0f}s",
+         "-trace_rtt", "-rtt_freq", "1",
          f"127.0.0.1:{port}"],
         capture_output=True, text=True, cwd=work, timeout=timeout + 60,
     )
@@ -199,7 +203,7 @@ def ramp(work, ports: dict[str, int], rates, seconds: float) -> dict[str, list[R
         for name, port in ports.items():
             if name not in rising:
                 continue
-            run = run_sipp(work, port, rate, int(rate * seconds), seconds + SLACK)
+            run = run_sipp(work, port, rate, int(rate * seconds))
             results[name].append(run)
             print(f"{name:<11} {describe(run)}", flush=True)
             if run.failed:
@@ -296,7 +300,7 @@ def main(argv=None) -> None:
             for name, port in ports.items():
                 check_authentication(name, port)
             for name, port in ports.items():
-                run = run_sipp(work, port, PRELOAD_RATE, users, 120)
+                run = run_sipp(work, port, PRELOAD_RATE, users, wait=30)
                 memory = (
                     f"RSS now {rss_mb(server.process.pid):.0f} MB" if name == "communigate"
                     else f"memory (PSS) now {kamailio.memory_mb():.0f} MB"
