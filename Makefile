@@ -10,7 +10,7 @@ DATA ?= run-data
 # on sys.path, which is how Twisted finds twisted/plugins/communigate_plugin.py.
 INSTALL := $(BIN)/pip install --quiet --disable-pip-version-check --config-settings editable_mode=compat
 
-.PHONY: run test test-peers bench clean
+.PHONY: run test test-peers bench-peers bench clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -37,12 +37,22 @@ test-peers:
 	    $$SUDO env DEBIAN_FRONTEND=noninteractive apt-get update -qq && \
 	    $$SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq sip-tester; }
 
+# The peers the benchmarks compare with: sipp and Kamailio (the reference
+# registrar in benchmarks/sip_load.py), installed the same way.  Not part
+# of `make test`.
+bench-peers: test-peers
+	@command -v kamailio >/dev/null || [ -x /usr/sbin/kamailio ] || { \
+	    SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
+	    $$SUDO env DEBIAN_FRONTEND=noninteractive apt-get update -qq && \
+	    $$SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq kamailio; }
+
 test: $(VENV)/.installed-test test-peers
 	$(BIN)/python -m pytest
 
-bench: $(VENV)/.installed-test
+bench: $(VENV)/.installed-test bench-peers
 	$(BIN)/python benchmarks/start_time.py
 	$(BIN)/python benchmarks/import_accounts.py
+	$(BIN)/python benchmarks/sip_load.py
 
 clean:
 	rm -rf $(VENV) build dist *.egg-info

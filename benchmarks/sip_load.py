@@ -2,17 +2,32 @@
 Drives a running `twistd communigate` with sipp and prints:
 
   - authenticated REGISTER rates (401 + REGISTER with digest + 200) at
-    rising offered rates, with failures and sipp's median response time;
-  - the server's memory (RSS) with 10,000 registered bindings;
-  - proxied call rates: an authenticated caller (sipp UAC: INVITE, 407,
-    INVITE, 180, 200, ACK, BYE) through the proxy to a callee (sipp UAS)
-    registered as an account.
+    rising offered rates, with failures, retransmissions and the median
+    time from the first REGISTER to the 200; and the same runs, the same
+    scenario, users.csv and rates, against Kamailio side by side (the
+    reference registrar: benchmarks/kamailio/kamailio.cfg, one UDP
+    worker, bindings in memory), then the best failure-free rate of each
+    and their ratio;
+  - the servers' memory with 10,000 registered bindings;
+  - proxied call rates (communigate only): an authenticated caller (sipp
+    UAC: INVITE, 407, INVITE, 180, 200, ACK, BYE) through the proxy to a
+    callee (sipp UAS) registered as an account.
 
-    python benchmarks/sip_load.py [USERS]
+    python benchmarks/sip_load.py [USERS] [--only communigate|kamailio]
+                                  [--rates 500,1000,...] [--seconds 3] [--no-calls]
+                                  [--kamailio-stateful]
 
-Both sipp and the server share this machine's cores.
+Each run offers SECONDS' worth of registrations at its rate; one whose
+401 or 200 has not come WAIT seconds after its REGISTER (retransmitted
+meanwhile) counts as failed, so a run lasts at most SECONDS + 2 WAIT.  A
+server's rates stop rising after its first run with failures.  The two
+servers take turns at each rate, so a busy moment of the machine is
+shared.  Both sipp and the servers share this machine's cores.  Kamailio
+is installed (apt-get, as root or through `sudo -n`) when missing; when
+it cannot be, communigate is measured alone.
 """
 
+import argparse
 import glob
 import os
 import re
@@ -22,11 +37,21 @@ import sys
 import tempfile
 import time
 
+import attrs
+
+import kamailio_peer
 from communigate.admin.client import CLIClient
 from communigate.testing import start_server, stop_server
 
 SCENARIOS = os.path.join(os.path.dirname(__file__), "..", "tests", "integration", "sipp")
 SCENARIO = os.path.join(SCENARIOS, "register.xml")
+RATES = (500, 1000, 2000, 4000, 8000, 16000, 24000)
+SECONDS = 3
+# Seconds a registration waits for each response before it has failed.
+WAIT = 10
+PRELOAD_RATE = 500
+# kamailio.cfg knows users u0 .. u9999.
+KAMAILIO_USERS = 10_000
 
 
 def rss_mb(pid: int) -> float:
@@ -37,19 +62,56 @@ def rss_mb(pid: int) -> float:
     return float("nan")
 
 
-def run_sipp(work, server, rate: int, count: int, first: int) -> tuple[int, int, float, float]:
+@attrs.frozen
+class Run:
+    """
+    One sipp run: COUNT registrations offered at OFFERED per second.
+    """
+
+    offered: int
+    count: int
+    ok: int
+    retransmissions: int
+    elapsed: float
+    # sipp's per-registration times are whole milliseconds (its clock
+    # ticks in ms): a median of 0 means under 1 ms.
+    median: float
+
+    @property
+    def failed(self) -> int:
+        # Failed calls, and calls still unfinished when sipp timed out.
+        return self.count - self.ok
+
+    @property
+    def achieved(self) -> float:
+        return self.ok / self.elapsed
+
+
+def run_sipp(work, port: int, rate: int, count: int, wait: float = WAIT) -> Run:
+    """
+    COUNT registrations offered at RATE per second, each failed when a
+    response has not come WAIT seconds after its request (sipp's
+    -recv_timeout; its -timeout alone lets calls in progress run on).
+    """
+    timeout = count / rate + 2 * wait
     started = time.perf_counter()
     done = subprocess.run(
         ["sipp", "-sf", SCENARIO, "-inf", "users.csv", "-m", str(count), "-r", str(rate),
          "-l", str(max(rate * 2, 100)), "-i", "127.0.0.1", "-p", "0", "-nostdin",
-         "-default_behaviors", "all,-bye", "-timeout", "120s", "-trace_rtt", "-rtt_freq", "1",
-         f"127.0.0.1:{server.sip_port}"],
-        capture_output=True, text=True, cwd=work, timeout=180,
+         "-default_behaviors", "all,-bye", "-timeout", f"{timeout:.0f}s", "-recv_timeout", f"{wait:.0f}s",
+         "-trace_rtt", "-rtt_freq", "1",
+         f"127.0.0.1:{port}"],
+        capture_output=True, text=True, cwd=work, timeout=timeout + 60,
     )
     elapsed = time.perf_counter() - started
     out = done.stdout
-    ok = int(re.findall(r"Successful call\s*\|\s*\d+\s*\|\s*(\d+)", out)[-1])
-    failed = int(re.findall(r"Failed call\s*\|\s*\d+\s*\|\s*(\d+)", out)[-1])
+    successful = re.findall(r"Successful call\s*\|\s*\d+\s*\|\s*(\d+)", out)
+    if not successful:
+        raise RuntimeError(f"sipp exited with {done.returncode} and no statistics: {done.stderr[-2000:]}")
+    # "REGISTER ---------->  B-RTD1 24000     34988     0": messages, retransmissions
+    retransmissions = sum(
+        int(r) for r in re.findall(r"^\s*REGISTER -+>\s+(?:[A-Z]-RTD\d+\s+)?\d+\s+(\d+)", out, re.M)
+    )
     # Per-registration times (first REGISTER sent to 200 received), in ms.
     times = []
     for path in glob.glob(os.path.join(work, "register_*_rtt.csv")):
@@ -57,46 +119,206 @@ def run_sipp(work, server, rate: int, count: int, first: int) -> tuple[int, int,
             times += [float(line.split(";")[1]) for line in f if line[:1].isdigit()]
         os.remove(path)
     median = statistics.median(times) if times else float("nan")
-    return ok, failed, elapsed, median
+    return Run(rate, count, int(successful[-1]), retransmissions, elapsed, median)
 
 
-def main(users: int = 10_000) -> None:
-    with tempfile.TemporaryDirectory() as work:
-        server = start_server(os.path.join(work, "data"))
-        try:
-            script = os.path.join(work, "accounts.txt")
-            with open(script, "w") as f:
-                f.write("UPDATEDOMAINSETTINGS example.com {SIPDigestAlgorithms = (MD5);}\n")
-                f.write("UPDATESIPSETTINGS {RequestRate = 1000000; RequestBurst = 1000000;}\n")
-            with CLIClient.connect(f"tcp:127.0.0.1:{server.cli_port}") as client:
-                client.login("postmaster", server.postmaster_password)
-                for line in open(script):
-                    client.command(line.strip())
-            admin = os.path.join(os.path.dirname(sys.executable), "communigate-admin")
-            with open(script, "w") as f:
-                for i in range(users):
-                    f.write(f"CREATEACCOUNT u{i} {{Password = p{i};}}\n")
-            subprocess.run([admin, "--data", server.data_dir, "--file", script], check=True)
-            with open(os.path.join(work, "users.csv"), "w") as f:
-                f.write("SEQUENTIAL\n")
-                for i in range(users):
-                    f.write(f"u{i};example.com;[authentication username=u{i} password=p{i}]\n")
-            print(f"server RSS with {users} accounts, no bindings: {rss_mb(server.process.pid):.0f} MB")
-            ok, failed, elapsed, median = run_sipp(work, server, 500, users, 0)
-            print(
-                f"registered {ok} of {users} bindings ({failed} failed) in {elapsed:.1f} s; "
-                f"server RSS now {rss_mb(server.process.pid):.0f} MB"
-            )
-            for rate in (250, 500, 1000, 2000):
-                count = min(users, rate * 5)
-                ok, failed, elapsed, median = run_sipp(work, server, rate, count, 0)
-                print(
-                    f"offered {rate}/s: {ok} ok, {failed} failed, {ok / elapsed:.0f} registrations/s "
-                    f"achieved, median response {median:.1f} ms"
+def ms(value: float) -> str:
+    return "<1" if value == 0 else f"{value:.1f}"
+
+
+def describe(run: Run) -> str:
+    return (
+        f"offered {run.offered}/s: {run.ok} ok, {run.failed} failed, {run.achieved:.0f} registrations/s "
+        f"achieved, {run.retransmissions} retransmissions, median {ms(run.median)} ms"
+    )
+
+
+def start_communigate(work, users: int):
+    server = start_server(os.path.join(work, "data"))
+    try:
+        script = os.path.join(work, "accounts.txt")
+        with open(script, "w") as f:
+            f.write("UPDATEDOMAINSETTINGS example.com {SIPDigestAlgorithms = (MD5);}\n")
+            f.write("UPDATESIPSETTINGS {RequestRate = 1000000; RequestBurst = 1000000;}\n")
+        with CLIClient.connect(f"tcp:127.0.0.1:{server.cli_port}") as client:
+            client.login("postmaster", server.postmaster_password)
+            for line in open(script):
+                client.command(line.strip())
+        admin = os.path.join(os.path.dirname(sys.executable), "communigate-admin")
+        with open(script, "w") as f:
+            for i in range(users):
+                f.write(f"CREATEACCOUNT u{i} {{Password = p{i};}}\n")
+        subprocess.run([admin, "--data", server.data_dir, "--file", script], check=True)
+    except BaseException:
+        stop_server(server)
+        raise
+    return server
+
+
+def start_kamailio(work, stateful: bool = False):
+    """
+    A running Kamailio, or None (with the reason printed) when it is not
+    installed and cannot be.  STATEFUL: kamailio.cfg's transaction-stateful
+    variant, which also refuses replayed nonce counts.
+    """
+    binary = kamailio_peer.install()
+    if binary is None:
+        print("Kamailio: not available, measuring communigate alone (`make bench-peers` installs it)")
+        return None
+    version = subprocess.run([binary, "-v"], capture_output=True, text=True).stdout.split("\n", 1)[0]
+    if stateful:
+        # tm keeps each transaction 5 s after its final reply.
+        kamailio = kamailio_peer.start(work, binary, "STATEFUL", shm_mb=2048)
+    else:
+        kamailio = kamailio_peer.start(work, binary)
+    print(
+        f"Kamailio: {version.removeprefix('version: ').strip()}, {kamailio_peer.CONFIG}"
+        f"{' -A STATEFUL' if stateful else ''}, 1 UDP worker"
+    )
+    return kamailio
+
+
+def check_authentication(name: str, port: int) -> None:
+    """
+    Print what the registrar answers without credentials and with a wrong
+    password, and stop unless it refuses both and accepts the right one.
+    """
+    answers = kamailio_peer.check_authentication(port)
+    print(f"{name} answers: " + "; ".join(f"{what}: {status}" for what, status in answers.items()))
+    if not (
+        answers["no credentials"].startswith("401")
+        and answers["wrong password"][:3] in ("401", "403")
+        and answers["right password"].startswith("200")
+    ):
+        raise SystemExit(f"{name} does not authenticate REGISTER as the benchmark expects")
+
+
+def ramp(work, ports: dict[str, int], rates, seconds: float) -> dict[str, list[Run]]:
+    """
+    Each rate in turn against every server still without failures.
+    """
+    results = {name: [] for name in ports}
+    rising = set(ports)
+    for rate in rates:
+        for name, port in ports.items():
+            if name not in rising:
+                continue
+            run = run_sipp(work, port, rate, int(rate * seconds))
+            results[name].append(run)
+            print(f"{name:<11} {describe(run)}", flush=True)
+            if run.failed:
+                rising.discard(name)
+        if not rising:
+            break
+    return results
+
+
+def best(runs: list[Run]) -> Run | None:
+    """
+    The failure-free run with the highest achieved rate.
+    """
+    clean = [run for run in runs if not run.failed]
+    return max(clean, key=lambda run: run.achieved) if clean else None
+
+
+def print_table(results: dict[str, list[Run]], users: int) -> None:
+    names = list(results)
+    print()
+    print(f"authenticated REGISTER, sipp {os.path.basename(SCENARIO)}, {users} users, MD5 digest, UDP")
+    header = f"{'offered/s':>9}"
+    for name in names:
+        header += f" | {name + ': achieved/s':>23} {'failed':>7} {'retrans':>8} {'median ms':>9}"
+    print(header)
+    offered = sorted({run.offered for runs in results.values() for run in runs})
+    for rate in offered:
+        line = f"{rate:>9}"
+        for name in names:
+            run = next((run for run in results[name] if run.offered == rate), None)
+            if run is None:
+                line += f" | {'-':>23} {'':>7} {'':>8} {'':>9}"
+            else:
+                line += (
+                    f" | {run.achieved:>23.0f} {run.failed:>7} {run.retransmissions:>8} {ms(run.median):>9}"
                 )
-            calls(work, server)
+        print(line)
+    tops = {name: best(runs) for name, runs in results.items()}
+    for name, top in tops.items():
+        if top is None:
+            print(f"{name}: no failure-free rate")
+        else:
+            print(
+                f"{name}: highest failure-free rate {top.achieved:.0f} registrations/s "
+                f"(offered {top.offered}/s), median {ms(top.median)} ms"
+            )
+    ours, theirs = tops.get("communigate"), tops.get("Kamailio")
+    if ours and theirs:
+        print(
+            f"communigate/Kamailio at the best failure-free rates: {ours.achieved / theirs.achieved:.2f} "
+            f"(median {ms(ours.median)} ms against {ms(theirs.median)} ms)"
+        )
+
+
+def main(argv=None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("users", nargs="?", type=int, default=10_000)
+    parser.add_argument("--only", choices=("communigate", "kamailio"), help="measure one server alone")
+    parser.add_argument("--rates", default=",".join(map(str, RATES)), help="offered rates, comma-separated")
+    parser.add_argument("--seconds", type=float, default=SECONDS, help="seconds of load offered per rate")
+    parser.add_argument("--no-calls", action="store_true", help="skip communigate's proxied call rates")
+    parser.add_argument(
+        "--kamailio-stateful", action="store_true",
+        help="Kamailio with tm transactions and nonce_count replay checks (kamailio.cfg -A STATEFUL)",
+    )
+    options = parser.parse_args(argv)
+    rates = [int(rate) for rate in options.rates.split(",")]
+    users = options.users
+    with_communigate = options.only != "kamailio"
+    with_kamailio = options.only != "communigate"
+    if with_kamailio and users > KAMAILIO_USERS:
+        parser.error(f"kamailio.cfg knows {KAMAILIO_USERS} users (u0..u{KAMAILIO_USERS - 1}); ask for fewer")
+
+    with tempfile.TemporaryDirectory() as work:
+        with open(os.path.join(work, "users.csv"), "w") as f:
+            f.write("SEQUENTIAL\n")
+            for i in range(users):
+                f.write(f"u{i};example.com;[authentication username=u{i} password=p{i}]\n")
+        server = kamailio = None
+        try:
+            ports = {}
+            if with_communigate:
+                server = start_communigate(work, users)
+                ports["communigate"] = server.sip_port
+                print(f"communigate RSS with {users} accounts, no bindings: {rss_mb(server.process.pid):.0f} MB")
+            if with_kamailio:
+                kamailio = start_kamailio(work, options.kamailio_stateful)
+                if kamailio is None and not with_communigate:
+                    raise SystemExit("Kamailio is not available (`make bench-peers` installs it)")
+                if kamailio is not None:
+                    ports["Kamailio"] = kamailio.port
+                    print(f"Kamailio memory (PSS of its {len(kamailio.pids())} processes), no bindings: "
+                          f"{kamailio.memory_mb():.0f} MB")
+            for name, port in ports.items():
+                check_authentication(name, port)
+            for name, port in ports.items():
+                run = run_sipp(work, port, PRELOAD_RATE, users, wait=30)
+                memory = (
+                    f"RSS now {rss_mb(server.process.pid):.0f} MB" if name == "communigate"
+                    else f"memory (PSS) now {kamailio.memory_mb():.0f} MB"
+                )
+                print(
+                    f"{name}: registered {run.ok} of {users} bindings ({run.failed} failed) "
+                    f"in {run.elapsed:.1f} s; {memory}", flush=True,
+                )
+            results = ramp(work, ports, rates, options.seconds)
+            print_table(results, users)
+            if server is not None and not options.no_calls:
+                print()
+                calls(work, server)
         finally:
-            stop_server(server)
+            if kamailio is not None:
+                kamailio.stop()
+            if server is not None:
+                stop_server(server)
 
 
 def calls(work, server) -> None:
@@ -141,4 +363,4 @@ def calls(work, server) -> None:
 
 
 if __name__ == "__main__":
-    main(int(sys.argv[1]) if len(sys.argv) > 1 else 10_000)
+    main()
