@@ -156,6 +156,8 @@ _IP = re.compile(r"#I\[([^\]\s]*)\](?::([0-9]{1,5}))?")
 _FLAGS = {"#NULL#": None, "#YES": True, "#NO": False}
 _FLAG = re.compile(r"#(?:NULL#|YES|NO)")
 _SPACE_SINGLE = re.compile(r"[ \t]*")
+_SINGLE_STARTS = frozenset(" \t")
+_MULTI_STARTS = frozenset(" \t\r\n\f\v/")
 _SPACE_MULTI = re.compile(r"(?:[ \t\r\n\f\v]+|//[^\r\n]*|/\*.*?\*/)*", re.S)
 _XML_TOKEN = re.compile(
     r"<!--.*?-->|<!\[CDATA\[.*?\]\]>|<\?.*?\?>"
@@ -174,6 +176,9 @@ def skip_space(text, pos, multiline=False):
     C{pos}.  Multi-line text also skips line ends and comments; an
     unterminated ``/*`` raises `DataFormatError`.
     """
+    # Most calls find no space at all: answer those without a regex.
+    if text[pos:pos + 1] not in (_MULTI_STARTS if multiline else _SINGLE_STARTS):
+        return pos
     if not multiline:
         return _SPACE_SINGLE.match(text, pos).end()
     pos = _SPACE_MULTI.match(text, pos).end()
@@ -407,6 +412,105 @@ def parse_prefix(text, pos=0, multiline=False):
     return _value(text, pos, multiline, 0)
 
 
+# One token of the plain subset of the format that stored records are
+# mostly made of: punctuation, a quoted string, or an atom.
+_PLAIN_TOKEN = re.compile(
+    rf'[ \t\r\n]*(?:([{{}}();=,])|"([^"\\]*(?:\\.[^"\\]*)*)"|([{_ATOM_CHARS}][{_ATOM_CHARS}#]*))', re.S
+)
+_NOT_PLAIN = object()
+
+
+def _plain_loads(text):
+    """
+    C{text} read by one regular expression and a stack, when it holds only
+    dictionaries, arrays, atoms and quoted strings without escapes (what
+    directory records mostly are); L{_NOT_PLAIN} for anything else or
+    anything wrong, which the full parser then reads or reports.  Three
+    times faster than the full parser on a password record.
+    """
+    stack = []
+    container = None
+    key = None  # in a dictionary: the key read, waiting for its value
+    expect = "value"  # value | sep (after a value) | key | eq
+    result = _NOT_PLAIN
+    pos = 0
+    end = len(text)
+    match = _PLAIN_TOKEN.match
+    while True:
+        m = match(text, pos)
+        if m is None:
+            break
+        pos = m.end()
+        punct, quoted, atom = m.groups()
+        if punct is None:
+            if quoted is not None:
+                if "\\" in quoted:
+                    return _NOT_PLAIN
+                value = quoted
+            else:
+                value = atom
+            if expect == "key":
+                key, expect = value, "eq"
+                continue
+            if expect != "value":
+                return _NOT_PLAIN
+        elif punct == "{" or punct == "(":
+            if expect != "value" or len(stack) >= MAX_DEPTH:
+                return _NOT_PLAIN
+            stack.append((container, key))
+            if punct == "{":
+                container, expect = {}, "key"
+            else:
+                container, expect = [], "value"
+            continue
+        elif punct == "}":
+            if type(container) is not dict or expect != "key":
+                return _NOT_PLAIN
+            value = container
+            container, key = stack.pop()
+        elif punct == ")":
+            if type(container) is not list or (expect == "value" and container):
+                return _NOT_PLAIN
+            value = container
+            container, key = stack.pop()
+        elif punct == "=":
+            if expect != "eq":
+                return _NOT_PLAIN
+            expect = "value"
+            continue
+        elif punct == ";":
+            if type(container) is not dict or expect != "sep":
+                return _NOT_PLAIN
+            expect = "key"
+            continue
+        else:  # ","
+            if type(container) is not list or expect != "sep":
+                return _NOT_PLAIN
+            expect = "value"
+            continue
+        # a complete value
+        if container is None:
+            result = value
+            break
+        if type(container) is dict:
+            if key in container:
+                return _NOT_PLAIN
+            container[key] = value
+            expect = "sep"
+            # the last entry of a dictionary may go without its ';'
+            if text.startswith("}", _SPACE_SINGLE_OR_LINE.match(text, pos).end()):
+                expect = "key"
+        else:
+            container.append(value)
+            expect = "sep"
+    if result is _NOT_PLAIN or _SPACE_SINGLE_OR_LINE.match(text, pos).end() != end:
+        return _NOT_PLAIN
+    return result
+
+
+_SPACE_SINGLE_OR_LINE = re.compile(r"[ \t\r\n]*")
+
+
 def loads(text, multiline=True):
     """
     Read exactly one value from C{text}; whitespace (and, if C{multiline},
@@ -414,6 +518,10 @@ def loads(text, multiline=True):
     """
     if not isinstance(text, str):
         raise TypeError(f"loads needs a str, not {type(text).__name__}")
+    if multiline:
+        value = _plain_loads(text)
+        if value is not _NOT_PLAIN:
+            return value
     value, pos = parse_prefix(text, 0, multiline)
     pos = skip_space(text, pos, multiline)
     if pos < len(text):

@@ -423,3 +423,53 @@ def test_loads_on_format_like_text_returns_or_raises_data_format_error(text):
             loads(text, multiline=multiline)
         except DataFormatError:
             pass
+
+
+# -- the fast path for plain records ---------------------------------------------
+
+from communigate.formats import cgdata as _cgdata  # noqa: E402
+
+_plain_text = st.text(st.characters(blacklist_categories=("Cs",), blacklist_characters='\\"'), max_size=12)
+_plain_values = st.recursive(
+    _plain_text,
+    lambda children: st.lists(children, max_size=4) | st.dictionaries(_plain_text.filter(bool), children, max_size=4),
+    max_leaves=20,
+)
+
+
+@given(_plain_values)
+def test_plain_records_take_the_fast_path_and_read_the_same(value):
+    text = dumps(value)
+    fast = _cgdata._plain_loads(text)
+    if "\\" not in text:  # escapes are the full parser's
+        assert fast is not _cgdata._NOT_PLAIN
+    assert fast is _cgdata._NOT_PLAIN or fast == value
+    assert loads(text) == value
+
+
+@given(st.text(alphabet=' \n{}();=,"ab1@\\#/', max_size=40))
+def test_the_fast_path_agrees_with_the_full_parser_or_steps_aside(text):
+    """
+    Whatever the text, the fast path either reads what the full parser
+    reads or leaves the text to it (which then reads it or says why not).
+    """
+    fast = _cgdata._plain_loads(text)
+    try:
+        full = _cgdata._value(text, _cgdata.skip_space(text, 0, True), True, 0)
+        end = _cgdata.skip_space(text, full[1], True)
+        expected = full[0] if end == len(text) else _cgdata._NOT_PLAIN
+    except DataFormatError:
+        expected = _cgdata._NOT_PLAIN
+    if fast is not _cgdata._NOT_PLAIN:
+        assert fast == expected
+
+
+def test_the_fast_path_steps_aside_for_everything_else():
+    for text in ("{a = #1;}", "{a = [AAEC];}", "{a = b; a = c;}", '{a = "x\\ny";}', "{a = b; // c\n}",
+                 "{a = <x/>;}", "(a,)", "{a = b", "{a = (b c);}", "{a b;}", "a b", "{= b;}"):
+        assert _cgdata._plain_loads(text) is _cgdata._NOT_PLAIN, text
+
+
+def test_a_dictionary_may_end_without_its_last_semicolon():
+    assert loads("{a = b; c = (d, e)}") == {"a": "b", "c": ["d", "e"]}
+    assert _cgdata._plain_loads("{a = b; c = (d, e)}") == {"a": "b", "c": ["d", "e"]}
