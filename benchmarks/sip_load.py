@@ -341,7 +341,8 @@ def calls(work, server) -> None:
     )
     with open(os.path.join(work, "caller.csv"), "w") as f:
         f.write("SEQUENTIAL\ncaller;example.com;callee;[authentication username=caller password=cpw]\n")
-    for rate in (20, 50, 100, 200):
+    best = None
+    for rate in (50, 100, 200, 300, 400, 600):
         count = rate * 5
         callee = subprocess.Popen(
             ["sipp", "-sf", os.path.join(SCENARIOS, "uas.xml"), "-m", str(count), "-i", "127.0.0.1",
@@ -360,6 +361,11 @@ def calls(work, server) -> None:
         ok = int(re.findall(r"Successful call\s*\|\s*\d+\s*\|\s*(\d+)", done.stdout)[-1])
         failed = int(re.findall(r"Failed call\s*\|\s*\d+\s*\|\s*(\d+)", done.stdout)[-1])
         print(f"offered {rate} calls/s: {ok} completed, {failed} failed, {ok / elapsed:.0f} calls/s achieved")
+        if failed:
+            break
+        best = ok / elapsed
+    if best is not None:
+        print(f"communigate: highest failure-free proxied call rate {best:.0f} calls/s")
 
 
 if __name__ == "__main__":
