@@ -157,6 +157,15 @@ class Headers:
     def __setattr__(self, name, value):
         raise AttributeError("Headers are immutable")
 
+    def compact(self) -> None:
+        """
+        Let go of the lookup index and the parsed values (rebuilt when next
+        asked for): for a message kept only to be sent again, like the
+        last response of a completed transaction.
+        """
+        _set(self, "_index", None)
+        _set(self, "_cache", {})
+
     def _values(self, name: str) -> list[str]:
         index = self._index
         if index is None:

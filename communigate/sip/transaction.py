@@ -335,6 +335,7 @@ class NonInviteServerTransaction(_Transaction):
         # memory of a completed transaction) is let go.
         self.key
         self.request = None
+        response.headers.compact()
         self._start_timer("J", 0 if self.reliable else 64 * self.timers.t1, self._terminate)
 
     def receive_request(self, request) -> None:
