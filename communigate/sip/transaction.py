@@ -335,7 +335,9 @@ class NonInviteServerTransaction(_Transaction):
         # memory of a completed transaction) is let go.
         self.key
         self.request = None
-        response.headers.compact()
+        compact = getattr(getattr(response, "headers", None), "compact", None)
+        if compact is not None:
+            compact()
         self._start_timer("J", 0 if self.reliable else 64 * self.timers.t1, self._terminate)
 
     def receive_request(self, request) -> None:
