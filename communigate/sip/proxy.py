@@ -18,7 +18,6 @@ import itertools
 import os
 import weakref
 
-from twisted.internet import defer
 from twisted.logger import Logger
 from zope.interface import implementer
 
@@ -28,9 +27,9 @@ from communigate.routing.route import Module
 from communigate.signal.model import Submitter
 from communigate.sip import proxy_rules as rules
 from communigate.sip.digest import OutcomeKind
-from communigate.sip.headers import HeaderError, Via
+from communigate.sip.headers import HeaderError, Via, parse_name_addr
 from communigate.sip.message import Headers, Response, make_response
-from communigate.sip.nexthop import NextHops, try_in_turn, unresolved
+from communigate.sip.nexthop import NextHops, is_ip, try_in_turn, unresolved
 from communigate.sip.transaction import MAGIC_COOKIE, State
 from communigate.sip.transport import Flow
 from communigate.sip.uri import SIPURI, URIError, parse_uri
@@ -109,6 +108,39 @@ class _SIPEndpoint:
         self._send(signal, responder, delivery, target_uri, flow, route_set, on_unreachable=None)
         return delivery
 
+    def _deliver_located(self, signal, responder, target_uri, route_set, hop_uri):
+        """
+        Deliver to C{target_uri} through the next hop C{hop_uri}, located
+        by RFC 3263 when it is a name: the servers found are tried in turn
+        until one answers (a timeout, a transport error or a 503 moves on
+        to the next, RFC 3263 section 4.3).
+        """
+        delivery = _Delivery(self._proxy, None, None)
+
+        def give_up(status, reason):
+            if not delivery.done:
+                delivery.done = True
+                responder.final(rules.signal_response(make_response_stub(status, reason)))
+
+        def attempt(flow, next_one):
+            if delivery.cancel_wanted:
+                give_up(487, "Request Terminated")
+                return
+            self._send(signal, responder, delivery, target_uri, flow, route_set, on_unreachable=next_one)
+
+        def located(flows):
+            try_in_turn(flows, attempt, lambda: give_up(503, unresolved(hop_uri.host)))
+
+        def failed(failure):
+            if failure.check(OSError, ValueError):
+                give_up(503, str(failure.value)[:80])
+                return
+            self.log.failure("locating {uri} failed", failure, uri=str(hop_uri))
+            give_up(503, unresolved(getattr(hop_uri, "host", str(hop_uri))))
+
+        self._proxy.hops.locate(hop_uri).addCallbacks(located, failed)
+        return delivery
+
     def _send(self, signal, responder, delivery, target_uri, flow, route_set, on_unreachable):
         """
         Send C{signal} over C{flow} under C{delivery}; a timeout, transport
@@ -166,6 +198,20 @@ class ContactEndpoint(_SIPEndpoint):
         self.binding = binding
         self.description = f"{binding.aor} at {binding.contact}"
 
+    def deliver(self, signal, responder):
+        binding = self.binding
+        if not binding.nat and binding.source[0] == "udp":
+            # Reached at its own address, or through the first hop of its
+            # Path (RFC 3327): a name there is located like any other.
+            try:
+                uri = parse_uri(binding.contact)
+                hop = parse_name_addr(binding.path[0], "Path").uri if binding.path else uri
+            except (URIError, ValueError):
+                hop = None
+            if hop is not None and not is_ip(getattr(hop, "maddr", None) or getattr(hop, "host", "")):
+                return self._deliver_located(signal, responder, uri, binding.path, hop)
+        return super().deliver(signal, responder)
+
     def target(self):
         binding = self.binding
         uri = parse_uri(binding.contact)
@@ -174,7 +220,8 @@ class ContactEndpoint(_SIPEndpoint):
         if binding.nat or transport != "udp":
             flow = Flow(transport, (local[1], local[2]), (host, port))
         else:
-            flow = self._proxy.flow_for_uri(uri, local=(local[1], local[2]))
+            hop = parse_name_addr(binding.path[0], "Path").uri if binding.path else uri
+            flow = self._proxy.flow_for_uri(hop, local=(local[1], local[2]))
         return uri, flow, binding.path
 
     def __eq__(self, other):
@@ -199,32 +246,7 @@ class RemoteEndpoint(_SIPEndpoint):
         self.description = str(uri)
 
     def deliver(self, signal, responder):
-        uri = self.uri
-        delivery = _Delivery(self._proxy, None, None)
-
-        def give_up(status, reason):
-            if not delivery.done:
-                delivery.done = True
-                responder.final(rules.signal_response(make_response_stub(status, reason)))
-
-        def attempt(flow, next_one):
-            if delivery.cancel_wanted:
-                give_up(487, "Request Terminated")
-                return
-            self._send(signal, responder, delivery, uri, flow, (), on_unreachable=next_one)
-
-        def located(flows):
-            try_in_turn(flows, attempt, lambda: give_up(503, unresolved(uri.host)))
-
-        def failed(failure):
-            if failure.check(OSError, ValueError):
-                give_up(503, str(failure.value)[:80])
-                return
-            self.log.failure("locating {uri} failed", failure, uri=str(uri))
-            give_up(503, unresolved(getattr(uri, "host", str(uri))))
-
-        self._proxy.hops.locate(uri).addCallbacks(located, failed)
-        return delivery
+        return self._deliver_located(signal, responder, self.uri, (), self.uri)
 
 
 @implementer(IEndpointSource)

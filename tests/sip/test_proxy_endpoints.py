@@ -109,3 +109,55 @@ def test_a_delivery_cancelled_while_locating_answers_487_and_sends_nothing():
     delivery.cancel()
     pending.callback([Target("udp", "192.0.2.1", 5060)])
     assert proxy.sent == [] and [r.code for r in responder.finals] == [487]
+
+
+def binding(contact, path=(), nat=False, source=("udp", "203.0.113.5", 5060)):
+    from communigate.sip.bindings import Binding
+
+    return Binding(
+        aor="bob@example.com", contact=contact, expires_at=10**10, q=1.0, call_id="c", cseq=1,
+        path=path, source=source, local=("udp", "127.0.0.1", 5060), nat=nat,
+    )
+
+
+class ContactProxy(Proxy):
+    def flow_for_uri(self, uri, local=None):
+        return self.hops.flow_for_uri(uri, local=local)
+
+
+def test_a_registered_contact_named_by_host_name_is_located():
+    from communigate.sip.proxy import ContactEndpoint
+
+    locator = Locator([Target("udp", "192.0.2.7", 5062)])
+    proxy = ContactProxy(locator)
+    responder = Responder()
+    ContactEndpoint(proxy, binding("sip:bob@phone.example.net")).deliver(None, responder)
+    assert locator.asked == ["phone.example.net"]
+    (flow, branch), = proxy.sent
+    assert (flow.transport, flow.remote) == ("udp", ("192.0.2.7", 5062))
+    branch.response_received(None, answer(200))
+    assert [r.code for r in responder.finals] == [200]
+
+
+def test_a_contact_with_a_path_is_reached_through_its_first_hop():
+    """RFC 3327: the Path of a binding is the route to it; the first hop
+    is where the request goes, whether an address or a name."""
+    from communigate.sip.proxy import ContactEndpoint
+
+    proxy = ContactProxy(Locator([Target("udp", "192.0.2.9", 5060)]))
+    ContactEndpoint(proxy, binding("sip:bob@10.0.0.5", path=("<sip:192.0.2.8:5070;lr>",))).deliver(None, Responder())
+    assert proxy.sent[0][0].remote == ("192.0.2.8", 5070)
+    named = ContactProxy(Locator([Target("udp", "192.0.2.9", 5060)]))
+    ContactEndpoint(named, binding("sip:bob@10.0.0.5", path=("<sip:edge.example.net;lr>",))).deliver(None, Responder())
+    assert named.service.locator.asked == ["edge.example.net"]
+    assert named.sent[0][0].remote == ("192.0.2.9", 5060)
+
+
+def test_a_contact_behind_nat_is_reached_over_its_flow_without_lookup():
+    from communigate.sip.proxy import ContactEndpoint
+
+    locator = Locator([])
+    proxy = ContactProxy(locator)
+    ContactEndpoint(proxy, binding("sip:bob@phone.example.net", nat=True)).deliver(None, Responder())
+    assert locator.asked == []
+    assert proxy.sent[0][0].remote == ("203.0.113.5", 5060)
