@@ -26,6 +26,12 @@ class ServerContext:
     @ivar signals: the L{communigate.interfaces.ISignalService}; L{None}
         in a core built without a reactor (the admin tool), which submits
         no Signals.
+    @ivar roster: the L{communigate.interfaces.IRoster} every protocol
+        shares.
+    @ivar presence: the L{communigate.interfaces.IPresenceService}; L{None}
+        in a core built without a reactor (presence lives in the running
+        server).
+    @ivar message_waiting: the L{communigate.interfaces.IMessageWaiting}.
     """
 
     reactor: object
@@ -38,3 +44,6 @@ class ServerContext:
     hostname: str
     router: object = None
     signals: object = None
+    roster: object = None
+    presence: object = None
+    message_waiting: object = None
