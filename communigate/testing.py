@@ -15,6 +15,8 @@ import time
 
 import attrs
 from twisted.internet import defer
+from twisted.internet.address import IPv4Address
+from twisted.internet.task import Clock
 from twisted.names import dns as tdns
 from twisted.names import error, server
 from twisted.names.common import ResolverBase
@@ -105,6 +107,52 @@ def stop_server(server: LiveServer) -> None:
         except subprocess.TimeoutExpired:
             server.process.kill()
             server.process.wait()
+
+
+class FakeUDPPort:
+    """
+    A UDP "socket" of L{DatagramClock}: what the protocol writes is kept
+    in C{written} as C{(data, address)}; C{receive} plays a datagram in.
+    """
+
+    def __init__(self, port: int, protocol, interface: str) -> None:
+        self.protocol = protocol
+        self.written: list[tuple[bytes, tuple[str, int]]] = []
+        self.listening = True
+        self._host = IPv4Address("UDP", interface or "0.0.0.0", port or 5060)
+        protocol.transport = self
+        protocol.doStart()
+
+    def write(self, data: bytes, address) -> None:
+        self.written.append((data, tuple(address)))
+
+    def receive(self, data: bytes, address) -> None:
+        self.protocol.datagramReceived(data, tuple(address))
+
+    def getHost(self) -> IPv4Address:
+        return self._host
+
+    def stopListening(self):
+        self.listening = False
+        self.protocol.doStop()
+        return defer.succeed(None)
+
+
+class DatagramClock(Clock):
+    """
+    A L{Clock} that can also listen on UDP, with L{FakeUDPPort}s: enough
+    reactor for a SIP service in unit tests, every timer driven by
+    C{advance}.
+    """
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.udp_ports: list[FakeUDPPort] = []
+
+    def listenUDP(self, port, protocol, interface="", maxPacketSize=8192):
+        listening = FakeUDPPort(port, protocol, interface)
+        self.udp_ports.append(listening)
+        return listening
 
 
 class NaptrZone(ResolverBase):
