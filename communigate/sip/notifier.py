@@ -31,6 +31,7 @@ names our host and port for Via.  Time comes from the injected clock.
 from __future__ import annotations
 
 import enum
+import math
 import os
 
 import attrs
@@ -215,7 +216,7 @@ class Notifier:
             subscription.timer = self._clock.callLater(expires, self._expired, subscription)
 
     def remaining(self, subscription: Subscription) -> int:
-        return max(0, int(subscription.expires_at - self._clock.seconds()))
+        return max(0, math.ceil(subscription.expires_at - self._clock.seconds()))
 
     def _expired(self, subscription: Subscription) -> None:
         subscription.timer = None
