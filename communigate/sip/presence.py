@@ -373,7 +373,7 @@ class SIPPresence:
         except HeaderError:
             return False
         if to.tag is not None:
-            if not to.tag.startswith(TAG_PREFIX):
+            if not self._is_our_dialog(request, to.tag):
                 return False
             if transaction is not None:
                 self._guarded(request, transaction, self._refresh, request, to.tag, transaction)
@@ -389,6 +389,29 @@ class SIPPresence:
         if transaction is not None:
             self._guarded(request, transaction, self._new_subscription, request, flow, transaction, account, nat)
         return True
+
+    def _is_our_dialog(self, request, local_tag: str) -> bool:
+        """
+        Whether an in-dialog SUBSCRIBE belongs to a subscription of ours:
+        one we know, or one sent to our own Contact (no user part, our
+        address) with a tag of our form (481 then).  Other dialogs'
+        SUBSCRIBEs are the proxy's.
+        """
+        if not local_tag.startswith(TAG_PREFIX):
+            return False
+        try:
+            event = _event(request)
+            from_tag = request.from_().tag or ""
+        except (_Refusal, HeaderError):
+            event = None
+        if event is not None and self.notifier.find(request.call_id, local_tag, from_tag, *event) is not None:
+            return True
+        uri = request.uri
+        return (
+            isinstance(uri, SIPURI)
+            and not uri.user
+            and (uri.host, uri.port or 5060) in self._service.local_hosts()
+        )
 
     def _package_of(self, request):
         event = _event(request)

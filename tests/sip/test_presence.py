@@ -289,6 +289,15 @@ def test_requests_that_are_not_ours_go_to_the_proxy(sip):
     sip.port.receive(stranger, BOB)
     # Not a dialog of ours: the proxy has it, and asks the local caller to log in.
     assert [m.status for m in sip.take(BOB) if isinstance(m, Response)] == [407]
+    # A tag that looks like ours, in a dialog between two phones, is not ours either.
+    between_phones = sip.request("SUBSCRIBE", "sip:carol@127.0.0.1:5999", to="sip:carol@example.com",
+                                 to_tag="ps0123", user="bob", headers=[("Event", "presence")])
+    sip.port.receive(between_phones, BOB)
+    assert [m.status for m in sip.take(BOB) if isinstance(m, Response)] == [407]
+    ours = sip.request("SUBSCRIBE", "sip:127.0.0.1:5060", to=ALICE_URI, to_tag="ps0123", user="bob",
+                       headers=[("Event", "presence")])
+    sip.port.receive(ours, BOB)
+    assert [m.status for m in sip.take(BOB) if isinstance(m, Response)] == [481]
 
 
 def test_stopping_forgets_every_subscription_and_publication(sip):
