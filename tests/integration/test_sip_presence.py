@@ -298,3 +298,48 @@ def test_subscriptions_to_one_account_are_limited(server, ua):
         dave.close()
     ((_, text),) = cli(server, "GETACCOUNTPRESENCE carol")
     assert text == "#NULL#"
+
+
+def register(agent):
+    uri = "sip:example.com"
+    agent.to = f"sip:{agent.user}@example.com"
+    agent.call_id = f"reg-{agent.port}@127.0.0.1"
+    headers = [("Expires", "600")]
+    agent.send("REGISTER", uri, headers)
+    challenge = agent.response()
+    assert challenge.status == 401
+    nonce = re.search(r'nonce="([^"]+)"', challenge.headers.get("WWW-Authenticate")).group(1)
+    answer = digest_response(
+        ha1=digest_ha1("MD5", agent.user, "example.com", PASSWORDS[agent.user]), nonce=nonce, method="REGISTER",
+        uri=uri, algorithm="MD5", qop="auth", nc="00000001", cnonce="feed",
+    )
+    credentials = (
+        f'Digest username="{agent.user}", realm="example.com", nonce="{nonce}", uri="{uri}", '
+        f'response="{answer}", algorithm=MD5, qop=auth, nc=00000001, cnonce="feed"'
+    )
+    agent.send("REGISTER", uri, headers + [("Authorization", credentials)])
+    return agent.response()
+
+
+def test_rosters_and_counts_survive_a_restart_and_registrations_come_back_as_presence(server, ua, tmp_path):
+    from communigate.testing import start_server, stop_server
+
+    cli(
+        server,
+        "ROSTER alice {what = Update; peer = bob@example.com; name = Bob; subscription = both;}",
+        "SETACCOUNTMWI alice {new = 1; old = 2;}",
+    )
+    assert register(ua("bob")).status == 200
+    ((_, text),) = cli(server, "GETACCOUNTPRESENCE bob")
+    assert text == "online"
+    stop_server(server)
+    again = start_server(server.data_dir)
+    try:
+        ((_, roster), (_, counts), (_, presence)) = cli(
+            again, "ROSTER alice {what = List;}", "GETACCOUNTMWI alice", "GETACCOUNTPRESENCE bob"
+        )
+        assert 'bob@example.com = {subscription = both; name = Bob;}' in roster
+        assert "new = 1" in counts and "old = 2" in counts
+        assert presence == "online"
+    finally:
+        stop_server(again)
