@@ -28,6 +28,12 @@ class ServerContext:
         no Signals.
     @ivar network: the L{communigate.network.NetworkConfiguration}: WAN
         address, LAN, Client, NATed, Debug and Blacklisted IPs.
+    @ivar roster: the L{communigate.interfaces.IRoster} every protocol
+        shares.
+    @ivar presence: the L{communigate.interfaces.IPresenceService}; L{None}
+        in a core built without a reactor (presence lives in the running
+        server).
+    @ivar message_waiting: the L{communigate.interfaces.IMessageWaiting}.
     """
 
     reactor: object
@@ -41,3 +47,6 @@ class ServerContext:
     router: object = None
     signals: object = None
     network: object = None
+    roster: object = None
+    presence: object = None
+    message_waiting: object = None

@@ -37,6 +37,10 @@ from communigate.first_start import (
 )
 from communigate.interfaces import IProtocolModule, ISignalHook, IStore
 from communigate.network import NetworkConfiguration
+from communigate.presence.commands import PresenceCommands
+from communigate.presence.mwi import MessageWaiting
+from communigate.presence.roster import MAX_ITEMS_SETTING, Roster
+from communigate.presence.service import PresenceService
 from communigate.routing.configuration import EnumRouting, RouterConfiguration
 from communigate.routing.router import Router
 from communigate.signal.rules import SignalRules, StoredRules
@@ -84,6 +88,8 @@ class CommunigateServer(MultiService):
 
     def stopService(self):
         d = super().stopService()
+        if self.context.presence is not None:
+            self.context.presence.stop()
 
         def close_store(result):
             self.context.store.close()
@@ -115,15 +121,25 @@ def build_core(config: Config, store: IStore, reactor) -> ServerContext:
     interpreter.add_commands(SignalRulesCommands(directory))
     network = NetworkConfiguration(store, clock=reactor)
     interpreter.add_commands(NetworkCommands(network))
-    signals = None
+    roster = Roster(
+        store,
+        is_local=directory.resolve_account,
+        max_items=lambda owner: _account_setting(directory, owner, MAX_ITEMS_SETTING),
+        clock=reactor,
+    )
+    message_waiting = MessageWaiting(store)
+    signals = presence = None
     if reactor is not None:
+        presence = PresenceService(roster, reactor, registry=registry)
         signals = SignalService(
             router,
             SignalRules(StoredRules(directory)),
             reactor,
             group_members=directory.group_members,
             registry=registry,
+            presence_of=lambda account: presence.state(account).status_string,
         )
+    interpreter.add_commands(PresenceCommands(directory, roster, presence, message_waiting))
     return ServerContext(
         reactor=reactor,
         config=config,
@@ -136,7 +152,23 @@ def build_core(config: Config, store: IStore, reactor) -> ServerContext:
         router=router,
         signals=signals,
         network=network,
+        roster=roster,
+        presence=presence,
+        message_waiting=message_waiting,
     )
+
+
+def _account_setting(directory, account: str, name: str):
+    """
+    C{account}'s effective setting C{name}, or L{None} when the account is
+    gone (a roster may outlive its account for a moment).
+    """
+    from communigate.directory.errors import DirectoryError
+
+    try:
+        return directory.account_effective_settings(account).get(name)
+    except DirectoryError:
+        return None
 
 
 def build_server(

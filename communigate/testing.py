@@ -26,6 +26,7 @@ from twisted.internet.testing import StringTransport
 from zope.interface import implementer
 from twisted.internet import defer
 from twisted.internet.address import IPv4Address, IPv6Address
+from twisted.internet.task import Clock
 from twisted.internet.testing import MemoryReactorClock
 from twisted.names import dns as tdns
 from twisted.names import error, server
@@ -339,6 +340,10 @@ class MemoryUDPReactor(MemoryReactorClock):
         listening = FakeUDPPort(protocol, interface or "0.0.0.0", port)
         self.udp_ports.append(listening)
         return listening
+
+# The name the SIP presence tests know it by.
+DatagramClock = MemoryUDPReactor
+
 
 class ScramClient:
     """

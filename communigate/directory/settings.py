@@ -17,6 +17,9 @@ DEFAULT = "default"
 # theirs here, so GETACCOUNTEFFECTIVESETTINGS shows every value in force.
 BUILTIN_ACCOUNT_SETTINGS: dict[str, object] = {
     "AccessModes": "All",
+    # RFC 4235 dialog state for SIP "dialog" subscribers (busy lamps).
+    "DialogInfo": "NO",
+    "MaxRosterItems": "500",
     "MaxSignalContacts": "10",
     "RealName": "",
     "ServerAdministrator": "NO",

@@ -133,6 +133,9 @@ class SignalService:
     @param group_members: C{group_members(address) -> list of addresses}
         expands a C{GROUP} route; without it, group routes answer 502.
     @param registry: a Prometheus registry for the metrics, or L{None}.
+    @param presence_of: C{presence_of(account) -> status word} (C{online},
+        C{busy}, C{away}, C{offline}) for the C{Presence} rule condition;
+        without it every account is C{offline}.
     """
 
     log = Logger()
@@ -145,8 +148,10 @@ class SignalService:
         *,
         group_members=None,
         registry: CollectorRegistry | None = None,
+        presence_of=None,
     ) -> None:
         self.router = router
+        self.presence_of = presence_of
         self.rules = rules
         self.clock = clock
         self.group_members = group_members
@@ -431,6 +436,9 @@ class SignalTask:
             target,
             now=datetime.fromtimestamp(self.service.clock.seconds()),
             reg_clients=reg_clients,
+            presence=self.service.presence_of(account)
+            if account is not None and self.service.presence_of is not None
+            else "offline",
         )
         try:
             plan = rules.plan(self.signal, account, facts)

@@ -435,6 +435,23 @@ class Bindings:
         self._write_delay = write_delay
         self._pending: dict[str, str | None] = {}
         self._flush_timer: IDelayedCall | None = None
+        self._aor_listeners: tuple = ()
+
+    def add_aor_listener(self, listener: Callable[[str, bool], None]) -> None:
+        """
+        Call C{listener(aor, True)} when an account gets its first binding
+        and C{listener(aor, False)} when it loses its last one (presence
+        shows registered phones).  Within one change an account may lose
+        and regain its bindings; listeners that care re-check later.
+        """
+        self._aor_listeners = self._aor_listeners + (listener,)
+
+    def _tell_aor(self, aor: str, live: bool) -> None:
+        for listener in self._aor_listeners:
+            try:
+                listener(aor, live)
+            except Exception:
+                self.log.failure("A bindings listener failed for {aor}", aor=aor)
 
     # -- reading ----------------------------------------------------------------------
 
@@ -723,7 +740,11 @@ class Bindings:
     # -- the indexes ------------------------------------------------------------------
 
     def _remember(self, aor: str, key: str, binding: Binding) -> None:
-        by_key = self._by_aor.setdefault(aor, {})
+        by_key = self._by_aor.get(aor)
+        if by_key is None:
+            by_key = self._by_aor[aor] = {}
+            if self._aor_listeners:
+                self._tell_aor(aor, True)
         old = by_key.get(key)
         if old is not None:
             self._unindex_source(aor, key, old)
@@ -744,6 +765,8 @@ class Bindings:
         self._total -= 1
         if not by_key:
             del self._by_aor[aor]
+            if self._aor_listeners:
+                self._tell_aor(aor, False)
         self._unindex_source(aor, key, binding)
 
     def _unindex_source(self, aor: str, key: str, binding: Binding) -> None:

@@ -293,6 +293,24 @@ class Proxy:
         # Client transactions waiting on a TCP/TLS connection, by
         # (transport, remote): when it fails or closes they end at once.
         self._on_streams: dict[tuple, weakref.WeakSet] = {}
+        self._observers: tuple = ()
+
+    def add_observer(self, observer) -> None:
+        """
+        Show C{observer} the calls going through: C{call_started(request,
+        caller_account)} for an initial INVITE, C{call_progress(request,
+        response)} for each response sent back for it, C{in_dialog(request)}
+        for each request forwarded inside a dialog.  (The dialog event
+        package watches calls this way.)
+        """
+        self._observers = self._observers + (observer,)
+
+    def _observe(self, event: str, *args) -> None:
+        for observer in self._observers:
+            try:
+                getattr(observer, event)(*args)
+            except Exception:
+                self.log.failure("A call observer failed on {event}", event=event)
 
     # -- wiring --------------------------------------------------------------
 
@@ -409,13 +427,22 @@ class Proxy:
         signals = self.service.context.signals
         task = signals.submit(signal)
         self._tasks[transaction] = task
+        observed = bool(self._observers) and request.method == "INVITE"
+        if observed:
+            self._observe("call_started", request, account)
 
         def provisional(answer):
-            transaction.respond(rules.sip_response(request, answer))
+            response = rules.sip_response(request, answer)
+            transaction.respond(response)
+            if observed:
+                self._observe("call_progress", request, response)
 
         def final(answer):
             self._tasks.pop(transaction, None)
-            transaction.respond(rules.sip_response(request, answer))
+            response = rules.sip_response(request, answer)
+            transaction.respond(response)
+            if observed:
+                self._observe("call_progress", request, response)
 
         task.on_provisional(provisional)
         task.final.addCallback(final)
@@ -441,6 +468,8 @@ class Proxy:
         A pre-routed request (in a dialog, or with Route values left after
         ours): statefully to its next hop, located when it is a name.
         """
+        if self._observers:
+            self._observe("in_dialog", request)
         try:
             hop = rules.next_hop(signal)
         except (URIError, ValueError) as e:

@@ -30,6 +30,7 @@ from communigate.network import DebugPeers, NetworkConfiguration, NetworkSetting
 from communigate.sip.headers import HeaderError, NameAddr
 from communigate.sip.message import Headers, Request, Response, make_response
 from communigate.sip.metrics import SIPStateCollector
+from communigate.sip.presence import SIPPresence
 from communigate.sip.proxy import Branch, Proxy
 from communigate.sip.registrar import Registrar
 from communigate.sip.tls import OutgoingTLS
@@ -37,7 +38,7 @@ from communigate.sip.transaction import TransactionLayer
 from communigate.sip.transport import Flow, SIPTransport
 from communigate.sip.uri import SIPURI, URIError, parse_uri
 
-ALLOW = "INVITE, ACK, CANCEL, BYE, OPTIONS, MESSAGE, REGISTER, INFO, UPDATE, PRACK, REFER, SUBSCRIBE, NOTIFY"
+ALLOW = "INVITE, ACK, CANCEL, BYE, OPTIONS, MESSAGE, REGISTER, INFO, UPDATE, PRACK, REFER, SUBSCRIBE, NOTIFY, PUBLISH"
 
 
 def parse_udp_description(description: str) -> tuple[int, str]:
@@ -180,6 +181,9 @@ class SIPService(Service):
         self.rate_limiter = RateLimiter(reactor, registry=context.metrics)
         self.registrar = Registrar(directory, self.bindings, self.verifier, guard=self.guard, clock=reactor)
         self.proxy = Proxy(self)
+        self.presence = SIPPresence(self)
+        self.bindings.add_aor_listener(self.presence.registrations_changed)
+        self.proxy.add_observer(self.presence.calls)
         self.scheduler = Scheduler(reactor, registry=context.metrics)
         self.keepalives = KeepAliveService(
             self.scheduler, self._ping, self._flow_dead, registry=context.metrics
@@ -212,6 +216,7 @@ class SIPService(Service):
                 d.addCallback(self._listened)
                 d.addErrback(self._listen_failed, description)
         self.proxy.start()
+        self.presence.start()
 
     def apply_settings(self, settings: dict) -> None:
         """
@@ -283,6 +288,7 @@ class SIPService(Service):
 
     def stopService(self):
         super().stopService()
+        self.presence.stop()
         self.proxy.stop()
         self.keepalives.forget_all()
         self.scheduler.stop_all()
@@ -448,6 +454,12 @@ class SIPService(Service):
 
         d.addCallback(answer)
         return True
+
+    def sip_SUBSCRIBE(self, request: Request, flow: Flow, transaction) -> bool:
+        return self.presence.subscribe(request, flow, transaction, nat=behind_nat(request, flow))
+
+    def sip_PUBLISH(self, request: Request, flow: Flow, transaction) -> bool:
+        return self.presence.publish(request, flow, transaction)
 
     def sip_OPTIONS(self, request: Request, flow: Flow, transaction) -> bool:
         uri = request.uri

@@ -127,7 +127,7 @@ SUCCESSES = {
     "GETACCOUNTEFFECTIVESETTINGS": (
         ["CREATEACCOUNT alice {RealName = A;}"],
         "GETACCOUNTEFFECTIVESETTINGS alice",
-        "{AccessModes = All; MaxSignalContacts = 10; RealName = A; ServerAdministrator = NO;}",
+        "{AccessModes = All; DialogInfo = NO; MaxRosterItems = 500; MaxSignalContacts = 10; RealName = A; ServerAdministrator = NO;}",
         [],
     ),
     "GETACCOUNTSETTINGS": (
@@ -668,7 +668,8 @@ def test_inheritance_through_the_cli_levels(core):
     ok(core, "UPDATEACCOUNTDEFAULTS {B = domain;}")
     ok(core, "CREATEACCOUNT a {C = mine;}")
     assert ok(core, "GETACCOUNTEFFECTIVESETTINGS a") == (
-        "{A = server; AccessModes = All; B = domain; C = mine; MaxSignalContacts = 3;"
+        "{A = server; AccessModes = All; B = domain; C = mine; DialogInfo = NO; MaxRosterItems = 500;"
+        " MaxSignalContacts = 3;"
         ' RealName = ""; ServerAdministrator = NO;}'
     )
     ok(core, "UPDATEDOMAINDEFAULTS {SignalToUnknown = Rerouted;}")
