@@ -10,13 +10,15 @@ as numbers, and the sums a mixer makes of them.
   frame (2N passes over the frame, not N²).
 
 Frames of different lengths are summed over the shortest.  Saturation is
-plain clipping to [-32768, 32767]; values are checked once per frame and
-clipped only when the frame actually overflows.
+plain clipping to [-32768, 32767], done only for a frame that actually
+overflows (the conversion to 16 bits raises, and only then is the frame
+clipped).
 """
 
 from __future__ import annotations
 
 import array
+import operator
 import sys
 from typing import Sequence
 
@@ -53,16 +55,26 @@ def from_samples(values) -> bytes:
     return samples.tobytes()
 
 
+def _to_l16(values) -> bytes:
+    """Ints to L16 octets, saturating only if some value overflows (the
+    common case costs no comparisons)."""
+    values = list(values)
+    try:
+        samples = array.array("h", values)
+    except OverflowError:
+        samples = array.array("h", clip(values))
+    if not _LITTLE:
+        samples.byteswap()
+    return samples.tobytes()
+
+
 def mix(frames: Sequence[bytes]) -> bytes:
     """The saturated sum of L16 frames (silence of length 0 for none)."""
     if not frames:
         return b""
     if len(frames) == 1:
         return bytes(frames[0])
-    total = array.array("h", clip(map(sum, zip(*map(to_samples, frames)))))
-    if not _LITTLE:
-        total.byteswap()
-    return total.tobytes()
+    return _to_l16(map(sum, zip(*map(to_samples, frames))))
 
 
 def mix_minus(frames: Sequence[bytes]) -> list[bytes]:
@@ -74,10 +86,4 @@ def mix_minus(frames: Sequence[bytes]) -> list[bytes]:
     if not parts:
         return []
     total = list(map(sum, zip(*parts)))
-    out = []
-    for own in parts:
-        others = array.array("h", clip(map(int.__sub__, total, own)))
-        if not _LITTLE:
-            others.byteswap()
-        out.append(others.tobytes())
-    return out
+    return [_to_l16(map(operator.sub, total, own)) for own in parts]
