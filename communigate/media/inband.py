@@ -30,7 +30,6 @@ from __future__ import annotations
 
 import math
 
-from communigate.media.analysis import goertzel_power
 from communigate.media.pcm import to_samples
 from communigate.media.tones import DTMF_COLUMNS, DTMF_KEYS, DTMF_ROWS
 

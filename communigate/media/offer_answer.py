@@ -293,9 +293,9 @@ def _accepted_media(media, chosen, event, port, direction, ptime) -> Media:
 
 def answer(
     offer: SessionDescription,
-    capabilities: Sequence[Codec] = DEFAULT_CAPABILITIES,
-    address: str = "0.0.0.0",
-    ports: Sequence[int] | Mapping[int, int] = (),
+    capabilities: Sequence[Codec],
+    address: str,
+    ports: Sequence[int] | Mapping[int, int],
     *,
     direction: str = "sendrecv",
     max_audio: int = 1,
@@ -343,9 +343,9 @@ def answer(
 
 
 def make_offer(
-    capabilities: Sequence[Codec] = DEFAULT_CAPABILITIES,
-    address: str = "0.0.0.0",
-    port: int = 0,
+    capabilities: Sequence[Codec],
+    address: str,
+    port: int,
     *,
     direction: str = "sendrecv",
     old_style_hold: bool = False,
