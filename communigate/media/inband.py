@@ -30,26 +30,19 @@ from __future__ import annotations
 
 import math
 
+from communigate.media.analysis import goertzel_power
 from communigate.media.pcm import to_samples
 from communigate.media.tones import DTMF_COLUMNS, DTMF_KEYS, DTMF_ROWS
 
 __all__ = ["detect_key", "DTMFDetector"]
 
 RATE = 8000
-_ROW_COEFFICIENTS = tuple(2.0 * math.cos(2.0 * math.pi * f / RATE) for f in DTMF_ROWS)
-_COLUMN_COEFFICIENTS = tuple(2.0 * math.cos(2.0 * math.pi * f / RATE) for f in DTMF_COLUMNS)
 NORMAL_TWIST_DB = 8.0
 REVERSE_TWIST_DB = 4.0
 
 
-def _powers(samples, coefficients) -> list[float]:
-    out = []
-    for coefficient in coefficients:
-        s1 = s2 = 0.0
-        for x in samples:
-            s1, s2 = x + coefficient * s1 - s2, s1
-        out.append(s1 * s1 + s2 * s2 - coefficient * s1 * s2)
-    return out
+def _powers(samples, frequencies) -> list[float]:
+    return [goertzel_power(samples, f, RATE) for f in frequencies]
 
 
 def _strongest(powers: list[float], ratio: float) -> int | None:
@@ -80,11 +73,11 @@ def detect_key(
     floor = (min_amplitude * n / 2) ** 2
     if energy * n / 2 < 2 * floor:
         return None  # too quiet to hold two tones at the minimum level
-    rows = _powers(samples, _ROW_COEFFICIENTS)
+    rows = _powers(samples, DTMF_ROWS)
     row = _strongest(rows, peak_ratio)
     if row is None or rows[row] < floor:
         return None
-    columns = _powers(samples, _COLUMN_COEFFICIENTS)
+    columns = _powers(samples, DTMF_COLUMNS)
     column = _strongest(columns, peak_ratio)
     if column is None or columns[column] < floor:
         return None

@@ -201,11 +201,10 @@ def streams(description: SessionDescription) -> list[StreamInfo]:
     """`StreamInfo` for every m-line, in order."""
     out = []
     for index, media in enumerate(description.media):
-        rtpmaps = media.rtpmap()
         codec_pt = codec = event_pt = None
         events: frozenset[int] = frozenset()
         for fmt in media.formats:
-            rtpmap = rtpmaps.get(fmt) or STATIC_PAYLOAD_TYPES.get(fmt)
+            rtpmap = _rtpmap_of(media, fmt)
             if rtpmap is not None and rtpmap.encoding.lower() == EVENT_ENCODING:
                 if event_pt is None:
                     event_pt = _int_or_none(fmt)
