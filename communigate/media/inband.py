@@ -1,0 +1,140 @@
+"""
+In-band DTMF detection (Goertzel) for 8 kHz audio, e.g. decoded G.711
+from a phone that sends its keys as tones rather than RFC 4733 events.
+
+`detect_key(block)` judges one block (160 samples is the intended size):
+it returns the key whose row and column tones are both present, or None.
+A key is present when
+
+- each of its two tones has a peak amplitude of at least
+  ``min_amplitude`` (default 400, about -35 dBm0 on the scale of
+  `communigate.media.tones`);
+- the stronger row tone is at least ``peak_ratio`` (default 4, 6 dB)
+  stronger than every other row frequency, and likewise for columns;
+- the twist is within bounds: the row tone at most 8 dB stronger than the
+  column tone ("normal" twist), the column tone at most 4 dB stronger
+  ("reverse" twist);
+- the two tones carry at least ``min_purity`` (default 0.6) of the
+  block's energy — speech and music spread theirs over many frequencies.
+
+`DTMFDetector` runs `detect_key` over a stream in blocks of 160 samples
+every 80 (10 ms) and reports a key once it was present in
+``min_blocks`` (default 3: 40 ms of tone) blocks in a row; the same key
+is reported again only after ``min_gap`` (default 3) blocks without it
+(a 40 ms pause gives three; a 10 ms interruption, which ITU-T Q.24 says
+is no pause, at most two).  Feed it L16 frames of
+any length; it returns the keys completed by each frame.
+"""
+
+from __future__ import annotations
+
+import math
+
+from communigate.media.analysis import goertzel_power
+from communigate.media.pcm import to_samples
+from communigate.media.tones import DTMF_COLUMNS, DTMF_KEYS, DTMF_ROWS
+
+__all__ = ["detect_key", "DTMFDetector"]
+
+RATE = 8000
+NORMAL_TWIST_DB = 8.0
+REVERSE_TWIST_DB = 4.0
+
+
+def _powers(samples, frequencies) -> list[float]:
+    return [goertzel_power(samples, f, RATE) for f in frequencies]
+
+
+def _strongest(powers: list[float], ratio: float) -> int | None:
+    best = max(range(len(powers)), key=powers.__getitem__)
+    top = powers[best]
+    if any(p * ratio > top for i, p in enumerate(powers) if i != best):
+        return None
+    return best
+
+
+def detect_key(
+    samples,
+    *,
+    min_amplitude: float = 400.0,
+    peak_ratio: float = 4.0,
+    min_purity: float = 0.6,
+    normal_twist_db: float = NORMAL_TWIST_DB,
+    reverse_twist_db: float = REVERSE_TWIST_DB,
+) -> str | None:
+    """The DTMF key sounding in this block of 8 kHz samples, or None."""
+    if isinstance(samples, (bytes, bytearray, memoryview)):
+        samples = to_samples(bytes(samples))
+    n = len(samples)
+    if n < 64:
+        return None
+    energy = math.fsum(x * x for x in samples)
+    # Power of a sine of peak A over n samples is (A n / 2)²: compare there.
+    floor = (min_amplitude * n / 2) ** 2
+    if energy * n / 2 < 2 * floor:
+        return None  # too quiet to hold two tones at the minimum level
+    rows = _powers(samples, DTMF_ROWS)
+    row = _strongest(rows, peak_ratio)
+    if row is None or rows[row] < floor:
+        return None
+    columns = _powers(samples, DTMF_COLUMNS)
+    column = _strongest(columns, peak_ratio)
+    if column is None or columns[column] < floor:
+        return None
+    row_power, column_power = rows[row], columns[column]
+    if row_power > column_power * 10 ** (normal_twist_db / 10):
+        return None
+    if column_power > row_power * 10 ** (reverse_twist_db / 10):
+        return None
+    if 2.0 * (row_power + column_power) / (n * energy) < min_purity:
+        return None
+    return DTMF_KEYS[row][column]
+
+
+class DTMFDetector:
+    """Keys in a stream of L16 frames, each reported once per key press."""
+
+    block = 160
+    hop = 80
+
+    def __init__(self, min_blocks: int = 3, min_gap: int = 3, **thresholds):
+        self.min_blocks = min_blocks
+        self.min_gap = min_gap
+        self.thresholds = thresholds
+        self._pending: list[int] = []
+        self._candidate: str | None = None
+        self._count = 0
+        self._reported: str | None = None
+        self._misses = 0
+
+    def feed(self, pcm: bytes) -> list[str]:
+        """Keys completed by this frame (usually none)."""
+        self._pending.extend(to_samples(pcm))
+        keys = []
+        while len(self._pending) >= self.block:
+            key = self._judge(detect_key(self._pending[:self.block], **self.thresholds))
+            del self._pending[:self.hop]
+            if key is not None:
+                keys.append(key)
+        return keys
+
+    def _judge(self, key: str | None) -> str | None:
+        if key is not None and key == self._candidate:
+            self._count += 1
+        else:
+            self._candidate, self._count = key, (1 if key else 0)
+        if self._reported is not None:
+            # The reported key must be gone for min_gap blocks before it
+            # (or another) can be reported again: one block lost in the
+            # middle of a tone does not make two presses.
+            if key == self._reported:
+                self._misses = 0
+            else:
+                self._misses += 1
+                if self._misses >= self.min_gap:
+                    self._reported = None
+        if key is not None and self._count >= self.min_blocks and self._reported is None:
+            self._reported = key
+            self._misses = 0
+            return key
+        return None
