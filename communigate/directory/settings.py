@@ -22,6 +22,8 @@ BUILTIN_ACCOUNT_SETTINGS: dict[str, object] = {
     "MaxRosterItems": "500",
     "MaxSignalContacts": "10",
     "RealName": "",
+    # Registering out to other SIP servers (SETACCOUNTRSIPS) [C name].
+    "RSIPAllowed": "NO",
     "ServerAdministrator": "NO",
 }
 

@@ -40,12 +40,13 @@ class SIPModule:
         check_stream_description(_stream_description(description))
 
     def build_service(self, context, descriptions):
-        from communigate.sip.commands import SIPCommands, SIPSettingsCommands
+        from communigate.sip.commands import RSIPCommands, SIPCommands, SIPSettingsCommands
         from communigate.sip.service import SIPService
 
         service = SIPService(context, descriptions)
         context.interpreter.add_commands(SIPCommands(service))
         context.interpreter.add_commands(SIPSettingsCommands(service))
+        context.interpreter.add_commands(RSIPCommands(service))
         return service
 
 

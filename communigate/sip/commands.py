@@ -172,3 +172,43 @@ class SIPSettingsCommands:
             explicit = {k: v for k, v in merged.items() if DEFAULT_SETTINGS.get(k) != v}
             store.put("server", SETTINGS_KEY, dumps(explicit))
         self._service.apply_settings(merged)
+
+
+class RSIPCommands:
+    """
+    C{GETACCOUNTRSIPS}, C{SETACCOUNTRSIPS} (CommuniGate's) and
+    C{LISTRSIPS} [D]: the registrations accounts keep at other servers.
+    """
+
+    def __init__(self, service) -> None:
+        self._service = service
+
+    def _account(self, context, arguments) -> str:
+        name = qualified(context, arguments.string("account name"))
+        return self._service.context.directory.account_name(name)
+
+    def command_GETACCOUNTRSIPS(self, context, arguments):
+        """GETACCOUNTRSIPS accountName"""
+        account = self._account(context, arguments)
+        arguments.end()
+        return self._service.rsip.records.load(account)
+
+    def command_SETACCOUNTRSIPS(self, context, arguments):
+        """SETACCOUNTRSIPS accountName {id = {domain = d; fromName = n; targetName = t; period = 10m; authName = a; password = p;};}"""
+        from communigate.sip.rsip import RSIPError
+
+        account = self._account(context, arguments)
+        data = arguments.dictionary("RSIPs")
+        arguments.end()
+        try:
+            self._service.rsip.set(account, data)
+        except RSIPError as error:
+            raise CommandError(str(error)) from None
+
+    def command_LISTRSIPS(self, context, arguments):
+        """LISTRSIPS [accountName]"""
+        account = None
+        if not arguments.at_end():
+            account = self._account(context, arguments)
+        arguments.end()
+        return self._service.rsip.statuses(account)

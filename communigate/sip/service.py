@@ -17,6 +17,7 @@ from twisted.internet import defer
 from twisted.internet.endpoints import serverFromString
 from twisted.logger import Logger
 
+from communigate.directory.errors import DirectoryError
 from communigate.sip.bindings import Bindings
 from communigate.storage import SQLiteStore
 from communigate.sip.digest import DigestVerifier, NonceManager
@@ -33,6 +34,7 @@ from communigate.sip.metrics import SIPStateCollector
 from communigate.sip.presence import SIPPresence
 from communigate.sip.proxy import Branch, Proxy
 from communigate.sip.registrar import Registrar
+from communigate.sip.rsip import ALLOWED_SETTING, RSIPSender, RSIPService
 from communigate.sip.tls import OutgoingTLS
 from communigate.sip.transaction import TransactionLayer
 from communigate.sip.transport import Flow, SIPTransport
@@ -181,6 +183,7 @@ class SIPService(Service):
         self.rate_limiter = RateLimiter(reactor, registry=context.metrics)
         self.registrar = Registrar(directory, self.bindings, self.verifier, guard=self.guard, clock=reactor)
         self.proxy = Proxy(self)
+        self.rsip = RSIPService(context.store, reactor, RSIPSender(self), self._rsip_allowed)
         self.presence = SIPPresence(self)
         self.bindings.add_aor_listener(self.presence.registrations_changed)
         self.proxy.add_observer(self.presence.calls)
@@ -217,6 +220,9 @@ class SIPService(Service):
                 d.addErrback(self._listen_failed, description)
         self.proxy.start()
         self.presence.start()
+        # Registering out waits for this turn of the reactor, when the
+        # stream listeners have their ports too.
+        self._rsip_start = self.context.reactor.callLater(0, self.rsip.start)
 
     def apply_settings(self, settings: dict) -> None:
         """
@@ -288,6 +294,9 @@ class SIPService(Service):
 
     def stopService(self):
         super().stopService()
+        if self._rsip_start.active():
+            self._rsip_start.cancel()
+        self.rsip.stop()
         self.presence.stop()
         self.proxy.stop()
         self.keepalives.forget_all()
@@ -304,6 +313,13 @@ class SIPService(Service):
         if self._bindings_store is not self.context.store:
             d.addBoth(lambda result: (self._bindings_store.close(), result)[1])
         return d
+
+    def _rsip_allowed(self, account: str) -> bool:
+        try:
+            value = self.context.directory.account_effective_settings(account).get(ALLOWED_SETTING)
+        except DirectoryError:
+            return False
+        return str(value).upper() == "YES"
 
     def _names_this_server(self, text: str) -> bool:
         try:
@@ -426,6 +442,14 @@ class SIPService(Service):
     # -- transaction user ------------------------------------------------------
 
     def request_received(self, request: Request, flow: Flow, transaction) -> None:
+        if self.rsip._by_contact:
+            # A call for a contact registered out (RSIP) goes to its target.
+            target = self.rsip.target_for(request.uri)
+            if target is not None:
+                try:
+                    request = request.with_uri(parse_uri(f"sip:{target}"))
+                except URIError:
+                    self.log.warn("RSIP target {target!r} is no SIP address", target=target)
         handler = getattr(self, f"sip_{request.method}", None)
         if handler is not None and handler(request, flow, transaction):
             return
