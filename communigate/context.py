@@ -34,6 +34,8 @@ class ServerContext:
         in a core built without a reactor (presence lives in the running
         server).
     @ivar message_waiting: the L{communigate.interfaces.IMessageWaiting}.
+    @ivar call_records: the L{communigate.cdr.records.CallRecords} every
+        protocol reports finished calls to; L{None} without a reactor.
     """
 
     reactor: object
@@ -50,3 +52,4 @@ class ServerContext:
     roster: object = None
     presence: object = None
     message_waiting: object = None
+    call_records: object = None

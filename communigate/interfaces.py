@@ -730,3 +730,17 @@ class IMessageWaiting(Interface):
         Call C{callback(counts)} at once and whenever C{account}'s counts
         change; returns a handle with C{cancel()}.
         """
+
+
+class ICallRecordSink(Interface):
+    """
+    A plugin (in C{communigate.plugins}) given every finished call leg:
+    billing, RADIUS accounting, a data warehouse.
+    """
+
+    def call_finished(record):
+        """
+        L{communigate.cdr.records.CallRecord} C{record} has ended.  Called
+        on the reactor thread: anything slow must be handed off, and an
+        exception is logged, not propagated.
+        """

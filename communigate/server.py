@@ -35,8 +35,12 @@ from communigate.first_start import (
     open_data_directory,
     write_password_file,
 )
-from communigate.interfaces import IProtocolModule, ISignalHook, IStore
+from communigate.interfaces import ICallRecordSink, IProtocolModule, ISignalHook, IStore
+from communigate.cdr.commands import CallRecordCommands
+from communigate.cdr.records import DATABASE as CALL_RECORDS_DATABASE
+from communigate.cdr.records import CallRecords
 from communigate.network import NetworkConfiguration
+from communigate.storage import sidecar_store
 from communigate.presence.commands import PresenceCommands
 from communigate.presence.mwi import MessageWaiting
 from communigate.presence.roster import MAX_ITEMS_SETTING, Roster
@@ -53,6 +57,13 @@ def protocol_modules() -> list:
     """
     modules = list(getPlugins(IProtocolModule, communigate.plugins))
     return sorted(modules, key=lambda module: module.name)
+
+
+def call_record_sinks() -> list:
+    """
+    The installed call record sinks (billing, accounting).
+    """
+    return list(getPlugins(ICallRecordSink, communigate.plugins))
 
 
 def signal_hooks() -> list:
@@ -92,6 +103,11 @@ class CommunigateServer(MultiService):
             self.context.presence.stop()
 
         def close_store(result):
+            records = self.context.call_records
+            if records is not None:
+                records.stop()
+                if records.store is not self.context.store:
+                    records.store.close()
             self.context.store.close()
             return result
 
@@ -128,7 +144,7 @@ def build_core(config: Config, store: IStore, reactor) -> ServerContext:
         clock=reactor,
     )
     message_waiting = MessageWaiting(store)
-    signals = presence = None
+    signals = presence = call_records = None
     if reactor is not None:
         presence = PresenceService(roster, reactor, registry=registry)
         signals = SignalService(
@@ -140,6 +156,9 @@ def build_core(config: Config, store: IStore, reactor) -> ServerContext:
             presence_of=lambda account: presence.state(account).status_string,
         )
     interpreter.add_commands(PresenceCommands(directory, roster, presence, message_waiting))
+    if reactor is not None:
+        call_records = CallRecords(sidecar_store(store, CALL_RECORDS_DATABASE), reactor, sinks=call_record_sinks())
+        interpreter.add_commands(CallRecordCommands(call_records, directory))
     return ServerContext(
         reactor=reactor,
         config=config,
@@ -155,6 +174,7 @@ def build_core(config: Config, store: IStore, reactor) -> ServerContext:
         roster=roster,
         presence=presence,
         message_waiting=message_waiting,
+        call_records=call_records,
     )
 
 

@@ -79,8 +79,8 @@ class LiveServer:
 def start_server(data_dir, *extra, domain="example.com") -> LiveServer:
     """
     Start C{twistd communigate} on C{data_dir}, its CLI, HTTP, SIP and
-    XMPP listeners on free ports of 127.0.0.1; return once the CLI accepts
-    connections.
+    XMPP listeners on free ports of 127.0.0.1; return once the CLI and the
+    other stream listeners accept connections.
     """
     cli_port, http_port, sip_port, xmpp_port = free_port(), free_port(), free_port(), free_port()
     twistd = os.path.join(os.path.dirname(sys.executable), "twistd")
@@ -105,6 +105,11 @@ def start_server(data_dir, *extra, domain="example.com") -> LiveServer:
     log.close()
     try:
         seconds = wait_for_port(cli_port, process, START_TIMEOUT, log_path)
+        # The other stream listeners open in the same reactor turn or the
+        # next; a test may connect to any of them at once.
+        for option, port in (("--xmpp", xmpp_port), ("--sip", sip_port), ("--http", http_port)):
+            if option not in extra:
+                wait_for_port(port, process, START_TIMEOUT, log_path)
     except BaseException:
         process.kill()
         raise

@@ -19,7 +19,8 @@ from twisted.logger import Logger
 
 from communigate.directory.errors import DirectoryError
 from communigate.sip.bindings import Bindings
-from communigate.storage import SQLiteStore
+from communigate.sip.call_records import SIPCallRecorder
+from communigate.storage import sidecar_store
 from communigate.sip.digest import DigestVerifier, NonceManager
 from communigate.sip.guard import AuthFailureGuard, RateLimiter
 from communigate.sip.log import SIPLog
@@ -187,6 +188,8 @@ class SIPService(Service):
         self.presence = SIPPresence(self)
         self.bindings.add_aor_listener(self.presence.registrations_changed)
         self.proxy.add_observer(self.presence.calls)
+        if context.call_records is not None:
+            self.proxy.add_observer(SIPCallRecorder(context.call_records, reactor))
         self.scheduler = Scheduler(reactor, registry=context.metrics)
         self.keepalives = KeepAliveService(
             self.scheduler, self._ping, self._flow_dead, registry=context.metrics
@@ -515,17 +518,11 @@ BINDINGS_WRITE_DELAY = 0.05
 
 def _bindings_store(store):
     """
-    Where registrations are kept: beside the directory's SQLite file, in
-    one of their own committed without an fsync each (C{synchronous=NORMAL}
-    in WAL mode survives a crash of the process, not of the machine; phones
-    re-register within minutes anyway), so that thousands of REGISTERs a
-    second do not wait for the disk, and so that their commits do not
-    invalidate the directory's read cache.  An in-memory store is shared.
+    Where registrations are kept: beside the directory's SQLite file, in a
+    sidecar store of their own (L{sidecar_store}), so that thousands of
+    REGISTERs a second do not wait for the disk.
     """
-    path = getattr(store, "path", None)
-    if path is None:
-        return store
-    return SQLiteStore(os.path.join(os.path.dirname(path), BINDINGS_DATABASE), power_safe=False)
+    return sidecar_store(store, BINDINGS_DATABASE)
 
 
 def _stream_description(description: str) -> str:

@@ -72,6 +72,20 @@ def phones(live_server, tmp_path):
     return Phones()
 
 
+def call_records(server):
+    """
+    What LISTCALLRECORDS says, newest first (the records are written in
+    batches, so it may take a moment).
+    """
+    from communigate.formats.cgdata import loads
+
+    with CLIClient.connect(f"tcp:127.0.0.1:{server.cli_port}") as client:
+        client.login("postmaster", server.postmaster_password)
+        code, text = client.command("LISTCALLRECORDS {Account = alice;}")
+        assert code in (200, 201), text
+    return loads(text) if text else []
+
+
 def finished(process):
     try:
         return process.wait(timeout=25)
@@ -80,11 +94,14 @@ def finished(process):
         return None
 
 
-def test_a_call_goes_through_the_proxy_from_invite_to_bye(phones, tmp_path):
+def test_a_call_goes_through_the_proxy_from_invite_to_bye(phones, tmp_path, live_server):
     callee = phones.callee("uas.xml")
     done = phones.call("uac_auth.xml")
     assert done.returncode == 0, errors(tmp_path)
     assert finished(callee) == 0, errors(tmp_path)
+    (record,) = call_records(live_server)
+    assert (record["From"], record["To"], record["Account"]) == ("alice@example.com", "bob@example.com", "alice@example.com")
+    assert record["Status"] == "200" and record["Cause"].startswith("BYE from") and "Answered" in record
 
 
 def test_both_registered_devices_ring_and_the_loser_is_cancelled(phones, tmp_path):
@@ -103,11 +120,13 @@ def test_the_callers_cancel_reaches_the_ringing_callee(phones, tmp_path):
     assert finished(callee) == 0, errors(tmp_path)
 
 
-def test_a_busy_callee_answers_486(phones, tmp_path):
+def test_a_busy_callee_answers_486(phones, tmp_path, live_server):
     callee = phones.callee("uas_busy.xml")
     done = phones.call("uac_busy.xml")
     assert done.returncode == 0, errors(tmp_path)
     assert finished(callee) == 0, errors(tmp_path)
+    (record,) = call_records(live_server)
+    assert (record["Status"], record["Cause"], record["Duration"]) == ("486", "486 Busy Here", "0")
 
 
 def test_a_message_is_delivered(phones, tmp_path):

@@ -1,0 +1,3 @@
+"""
+Call detail records (L{records.CallRecords}) and their CLI.
+"""
