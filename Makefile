@@ -45,6 +45,9 @@ bench-peers: test-peers
 	    SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
 	    $$SUDO env DEBIAN_FRONTEND=noninteractive apt-get update -qq && \
 	    $$SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq kamailio; }
+	@command -v prosody >/dev/null || { \
+	    SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
+	    $$SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq prosody; }
 
 test: $(VENV)/.installed-test test-peers
 	$(BIN)/python -m pytest
@@ -53,6 +56,7 @@ bench: $(VENV)/.installed-test bench-peers
 	$(BIN)/python benchmarks/start_time.py
 	$(BIN)/python benchmarks/import_accounts.py
 	$(BIN)/python benchmarks/sip_load.py
+	$(BIN)/python benchmarks/xmpp_load.py
 
 clean:
 	rm -rf $(VENV) build dist *.egg-info
