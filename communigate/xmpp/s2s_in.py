@@ -252,7 +252,9 @@ class InboundStream(ServerStream):
         if len(self._pending) >= MAX_PENDING_DIALBACKS:
             self.close("policy-violation", f"more than {MAX_PENDING_DIALBACKS} dialback requests at once")
             return
-        d = self.service.verify_peer(local, remote, self.stream_id, request.key)
+        # Asked as the domain the peer named (maybe an alias of ours): its
+        # key was made for that name.
+        d = self.service.verify_peer(request.recipient, remote, self.stream_id, request.key)
         self._pending[pair] = d
         d.addCallbacks(self._verified, self._not_verified, callbackArgs=(pair, request), errbackArgs=(pair, request))
 
@@ -326,7 +328,12 @@ class InboundStream(ServerStream):
             else:
                 self.service.metrics.dropped("malformed error stanza from a server")
             return
-        self.service.deliver_inbound(stanza)
+        try:
+            self.service.deliver_inbound(stanza)
+        except Exception:
+            self.log.failure("XMPP s2s: delivering a stanza from {peer} failed", peer=self.peer)
+            if stanza.getAttribute("type") not in ("error", "result"):
+                self.service.route_remote(error_reply(stanza, "internal-server-error"))
 
 
 def stanza_problem(element: domish.Element) -> str | None:

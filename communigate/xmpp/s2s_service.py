@@ -176,7 +176,9 @@ class S2SService(MultiService):
         if not self.settings.s2s:
             self.bounce(element, "remote-server-not-found", "server-to-server XMPP is turned off here")
             return
-        self._link(local, target.host).send(element)
+        # The link speaks for the domain the stanza names (an alias too):
+        # the remote server checks the stanza's from against it.
+        self._link(sender.host, target.host).send(element)
 
     def streams(self) -> list[dict]:
         now = self.clock.seconds()

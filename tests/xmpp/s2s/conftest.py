@@ -119,7 +119,8 @@ class Server:
         def locate(name):
             self.located.append(name)
             if name in addresses:
-                return succeed([addresses[name]])
+                found = addresses[name]
+                return succeed(list(found) if isinstance(found, list) else [found])
             return fail(S2SFailure("remote-server-not-found", f"{name} is not in DNS"))
 
         self.s2s = S2SService(self.context, [], xmpp=self.xmpp, connect=network.connect, locate=locate)
@@ -142,11 +143,21 @@ def clock():
 
 
 @pytest.fixture
+def server_class():
+    return Server
+
+
+@pytest.fixture
 def network():
     return Network()
 
 
-ADDRESSES = {"one.test": ("192.0.2.1", 5269), "two.test": ("192.0.2.2", 5269)}
+ADDRESSES = {
+    "one.test": ("192.0.2.1", 5269),
+    "example.com": ("192.0.2.1", 5269),
+    "alias.test": ("192.0.2.1", 5269),
+    "two.test": ("192.0.2.2", 5269),
+}
 
 
 @pytest.fixture
