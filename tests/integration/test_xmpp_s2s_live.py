@@ -4,7 +4,10 @@ Two real C{twistd communigate} servers, C{one.test} and C{two.test}, on
 (SRV records of C{_xmpp-server._tcp} served by twisted.names from this
 process) and talk server-to-server: STARTTLS, then Server Dialback, each
 server checking the other's key by connecting back.  slixmpp clients
-logged in on each side exchange messages and directed presence.
+logged in on each side exchange messages and directed presence.  A fake
+server on a raw socket then sends two.test bad input (malformed XML, an
+unknown domain, a stanza before dialback, a wrong key, a stanza from a
+domain it did not prove): a stream error each, and two.test goes on.
 
 Each client runs in a thread with its own asyncio loop; the test waits on
 queues with timeouts and never sleeps blindly.
@@ -13,6 +16,8 @@ queues with timeouts and never sleeps blindly.
 import asyncio
 import os
 import queue
+import socket
+import ssl
 import threading
 from urllib.request import urlopen
 
@@ -23,10 +28,13 @@ from twisted.names import dns as tdns
 
 from communigate.admin.client import CLIClient
 from communigate.testing import served_records, start_server, stop_server
+from communigate.xmpp.dialback import dialback_key
+from communigate.xmpp.parser import ElementReceived, StreamClosed, StreamOpened, StreamParser
 
 slixmpp = pytest.importorskip("slixmpp")
 
 TIMEOUT = 30
+NS_STREAMS = "http://etherx.jabber.org/streams"
 
 
 def cli(server, line):
@@ -145,41 +153,56 @@ def _first(received, wanted):
             return item
 
 
-@pytest_twisted.inlineCallbacks
-def test_two_servers_exchange_messages_and_directed_presence(tmp_path):
+def start_pair(tmp_path):
+    """
+    Servers one.test and two.test, each with an account, and the DNS zone
+    naming their server-to-server ports; returns (one, two, zone, port).
+    """
     one = start_server(tmp_path / "one", domain="one.test")
-    two = None
-    dns_port = None
     try:
         two = start_server(tmp_path / "two", domain="two.test")
-        records = {}
-        for domain, server in ((b"one.test", one), (b"two.test", two)):
-            host = b"xmpp." + domain
-            records[(b"_xmpp-server._tcp." + domain, tdns.SRV)] = [
-                tdns.Record_SRV(0, 5, server.xmpp_s2s_port, host)
-            ]
-            records[(host, tdns.A)] = [tdns.Record_A("127.0.0.1")]
-        zone, dns_port = served_records(records)
-        dns = f"127.0.0.1:{dns_port.getHost().port}"
-        for server, account in ((one, "alice@one.test"), (two, "bob@two.test")):
-            password = "wonderland" if account.startswith("alice") else "builder"
+    except BaseException:
+        stop_server(one)
+        raise
+    records = {}
+    for domain, server in ((b"one.test", one), (b"two.test", two)):
+        host = b"xmpp." + domain
+        records[(b"_xmpp-server._tcp." + domain, tdns.SRV)] = [tdns.Record_SRV(0, 5, server.xmpp_s2s_port, host)]
+        records[(host, tdns.A)] = [tdns.Record_A("127.0.0.1")]
+    zone, dns_port = served_records(records)
+    dns = f"127.0.0.1:{dns_port.getHost().port}"
+    try:
+        for server, account, password in ((one, "alice@one.test", "wonderland"), (two, "bob@two.test", "builder")):
             for line in (
                 f'UPDATEXMPPSETTINGS {{DNSServers = "{dns}";}}',
                 f'CREATEACCOUNT {account} {{Password = "{password}";}}',
             ):
                 code, text = cli(server, line)
                 assert code == 200, text
+    except BaseException:
+        stop_pair(one, two)
+        dns_port.stopListening()
+        raise
+    return one, two, zone, dns_port
+
+
+def stop_pair(*servers):
+    for server in servers:
+        stop_server(server)
+
+
+@pytest_twisted.inlineCallbacks
+def test_two_servers_exchange_messages_and_directed_presence(tmp_path):
+    one, two, zone, dns_port = start_pair(tmp_path)
+    try:
         received = yield threads.deferToThread(exchange, one, two)
         got_by_bob, got_by_alice, presence_at_bob, presence_at_alice, bounced = received
         listed_one = cli(one, "LISTXMPPS2S")
         listed_two = cli(two, "LISTXMPPS2S")
         metrics_one, metrics_two = metrics(one), metrics(two)
     finally:
-        if dns_port is not None:
-            yield dns_port.stopListening()
-        stop_server(one)
-        if two is not None:
-            stop_server(two)
+        yield dns_port.stopListening()
+        stop_pair(one, two)
 
     assert got_by_bob == ("alice@one.test/laptop", "chat", "hello from one", "")
     assert got_by_alice == ("bob@two.test/phone", "chat", "hello back from two", "")
@@ -198,3 +221,145 @@ def test_two_servers_exchange_messages_and_directed_presence(tmp_path):
         assert 'communigate_xmpp_s2s_dialback_total{outcome="valid",role="incoming"} 1.0' in text
         assert 'communigate_xmpp_s2s_dialback_total{outcome="valid",role="authoritative"} 1.0' in text
         assert 'communigate_xmpp_s2s_stanzas_total{direction="out",kind="message"}' in text
+
+
+PEER_HEADER = (
+    "<?xml version='1.0'?><stream:stream xmlns='jabber:server' "
+    "xmlns:stream='http://etherx.jabber.org/streams' xmlns:db='jabber:server:dialback' "
+    "from='{sender}' to='{to}' version='1.0'>"
+)
+
+
+class RawPeer:
+    """
+    A socket posing as another server; what the server sends is read with
+    the server's own stream parser.
+    """
+
+    def __init__(self, server):
+        self.socket = socket.create_connection(("127.0.0.1", server.xmpp_s2s_port), timeout=TIMEOUT)
+        self.reader = StreamParser(10_000_000)
+        self.header = None
+        self.pending = []
+        self.closed = False
+
+    def send(self, text):
+        self.socket.sendall(text.encode())
+
+    def read(self, until):
+        """
+        Elements until C{until(element)} is true or the server closes.
+        """
+        found = []
+        while True:
+            while self.pending:
+                element = self.pending.pop(0)
+                found.append(element)
+                if until(element):
+                    return found
+            if self.closed:
+                return found
+            data = self.socket.recv(65536)
+            if not data:
+                self.closed = True
+            for event in self.reader.feed(data) if data else ():
+                if isinstance(event, StreamOpened):
+                    self.header = event
+                elif isinstance(event, ElementReceived):
+                    self.pending.append(event.element)
+                elif isinstance(event, StreamClosed):
+                    self.closed = True
+
+    def open(self, sender="one.test", to="two.test"):
+        self.send(PEER_HEADER.format(sender=sender, to=to))
+        return self.read(lambda element: element.name == "features")
+
+    def starttls(self, sender="one.test"):
+        self.open(sender)
+        self.send("<starttls xmlns='urn:ietf:params:xml:ns:xmpp-tls'/>")
+        (proceed,) = self.read(lambda element: element.name == "proceed")
+        assert proceed.name == "proceed"
+        context = ssl.create_default_context()
+        context.check_hostname = False
+        context.verify_mode = ssl.CERT_NONE
+        self.socket = context.wrap_socket(self.socket)
+        self.reader = StreamParser(10_000_000)
+        return self.open(sender)
+
+    def stream_error(self):
+        for element in self.read(lambda element: element.name == "error" and element.uri == NS_STREAMS):
+            if element.name == "error" and element.uri == NS_STREAMS:
+                return next(element.elements()).name
+        return None
+
+    def close(self):
+        self.socket.close()
+
+
+def peer_server_bad_input(one, two):
+    """
+    A fake server does what it should not to two.test; returns what each
+    attempt got.
+    """
+    outcomes = {}
+    peer = RawPeer(two)
+    peer.send("<?xml version='1.0'?><stream:stream xmlns='jabber:server' <<<")
+    outcomes["malformed"] = peer.stream_error()
+    peer.close()
+
+    peer = RawPeer(two)
+    peer.send(PEER_HEADER.format(sender="one.test", to="nowhere.test"))
+    outcomes["unknown domain"] = peer.stream_error()
+    peer.close()
+
+    peer = RawPeer(two)
+    peer.open()
+    peer.send("<message from='alice@one.test' to='bob@two.test'><body>early</body></message>")
+    outcomes["stanza before dialback"] = peer.stream_error()
+    peer.close()
+
+    # A wrong key: two.test asks one.test's real server, which says invalid.
+    peer = RawPeer(two)
+    peer.starttls()
+    peer.send("<db:result from='one.test' to='two.test'>00112233445566778899aabbccddeeff</db:result>")
+    answer = peer.read(lambda element: element.name == "result")[-1]
+    outcomes["wrong key"] = (answer.getAttribute("type"), peer.stream_error())
+    peer.close()
+
+    # The right key, made with one.test's secret (what an operator could
+    # read with GETXMPPSETTINGS): then a stanza claiming another domain.
+    code, settings = cli(one, "GETXMPPSETTINGS")
+    secret = settings.split("DialbackSecret = ")[1].split(";")[0].strip('"')
+    peer = RawPeer(two)
+    peer.starttls()
+    key = dialback_key(secret, "two.test", "one.test", peer.header.attributes["id"])
+    peer.send(f"<db:result from='one.test' to='two.test'>{key}</db:result>")
+    answer = peer.read(lambda element: element.name == "result")[-1]
+    peer.send("<message from='mallory@evil.test' to='bob@two.test'><body>spoofed</body></message>")
+    outcomes["other domain in from"] = (answer.getAttribute("type"), peer.stream_error())
+    peer.close()
+
+    # The server goes on: a new stream is answered.
+    peer = RawPeer(two)
+    features = peer.open()
+    outcomes["afterwards"] = [child.name for child in features[-1].elements()]
+    peer.close()
+    return outcomes
+
+
+@pytest_twisted.inlineCallbacks
+def test_bad_input_from_a_peer_server_gets_stream_errors_and_the_server_goes_on(tmp_path):
+    one, two, _zone, dns_port = start_pair(tmp_path)
+    try:
+        outcomes = yield threads.deferToThread(peer_server_bad_input, one, two)
+    finally:
+        yield dns_port.stopListening()
+        stop_pair(one, two)
+    assert outcomes == {
+        "malformed": "not-well-formed",
+        "unknown domain": "host-unknown",
+        "stanza before dialback": "not-authorized",
+        "wrong key": ("invalid", "not-authorized"),
+        "other domain in from": ("valid", "invalid-from"),
+        "afterwards": ["starttls"],
+    }
