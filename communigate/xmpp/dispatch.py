@@ -16,6 +16,9 @@ that the XMPP extensions register into.
     until then a message is answered C{service-unavailable} and presence
     without an addressee only updates the session's availability and
     priority in the registry.
+  - A stanza addressed to a domain not served here goes to the
+    C{route_remote} hook (server-to-server) unless a handler registered
+    for its kind takes it (that handler then routes remote stanzas).
 
 Handlers run with the stanza already checked and stamped: C{from} is the
 sender's full JID.
