@@ -211,7 +211,9 @@ def verify_request(sender: str, recipient: str, stream_id: str, key: str) -> dom
     return element
 
 
-def verify_answer(sender: str, recipient: str, stream_id: str, outcome: str, condition: str | None = None) -> domish.Element:
+def verify_answer(
+    sender: str, recipient: str, stream_id: str, outcome: str, condition: str | None = None
+) -> domish.Element:
     """
     The Authoritative Server's answer: C{sender} is the authoritative
     domain, C{recipient} the receiving one.

@@ -203,7 +203,10 @@ class ServerStream(Protocol):
         self.service.metrics.stream_error(self.direction, condition)
         self.log.info(
             "XMPP s2s {direction} stream {peer} closed with {condition}: {text}",
-            direction=self.direction, peer=self.peer, condition=condition, text=text,
+            direction=self.direction,
+            peer=self.peer,
+            condition=condition,
+            text=text,
         )
         error = StreamError(condition, text=text).getElement()
         self.write(error.toXml(prefixes=PREFIXES, prefixesInScope=PREFIXES_IN_SCOPE).encode("utf-8"))
@@ -243,7 +246,9 @@ class ServerStream(Protocol):
         condition = next((child.name for child in element.elements() if child.name != "text"), "undefined-condition")
         self.log.info(
             "XMPP s2s {direction} stream {peer}: the peer sent stream error {condition}",
-            direction=self.direction, peer=self.peer, condition=condition,
+            direction=self.direction,
+            peer=self.peer,
+            condition=condition,
         )
         self.remote_error(condition)
         self.end()
@@ -254,7 +259,9 @@ class ServerStream(Protocol):
         """
 
     def peer_closed(self) -> None:
-        self.log.debug("XMPP s2s {direction} stream {peer} closed by the peer", direction=self.direction, peer=self.peer)
+        self.log.debug(
+            "XMPP s2s {direction} stream {peer} closed by the peer", direction=self.direction, peer=self.peer
+        )
         self.end()
 
     def stream_ended(self) -> None:

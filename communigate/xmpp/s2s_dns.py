@@ -72,7 +72,9 @@ async def _locate(dns_client, domain: str, random) -> list[tuple[str, int]]:
         answer = None
     records = list(answer.records) if answer is not None else []
     if len(records) == 1 and records[0].target.to_text(omit_final_dot=True) in ("", "."):
-        raise S2SFailure("remote-server-not-found", f"{domain} offers no server-to-server XMPP service (SRV target '.')")
+        raise S2SFailure(
+            "remote-server-not-found", f"{domain} offers no server-to-server XMPP service (SRV target '.')"
+        )
     if records:
         targets = [
             (record.target.to_text(omit_final_dot=True).lower(), record.port)

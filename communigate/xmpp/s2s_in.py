@@ -84,8 +84,10 @@ class InboundStream(ServerStream):
     def details(self) -> dict:
         return {
             "Direction": "in",
-            "Remote": sorted({remote for remote, _local in self.authenticated}) or ([self.header_from] if self.header_from else []),
-            "Local": sorted({local for _remote, local in self.authenticated}) or ([self.local_domain] if self.local_domain else []),
+            "Remote": sorted({remote for remote, _local in self.authenticated})
+            or ([self.header_from] if self.header_from else []),
+            "Local": sorted({local for _remote, local in self.authenticated})
+            or ([self.local_domain] if self.local_domain else []),
             "Address": f"[{self.peer[0]}]:{self.peer[1]}",
             "TLS": "YES" if self.tls else "NO",
             "State": "established" if self.authenticated else self.state.value,
@@ -211,7 +213,9 @@ class InboundStream(ServerStream):
         elif self.state is InboundState.SECURING:
             self.close("policy-violation", "STARTTLS is required before anything else")
         else:
-            self.close("unsupported-stanza-type", f"{element.name[:40]!r} in {str(element.uri)[:80]!r} is not expected here")
+            self.close(
+                "unsupported-stanza-type", f"{element.name[:40]!r} in {str(element.uri)[:80]!r} is not expected here"
+            )
 
     def _starttls(self) -> None:
         context = self.service.tls_context
@@ -267,8 +271,12 @@ class InboundStream(ServerStream):
         self.send_element(dialback.result_answer(request.recipient, remote, outcome))
         if outcome == dialback.VALID:
             self.authenticated.add(pair)
-            self.log.info("XMPP s2s in {peer}: {remote} authenticated by dialback for {local}",
-                          peer=self.peer, remote=remote, local=request.recipient)
+            self.log.info(
+                "XMPP s2s in {peer}: {remote} authenticated by dialback for {local}",
+                peer=self.peer,
+                remote=remote,
+                local=request.recipient,
+            )
             self._active()
         else:
             self.close("not-authorized", f"the dialback key of {remote[:100]!r} is not valid")
@@ -283,8 +291,12 @@ class InboundStream(ServerStream):
             return
         self.service.metrics.dialback("incoming", "error")
         self.send_element(dialback.result_answer(request.recipient, pair[0], dialback.ERROR, failure.value.condition))
-        self.log.info("XMPP s2s in {peer}: cannot check {remote}'s key: {error}",
-                      peer=self.peer, remote=pair[0], error=failure.value.text)
+        self.log.info(
+            "XMPP s2s in {peer}: cannot check {remote}'s key: {error}",
+            peer=self.peer,
+            remote=pair[0],
+            error=failure.value.text,
+        )
 
     def _verify_request(self, request: dialback.DialbackElement) -> None:
         if self.service.local_domain(request.recipient) is None:
@@ -315,7 +327,9 @@ class InboundStream(ServerStream):
             self.close("host-unknown", f"{target_jid.host[:100]!r} is not a domain served here")
             return
         if (sender_jid.host, local) not in self.authenticated:
-            self.close("invalid-from", f"{sender_jid.host[:100]!r} has not been authenticated for {target_jid.host[:100]!r}")
+            self.close(
+                "invalid-from", f"{sender_jid.host[:100]!r} has not been authenticated for {target_jid.host[:100]!r}"
+            )
             return
         self.stanzas += 1
         self.service.metrics.stanza("in", element.name)

@@ -140,13 +140,17 @@ class OutgoingLink:
 
     def _next_address(self) -> None:
         if not self._targets:
-            self.fail(self._last_failure or S2SFailure("remote-server-not-found", f"no server of {self.remote} answered"))
+            self.fail(
+                self._last_failure or S2SFailure("remote-server-not-found", f"no server of {self.remote} answered")
+            )
             return
         self.state = LinkState.CONNECTING
         address = self._targets.pop(0)
         self.log.info("XMPP s2s: connecting to {remote} at {address}", remote=self.remote, address=address)
         self._attempt = self.service.connect(address[0], address[1], lambda: OutboundStream(self))
-        self._attempt.addCallbacks(self._connected, self._not_connected, callbackArgs=(address,), errbackArgs=(address,))
+        self._attempt.addCallbacks(
+            self._connected, self._not_connected, callbackArgs=(address,), errbackArgs=(address,)
+        )
 
     def _connected(self, stream: OutboundStream, address) -> None:
         self._attempt = None
@@ -161,16 +165,24 @@ class OutgoingLink:
         self._attempt = None
         if failure.check(CancelledError) or self.state is LinkState.CLOSED:
             return
-        self.log.info("XMPP s2s: cannot connect to {remote} at {address}: {error}",
-                      remote=self.remote, address=address, error=failure.getErrorMessage())
-        self._last_failure = S2SFailure("remote-server-not-found", f"cannot connect to {self.remote}: {failure.getErrorMessage()}")
+        self.log.info(
+            "XMPP s2s: cannot connect to {remote} at {address}: {error}",
+            remote=self.remote,
+            address=address,
+            error=failure.getErrorMessage(),
+        )
+        self._last_failure = S2SFailure(
+            "remote-server-not-found", f"cannot connect to {self.remote}: {failure.getErrorMessage()}"
+        )
         self._next_address()
 
     def _timed_out(self) -> None:
         self._deadline = None
         if self.state not in (LinkState.READY, LinkState.CLOSED):
             seconds = self.service.settings.s2s_connect_timeout
-            self.fail(S2SFailure("remote-server-timeout", f"no authenticated stream to {self.remote} within {seconds:g} s"))
+            self.fail(
+                S2SFailure("remote-server-timeout", f"no authenticated stream to {self.remote} within {seconds:g} s")
+            )
 
     # -- what the stream tells ---------------------------------------------------
 
@@ -206,12 +218,19 @@ class OutgoingLink:
                 break
         else:
             self.service.metrics.dropped("dialback verify answer nobody asked for")
-            self.log.info("XMPP s2s: {remote} answered a db:verify nobody asked ({id})", remote=self.remote, id=answer.stream_id)
+            self.log.info(
+                "XMPP s2s: {remote} answered a db:verify nobody asked ({id})", remote=self.remote, id=answer.stream_id
+            )
             return
         if (answer.sender, answer.recipient) != (self.remote, self.local):
-            self._finish_verification(verification, S2SFailure("remote-server-not-found", "the verify answer names other domains"))
+            self._finish_verification(
+                verification, S2SFailure("remote-server-not-found", "the verify answer names other domains")
+            )
         elif answer.type == dialback.ERROR:
-            self._finish_verification(verification, S2SFailure("remote-server-not-found", f"{self.remote} answered error ({answer.condition})"))
+            self._finish_verification(
+                verification,
+                S2SFailure("remote-server-not-found", f"{self.remote} answered error ({answer.condition})"),
+            )
         else:
             self._finish_verification(verification, answer.type)
 
@@ -252,7 +271,9 @@ class OutgoingLink:
         if self.state is LinkState.CLOSED:
             return fail(S2SFailure("remote-server-not-found", f"the link to {self.remote} is closed"))
         if len(self._verifications) >= MAX_VERIFICATIONS:
-            return fail(S2SFailure("resource-constraint", f"{MAX_VERIFICATIONS} verifications already wait for {self.remote}"))
+            return fail(
+                S2SFailure("resource-constraint", f"{MAX_VERIFICATIONS} verifications already wait for {self.remote}")
+            )
         verification = Verification(stream_id, key, Deferred(lambda d: self._forget(d)))
         verification.timer = self.service.clock.callLater(
             self.service.settings.s2s_connect_timeout, self._verification_timed_out, verification
@@ -266,12 +287,16 @@ class OutgoingLink:
 
     def _send_verification(self, verification: Verification) -> None:
         verification.sent = True
-        self.stream.send_element(dialback.verify_request(self.local, self.remote, verification.stream_id, verification.key))
+        self.stream.send_element(
+            dialback.verify_request(self.local, self.remote, verification.stream_id, verification.key)
+        )
         self._touch()
 
     def _verification_timed_out(self, verification: Verification) -> None:
         verification.timer = None
-        self._finish_verification(verification, S2SFailure("remote-server-timeout", f"{self.remote} did not answer db:verify in time"))
+        self._finish_verification(
+            verification, S2SFailure("remote-server-timeout", f"{self.remote} did not answer db:verify in time")
+        )
 
     def _finish_verification(self, verification: Verification, outcome) -> None:
         if verification not in self._verifications:
@@ -305,7 +330,9 @@ class OutgoingLink:
         if self._verifications:
             self._touch()
             return
-        self.log.info("XMPP s2s: the link from {local} to {remote} is idle: closing", local=self.local, remote=self.remote)
+        self.log.info(
+            "XMPP s2s: the link from {local} to {remote} is idle: closing", local=self.local, remote=self.remote
+        )
         self.close()
 
     def close(self) -> None:
@@ -325,8 +352,12 @@ class OutgoingLink:
         """
         if self.state is LinkState.CLOSED:
             return
-        self.log.info("XMPP s2s: the link from {local} to {remote} failed: {error}",
-                      local=self.local, remote=self.remote, error=failure.text)
+        self.log.info(
+            "XMPP s2s: the link from {local} to {remote} failed: {error}",
+            local=self.local,
+            remote=self.remote,
+            error=failure.text,
+        )
         queued, self._queue = self._queue, []
         verifications = list(self._verifications)
         self._close()

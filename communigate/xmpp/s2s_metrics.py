@@ -31,24 +31,34 @@ class S2SMetrics:
 
     def __init__(self, registry: CollectorRegistry, service) -> None:
         self._stanzas = Counter(
-            "communigate_xmpp_s2s_stanzas", "XMPP stanzas to and from other servers, by direction and kind.",
-            ["direction", "kind"], registry=registry,
+            "communigate_xmpp_s2s_stanzas",
+            "XMPP stanzas to and from other servers, by direction and kind.",
+            ["direction", "kind"],
+            registry=registry,
         )
         self._dialback = Counter(
-            "communigate_xmpp_s2s_dialback", "XMPP server dialback outcomes, by role and outcome.",
-            ["role", "outcome"], registry=registry,
+            "communigate_xmpp_s2s_dialback",
+            "XMPP server dialback outcomes, by role and outcome.",
+            ["role", "outcome"],
+            registry=registry,
         )
         self._bounced = Counter(
-            "communigate_xmpp_s2s_bounced", "Stanzas for other servers answered with an error, by condition.",
-            ["condition"], registry=registry,
+            "communigate_xmpp_s2s_bounced",
+            "Stanzas for other servers answered with an error, by condition.",
+            ["condition"],
+            registry=registry,
         )
         self._stream_errors = Counter(
-            "communigate_xmpp_s2s_stream_errors", "XMPP server streams ended with a stream error.",
-            ["direction", "condition"], registry=registry,
+            "communigate_xmpp_s2s_stream_errors",
+            "XMPP server streams ended with a stream error.",
+            ["direction", "condition"],
+            registry=registry,
         )
         self._dropped = Counter(
-            "communigate_xmpp_s2s_dropped", "What the server-to-server side dropped on purpose, by reason.",
-            ["reason"], registry=registry,
+            "communigate_xmpp_s2s_dropped",
+            "What the server-to-server side dropped on purpose, by reason.",
+            ["reason"],
+            registry=registry,
         )
         registry.register(_StreamsCollector(service))
 

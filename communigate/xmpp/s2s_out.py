@@ -169,7 +169,9 @@ class OutboundStream(ServerStream):
         else:
             self.service.metrics.dialback("outgoing", dialback.ERROR)
             condition = answer.condition if answer.condition == "remote-server-timeout" else "remote-server-not-found"
-            self.fail(S2SFailure(condition, f"{self.link.remote} could not check our dialback key ({answer.condition})"))
+            self.fail(
+                S2SFailure(condition, f"{self.link.remote} could not check our dialback key ({answer.condition})")
+            )
 
     def remote_error(self, condition: str) -> None:
         if self.failure is None:

@@ -167,8 +167,11 @@ class S2SService(MultiService):
         local = self.xmpp.local_domain(sender.host)
         if local is None:
             self.metrics.dropped("stanza for a remote domain not from a local domain")
-            self.log.info("XMPP s2s: a stanza from {sender} (not local) to {target} dropped",
-                          sender=sender.full(), target=target.full())
+            self.log.info(
+                "XMPP s2s: a stanza from {sender} (not local) to {target} dropped",
+                sender=sender.full(),
+                target=target.full(),
+            )
             return
         if self.xmpp.local_domain(target.host) is not None:
             self.xmpp.deliver_local(element)
@@ -292,7 +295,6 @@ class S2SService(MultiService):
         kind = TCP6ClientEndpoint if ":" in host else TCP4ClientEndpoint
         endpoint = kind(self.clock, host, port, timeout=self.settings.s2s_connect_timeout)
         return endpoint.connect(_OutboundFactory(build))
-
 
 
 def _jid(element, attribute: str):

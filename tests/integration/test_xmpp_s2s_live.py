@@ -328,7 +328,7 @@ def peer_server_bad_input(one, two):
 
     # The right key, made with one.test's secret (what an operator could
     # read with GETXMPPSETTINGS): then a stanza claiming another domain.
-    code, settings = cli(one, "GETXMPPSETTINGS")
+    _code, settings = cli(one, "GETXMPPSETTINGS")
     secret = settings.split("DialbackSecret = ")[1].split(";")[0].strip('"')
     peer = RawPeer(two)
     peer.starttls()

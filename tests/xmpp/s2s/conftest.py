@@ -84,7 +84,9 @@ class Network:
             return fail(ConnectionRefusedError(f"{host}:{port}"))
         client = build()
         server = target.factory.buildProtocol(None)
-        server_transport = iosim.FakeTransport(server, isServer=True, peerAddress=IPv4Address("TCP", "192.0.2.9", 40000))
+        server_transport = iosim.FakeTransport(
+            server, isServer=True, peerAddress=IPv4Address("TCP", "192.0.2.9", 40000)
+        )
         client_transport = iosim.FakeTransport(client, isServer=False)
         self.pumps.append(iosim.connect(server, server_transport, client, client_transport, greet=False))
         return succeed(client)

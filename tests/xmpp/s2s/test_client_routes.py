@@ -34,7 +34,11 @@ def test_a_client_message_to_another_domain_arrives_and_the_reply_comes_back(con
     alice.send("<message to='bob@two.test' type='chat' id='m1'><body>hello two</body></message>")
     network.flush()
     (message,) = bob.received
-    assert (message["from"], message["to"], str(message.body)) == ("alice@example.com/laptop", "bob@two.test", "hello two")
+    assert (message["from"], message["to"], str(message.body)) == (
+        "alice@example.com/laptop",
+        "bob@two.test",
+        "hello two",
+    )
     reply = domish.Element(("jabber:client", "message"))
     reply["from"], reply["to"], reply["type"] = "bob@two.test/phone", "alice@example.com/laptop", "chat"
     reply.addElement("body", content="hello back")
@@ -51,7 +55,11 @@ def test_directed_presence_goes_to_the_other_domain_but_broadcast_presence_does_
     alice.send("<presence to='bob@two.test'><status>for bob</status></presence>")
     network.flush()
     (presence,) = bob.received
-    assert (presence.name, presence["from"], str(presence.status)) == ("presence", "alice@example.com/laptop", "for bob")
+    assert (presence.name, presence["from"], str(presence.status)) == (
+        "presence",
+        "alice@example.com/laptop",
+        "for bob",
+    )
     alice.send("<presence type='subscribe' to='bob@two.test'/>")
     network.flush()
     assert bob.received[-1].getAttribute("type") == "subscribe"
@@ -76,7 +84,10 @@ def test_a_message_to_a_domain_nobody_serves_is_answered_remote_server_not_found
     alice.send("<message to='carol@nowhere.test' id='m2'><body>?</body></message>")
     (error,) = alice.elements()
     assert (error["type"], error["id"], error["from"], error_condition(error)) == (
-        "error", "m2", "carol@nowhere.test", "remote-server-not-found",
+        "error",
+        "m2",
+        "carol@nowhere.test",
+        "remote-server-not-found",
     )
 
 
@@ -176,7 +187,10 @@ def test_what_cannot_be_delivered_is_answered_service_unavailable(two, kind, rec
     deliver(two, kind, "alice@one.test/laptop", recipient, **attributes)
     (error,) = sent
     assert (error.name, error["to"], error["from"], error_condition(error)) == (
-        kind, "alice@one.test/laptop", recipient, "service-unavailable",
+        kind,
+        "alice@one.test/laptop",
+        recipient,
+        "service-unavailable",
     )
 
 

@@ -16,10 +16,7 @@ NS_DB = "jabber:server:dialback"
 
 def parsed(xml):
     parser = StreamParser()
-    header = (
-        "<stream:stream xmlns='jabber:server' xmlns:stream='http://etherx.jabber.org/streams' "
-        f"xmlns:db='{NS_DB}'>"
-    )
+    header = f"<stream:stream xmlns='jabber:server' xmlns:stream='http://etherx.jabber.org/streams' xmlns:db='{NS_DB}'>"
     (event,) = parser.feed((header + xml).encode())[1:]
     assert isinstance(event, ElementReceived)
     return event.element

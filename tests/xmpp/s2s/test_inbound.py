@@ -5,6 +5,8 @@ the real C{one.test} service over the in-memory network.
 """
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from communigate.xmpp.s2s_in import InboundState
 
@@ -106,7 +108,11 @@ def test_the_authoritative_side_answers_db_verify_for_its_own_keys(peer, two):
     remote.send("<db:verify from='one.test' to='two.test' id='s-43'>0123456789abcdef</db:verify>")
     first, second = remote.elements()
     assert (first.name, first["type"], first["id"], first["from"], first["to"]) == (
-        "verify", "valid", "s-42", "two.test", "one.test"
+        "verify",
+        "valid",
+        "s-42",
+        "two.test",
+        "one.test",
     )
     assert (second["type"], second["id"]) == ("invalid", "s-43")
     assert not remote.transport.disconnecting
@@ -128,15 +134,35 @@ def test_stream_errors_are_counted(peer, two):
 @pytest.mark.parametrize(
     "header, condition",
     [
-        ("<?xml version='1.0'?><stream:stream xmlns='jabber:server' "
-         "xmlns:stream='http://etherx.jabber.org/streams' to='unknown.test' version='1.0'>", "host-unknown"),
-        ("<?xml version='1.0'?><stream:stream xmlns='jabber:client' "
-         "xmlns:stream='http://etherx.jabber.org/streams' to='two.test' version='1.0'>", "invalid-namespace"),
+        (
+            (
+                "<?xml version='1.0'?><stream:stream xmlns='jabber:server' "
+                "xmlns:stream='http://etherx.jabber.org/streams' to='unknown.test' version='1.0'>"
+            ),
+            "host-unknown",
+        ),
+        (
+            (
+                "<?xml version='1.0'?><stream:stream xmlns='jabber:client' "
+                "xmlns:stream='http://etherx.jabber.org/streams' to='two.test' version='1.0'>"
+            ),
+            "invalid-namespace",
+        ),
         ("<?xml version='1.0'?><stream xmlns='jabber:server' to='two.test' version='1.0'>", "invalid-namespace"),
-        ("<?xml version='1.0'?><stream:stream xmlns='jabber:server' "
-         "xmlns:stream='http://etherx.jabber.org/streams' to='two.test'>", "unsupported-version"),
-        ("<?xml version='1.0'?><stream:stream xmlns='jabber:server' "
-         "xmlns:stream='http://etherx.jabber.org/streams' to='two.test' version='1.0'><a></b>", "not-well-formed"),
+        (
+            (
+                "<?xml version='1.0'?><stream:stream xmlns='jabber:server' "
+                "xmlns:stream='http://etherx.jabber.org/streams' to='two.test'>"
+            ),
+            "unsupported-version",
+        ),
+        (
+            (
+                "<?xml version='1.0'?><stream:stream xmlns='jabber:server' "
+                "xmlns:stream='http://etherx.jabber.org/streams' to='two.test' version='1.0'><a></b>"
+            ),
+            "not-well-formed",
+        ),
         ("<?xml version='1.0'?><!DOCTYPE x [<!ENTITY a 'b'>]>", "restricted-xml"),
     ],
 )
@@ -270,3 +296,13 @@ def test_a_closed_stream_leaves_the_service_table(peer, two):
     assert remote.transport.disconnecting
     remote.stream.connectionLost(None)
     assert remote.stream not in two.s2s.inbound
+
+
+@settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(st.binary(max_size=300) | st.text(alphabet="<>/='\" abdfimortv:x&;", max_size=200).map(str.encode))
+def test_any_bytes_after_the_header_end_in_a_stream_or_a_stream_error_never_an_exception(peer, two, data):
+    remote = peer(two.s2s)
+    remote.open(sender="one.test")
+    remote.stream.dataReceived(data)
+    if remote.stream.closed:
+        assert remote.transport.disconnecting

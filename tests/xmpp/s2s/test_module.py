@@ -123,7 +123,7 @@ def test_bad_s2s_settings_are_refused_naming_the_setting(built, line, words):
 
 
 def test_listxmpps2s_lists_links_and_incoming_streams(built, reactor):
-    context, xmpp, s2s = built
+    context, _xmpp, s2s = built
     assert run(context, "LISTXMPPS2S").data == []
     s2s.verify_peer("one.test", "two.test", "sid", "key")
     incoming = s2s.factory.buildProtocol(None)

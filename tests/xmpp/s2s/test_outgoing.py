@@ -142,7 +142,9 @@ def test_the_stream_opens_from_our_domain_with_the_dialback_namespace(server, di
     remote.elements()
     (header,) = remote.headers
     assert (header.attributes["from"], header.attributes["to"], header.attributes["version"]) == (
-        "one.test", "remote.test", "1.0",
+        "one.test",
+        "remote.test",
+        "1.0",
     )
     assert header.content_namespace == "jabber:server"
     assert dialer.attempts == [REMOTE[0]] and server.located == ["remote.test"]
@@ -155,7 +157,10 @@ def test_stanzas_wait_for_dialback_then_go_out_in_order_in_the_server_namespace(
     (remote,) = dialer.remotes
     request = remote.negotiate()
     assert (request.uri, request.name, request["from"], request["to"]) == (
-        "jabber:server:dialback", "result", "one.test", "remote.test",
+        "jabber:server:dialback",
+        "result",
+        "one.test",
+        "remote.test",
     )
     expected = server.s2s.dialback_key(receiving="remote.test", originating="one.test", stream_id="secure-1")
     assert str(request) == expected
@@ -282,8 +287,10 @@ def test_without_required_tls_dialback_goes_on_in_the_clear(server, dialer):
         (HEADER.format(id="x").replace("jabber:server'", "jabber:client'"), "invalid-namespace"),
         (HEADER.format(id="x").replace("id='x' version='1.0'", "id='x'"), "unsupported-version"),
         (HEADER.replace(" id='{id}'", ""), "bad-format"),
-        (HEADER.format(id="x") + "<stream:features/><db:result from='remote.test' to='one.test'>k</db:result>",
-         "unsupported-stanza-type"),
+        (
+            HEADER.format(id="x") + "<stream:features/><db:result from='remote.test' to='one.test'>k</db:result>",
+            "unsupported-stanza-type",
+        ),
         (HEADER.format(id="x") + "<bogus/>", "unsupported-stanza-type"),
         (HEADER.format(id="x") + "<a></b>", "not-well-formed"),
     ],
@@ -367,7 +374,11 @@ def test_verifications_go_out_before_our_own_dialback_completes(server, dialer):
     remote.answer_header("secure", DIALBACK)
     verify, result = remote.elements()
     assert (verify.name, verify["id"], str(verify), verify["from"], verify["to"]) == (
-        "verify", "their-stream", "their-key", "one.test", "remote.test",
+        "verify",
+        "their-stream",
+        "their-key",
+        "one.test",
+        "remote.test",
     )
     assert result.name == "result"
     remote.send("<db:verify from='remote.test' to='one.test' id='unknown' type='valid'/>")
