@@ -13,8 +13,9 @@ Where a stanza that is not for the server itself goes, at its simplest:
     C{XMPPService.deliver_local}: a full JID reaches its session; a
     message to a bare JID (or to a full JID that is not bound, RFC 6121
     section 8.5.3.2.1) reaches the highest-priority available resource;
-    presence to a bare JID reaches every available resource; anything
-    else is answered C{service-unavailable} (messages, IQ requests) or
+    presence to a bare JID reaches every available resource (a probe,
+    which only a presence service can answer, none); anything else is
+    answered C{service-unavailable} (messages, IQ requests) or
     dropped (presence, IQ results), as RFC 6121 section 8.5 says.  There
     is no offline storage here.
 """
@@ -103,6 +104,9 @@ def deliver_to_sessions(service, element: domish.Element) -> None:
             service.metrics.dropped("message error to a bare JID")
         else:
             bounce(service, element, "service-unavailable", "the recipient is not online")
+    elif kind == "presence" and kind_type == "probe":
+        # RFC 6121 section 4.3: the server answers probes, clients never see them.
+        service.metrics.dropped("presence probe with no presence service to answer it")
     elif kind == "presence":
         available = sessions.available_resources(account)
         for session in available:

@@ -159,6 +159,13 @@ def test_a_message_to_an_unbound_full_jid_is_treated_as_to_the_bare_jid(two):
     assert len(phone.received) == 1
 
 
+def test_presence_probes_are_not_passed_to_clients(two):
+    phone = two.session("bob", "phone")
+    deliver(two, "presence", "alice@one.test/laptop", "bob@two.test", type="probe")
+    assert phone.received == []
+    assert "presence probe" in generate_latest(two.context.metrics).decode()
+
+
 def test_a_full_jid_reaches_its_session_even_when_unavailable(two):
     quiet = two.session("bob", "quiet", available=False)
     deliver(two, "iq", "alice@one.test/laptop", "bob@two.test/quiet", type="get", id="p1")
