@@ -27,7 +27,7 @@ run: $(VENV)/.installed
 	$(BIN)/twistd --nodaemon --pidfile= communigate --data $(DATA) --domain example.com --demo \
 	    --cli tcp:10106:interface=127.0.0.1 --http tcp:8010:interface=127.0.0.1 \
 	    --sip udp:5060:interface=127.0.0.1 --sip tcp:5060:interface=127.0.0.1 \
-	    --xmpp tcp:5222:interface=127.0.0.1
+	    --xmpp tcp:5222:interface=127.0.0.1 --xmpp-s2s tcp:5269:interface=127.0.0.1
 
 # The real peers the integration tests drive; installed once, as root (CI)
 # or through sudo.

@@ -55,7 +55,7 @@ import math
 import secrets
 import weakref
 from collections import OrderedDict
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 
 import attrs
 import dns.exception
@@ -235,6 +235,44 @@ def parse_response(wire: bytes, query_id: int, name: str, rdtype) -> Answer:
         return Answer(_text(wanted), rdtype, rcode, (), ttl, additional)
     ttl = min([chain.answer.ttl, *cname_ttls])
     return Answer(_text(wanted), rdtype, rcode, tuple(chain.answer), ttl, additional)
+
+
+def order_srv(records: Iterable, random) -> list:
+    """
+    C{records} (anything with C{priority} and C{weight}) in the order to
+    try them (RFC 2782): priorities ascending; within one priority, picked
+    one by one with probability proportional to weight, zero-weight
+    records having a small chance to come first.
+
+    RFC 2782 draws the number from 0 to the sum of the weights inclusive
+    and puts zero-weight records first, so that they win the draw of 0.
+    Without zero-weight records that extra draw goes to whichever record
+    happens to be first, skewing the weights (1 and 3 give 40/60, not
+    25/75); so the draw starts at 1 unless a zero-weight record remains.
+
+    Within a priority the records are first sorted (zero weights first, as
+    RFC 2782 asks, then by the records themselves) so that the result
+    depends only on the random source, not on the order the DNS server
+    sent them in.
+
+    @param random: has C{randint(a, b)}, like L{random.Random}.
+    """
+    by_priority: dict[int, list] = {}
+    for record in records:
+        by_priority.setdefault(record.priority, []).append(record)
+    ordered = []
+    for priority in sorted(by_priority):
+        remaining = sorted(by_priority[priority], key=lambda r: (r.weight != 0, str(r)))
+        while remaining:
+            lowest = 0 if remaining[0].weight == 0 else 1
+            pick = random.randint(lowest, sum(r.weight for r in remaining))
+            running = 0
+            for index, record in enumerate(remaining):
+                running += record.weight
+                if running >= pick:
+                    break
+            ordered.append(remaining.pop(index))
+    return ordered
 
 
 def check_server(host: str, port: int, setting: str = "DNS servers", entry=None):

@@ -537,6 +537,30 @@ class IXMPPSessions(Interface):
         """
 
 
+class IXMPPRemoteDomains(Interface):
+    """
+    The server-to-server side of XMPP as the client side sees it: where
+    stanzas for domains served elsewhere go (RFC 6120 section 10.4).
+    """
+
+    def route(element):
+        """
+        Send stanza C{element} (a L{twisted.words.xish.domish.Element} in
+        C{jabber:client}, C{from} a local JID, C{to} a JID of a remote
+        domain) to that domain's server, queued while the link to it is
+        being set up.  When it cannot be delivered there the sender gets
+        the error stanza (C{remote-server-not-found},
+        C{remote-server-timeout}, ...); an error stanza is never answered
+        with another.
+        """
+
+    def streams():
+        """
+        The server-to-server streams, out (links, also while they connect)
+        and in, as dicts of text facts for operators (C{LISTXMPPS2S}).
+        """
+
+
 class IRoster(Interface):
     """
     The one roster of every account, shared by XMPP, SIP, XIMSS and the

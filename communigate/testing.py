@@ -67,6 +67,7 @@ class LiveServer:
 
     log_path: str = ""
     xmpp_port: int = 0
+    xmpp_s2s_port: int = 0
 
     def output(self) -> str:
         """
@@ -78,11 +79,12 @@ class LiveServer:
 
 def start_server(data_dir, *extra, domain="example.com") -> LiveServer:
     """
-    Start C{twistd communigate} on C{data_dir}, its CLI, HTTP, SIP and
-    XMPP listeners on free ports of 127.0.0.1; return once the CLI and the
-    other stream listeners accept connections.
+    Start C{twistd communigate} on C{data_dir}, its CLI, HTTP, SIP, XMPP
+    and XMPP server-to-server listeners on free ports of 127.0.0.1; return
+    once the CLI and the other stream listeners accept connections.
     """
     cli_port, http_port, sip_port, xmpp_port = free_port(), free_port(), free_port(), free_port()
+    xmpp_s2s_port = free_port()
     twistd = os.path.join(os.path.dirname(sys.executable), "twistd")
     # A file, not a pipe: a pipe nobody reads fills up and stops the server.
     log_path = f"{data_dir}.log"
@@ -96,6 +98,7 @@ def start_server(data_dir, *extra, domain="example.com") -> LiveServer:
             "--sip", f"udp:{sip_port}:interface=127.0.0.1",
             "--sip", f"tcp:{sip_port}:interface=127.0.0.1",
             "--xmpp", f"tcp:{xmpp_port}:interface=127.0.0.1",
+            "--xmpp-s2s", f"tcp:{xmpp_s2s_port}:interface=127.0.0.1",
             *extra,
         ],
         stdout=log,
@@ -107,7 +110,9 @@ def start_server(data_dir, *extra, domain="example.com") -> LiveServer:
         seconds = wait_for_port(cli_port, process, START_TIMEOUT, log_path)
         # The other stream listeners open in the same reactor turn or the
         # next; a test may connect to any of them at once.
-        for option, port in (("--xmpp", xmpp_port), ("--sip", sip_port), ("--http", http_port)):
+        for option, port in (
+            ("--xmpp", xmpp_port), ("--xmpp-s2s", xmpp_s2s_port), ("--sip", sip_port), ("--http", http_port)
+        ):
             if option not in extra:
                 wait_for_port(port, process, START_TIMEOUT, log_path)
     except BaseException:
@@ -116,7 +121,8 @@ def start_server(data_dir, *extra, domain="example.com") -> LiveServer:
     with open(os.path.join(data_dir, "postmaster-password")) as f:
         _account, password = f.read().split()
     return LiveServer(
-        process, str(data_dir), cli_port, http_port, sip_port, password, seconds, log_path, xmpp_port
+        process, str(data_dir), cli_port, http_port, sip_port, password, seconds, log_path, xmpp_port,
+        xmpp_s2s_port,
     )
 
 

@@ -54,6 +54,7 @@ def build_application(reactor, data_dir: str, web_port: int, cli_port: int) -> M
             "http": (),
             "sip": (),
             "xmpp": (),
+            "xmpp-s2s": (),
         },
     )
     server = build_server(config, reactor)

@@ -27,7 +27,7 @@ The procedure (L{Locator.locate}):
      UDP (TLS for sips).
 
 SRV records are ordered by priority, and within a priority by RFC 2782's
-weighted random selection (L{order_srv}, whose random source is injected
+weighted random selection (L{communigate.dnsclient.order_srv}, whose random source is injected
 so tests are reproducible).  A lone SRV record whose target is C{.} says
 the service is decidedly not available: no targets, and no A fallback.
 
@@ -51,7 +51,7 @@ from __future__ import annotations
 
 import ipaddress
 import random as _random
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 
 import attrs
 import dns.name
@@ -59,7 +59,7 @@ import dns.rdatatype
 from twisted.internet.defer import Deferred, gatherResults, succeed
 from twisted.logger import Logger
 
-from communigate.dnsclient import DNSError, DNSTimeout
+from communigate.dnsclient import DNSError, DNSTimeout, order_srv
 
 #: The transports a Locator can return, in its default preference order.
 TRANSPORTS = ("udp", "tcp", "tls")
@@ -91,44 +91,6 @@ class Target:
     transport: str
     address: str
     port: int
-
-
-def order_srv(records: Iterable, random) -> list:
-    """
-    C{records} (anything with C{priority} and C{weight}) in the order to
-    try them (RFC 2782): priorities ascending; within one priority, picked
-    one by one with probability proportional to weight, zero-weight
-    records having a small chance to come first.
-
-    RFC 2782 draws the number from 0 to the sum of the weights inclusive
-    and puts zero-weight records first, so that they win the draw of 0.
-    Without zero-weight records that extra draw goes to whichever record
-    happens to be first, skewing the weights (1 and 3 give 40/60, not
-    25/75); so the draw starts at 1 unless a zero-weight record remains.
-
-    Within a priority the records are first sorted (zero weights first, as
-    RFC 2782 asks, then by the records themselves) so that the result
-    depends only on the random source, not on the order the DNS server
-    sent them in.
-
-    @param random: has C{randint(a, b)}, like L{random.Random}.
-    """
-    by_priority: dict[int, list] = {}
-    for record in records:
-        by_priority.setdefault(record.priority, []).append(record)
-    ordered = []
-    for priority in sorted(by_priority):
-        remaining = sorted(by_priority[priority], key=lambda r: (r.weight != 0, str(r)))
-        while remaining:
-            lowest = 0 if remaining[0].weight == 0 else 1
-            pick = random.randint(lowest, sum(r.weight for r in remaining))
-            running = 0
-            for index, record in enumerate(remaining):
-                running += record.weight
-                if running >= pick:
-                    break
-            ordered.append(remaining.pop(index))
-    return ordered
 
 
 def _name(name) -> str:

@@ -75,8 +75,9 @@ def parse_jid(text: str) -> JID:
     """
     try:
         parsed = JID(text)
-    except (UnicodeError, ValueError) as e:
-        raise InvalidFormat(str(e)) from None
+    except (UnicodeError, ValueError, IndexError) as e:
+        # IndexError: twisted's nameprep on an empty label ("a@b..c").
+        raise InvalidFormat(str(e) or "a JID part is empty") from None
     for part in (parsed.user, parsed.host, parsed.resource):
         if part is not None and len(part.encode("utf-8")) > _JID_PART_LIMIT:
             raise InvalidFormat("a JID part is longer than 1023 bytes")

@@ -16,6 +16,9 @@ that the XMPP extensions register into.
     until then a message is answered C{service-unavailable} and presence
     without an addressee only updates the session's availability and
     priority in the registry.
+  - A stanza addressed to a domain not served here goes to the
+    C{route_remote} hook (server-to-server) unless a handler registered
+    for its kind takes it (that handler then routes remote stanzas).
 
 Handlers run with the stanza already checked and stamped: C{from} is the
 sender's full JID.
@@ -122,14 +125,19 @@ class StanzaDispatcher:
     @param is_local_domain: whether a domain name is served here.
     @param count_dropped: called with a reason whenever a stanza is
         dropped on purpose, so no drop goes uncounted.
+    @param route_remote: called with a stanza addressed to a domain not
+        served here, when no handler registered for its kind takes it.
     """
 
     log = Logger()
 
-    def __init__(self, sessions, is_local_domain: Callable[[str], bool], count_dropped=lambda reason: None) -> None:
+    def __init__(
+        self, sessions, is_local_domain: Callable[[str], bool], count_dropped=lambda reason: None, route_remote=None
+    ) -> None:
         self._sessions = sessions
         self._is_local_domain = is_local_domain
         self._count_dropped = count_dropped
+        self._route_remote = route_remote
         self._iq: dict[tuple[str, str, str], IQHandler] = {}
         self._kinds: dict[str, Callable] = {}
         self._nonzas: dict[tuple[str, str], Callable] = {}
@@ -202,12 +210,20 @@ class StanzaDispatcher:
         custom = self._kinds.get(stanza.kind)
         if custom is not None:
             custom(session, stanza)
+        elif self._for_remote_domain(stanza):
+            self._route_remote(stanza.element)
         elif stanza.kind == "iq":
             self._iq_stanza(session, stanza)
         elif stanza.kind == "message":
             self._message(session, stanza)
         else:
             self._presence(session, stanza)
+
+    def _for_remote_domain(self, stanza: Stanza) -> bool:
+        recipient = stanza.recipient
+        return (
+            self._route_remote is not None and recipient is not None and not self._is_local_domain(recipient.host)
+        )
 
     def _iq_stanza(self, session, stanza: Stanza) -> None:
         if stanza.type in ("result", "error"):

@@ -4,6 +4,9 @@ The XML namespaces of the XMPP core and the small extensions served here.
 
 NS_STREAMS = "http://etherx.jabber.org/streams"
 NS_CLIENT = "jabber:client"
+NS_SERVER = "jabber:server"
+NS_DIALBACK = "jabber:server:dialback"
+NS_DIALBACK_FEATURE = "urn:xmpp:features:dialback"
 NS_XML = "http://www.w3.org/XML/1998/namespace"
 NS_TLS = "urn:ietf:params:xml:ns:xmpp-tls"
 NS_SASL = "urn:ietf:params:xml:ns:xmpp-sasl"

@@ -24,7 +24,7 @@ from twisted.python.failure import Failure
 from communigate.admin.throttle import LoginThrottle
 from communigate.directory.errors import DirectoryError
 from communigate.interfaces import IAccount
-from communigate.xmpp import ping, sasl, version
+from communigate.xmpp import ping, sasl, stanza_routes, version
 from communigate.xmpp.c2s import ClientStream
 from communigate.xmpp.disco import ServiceDiscovery
 from communigate.xmpp.dispatch import ACCOUNT, SERVER, StanzaDispatcher
@@ -75,7 +75,12 @@ class XMPPService(MultiService):
         self.streams: set = set()
         self.sessions = SessionRegistry(max_resources=lambda account: self.settings.max_resources)
         self.metrics = XMPPMetrics(context.metrics, self)
-        self.dispatcher = StanzaDispatcher(self.sessions, self.is_local_domain, count_dropped=self.metrics.dropped)
+        self.dispatcher = StanzaDispatcher(
+            self.sessions, self.is_local_domain, count_dropped=self.metrics.dropped, route_remote=self.route_remote
+        )
+        # The IXMPPRemoteDomains of the server-to-server service, when
+        # there is one (it attaches itself when it starts).
+        self.remote = None
         # RFC 3921 session establishment, which RFC 6120 clients may still
         # send after binding: nothing to do, so an empty result.
         self.dispatcher.register_iq(NS_SESSION, "session", lambda session, stanza: None, scopes=(SERVER, ACCOUNT))
@@ -244,6 +249,33 @@ class XMPPService(MultiService):
 
     def record_login_failure(self, host: str) -> None:
         self.throttle.record_failure(host)
+
+    # -- stanzas that leave a session ------------------------------------------
+
+    def attach_remote(self, remote) -> None:
+        """
+        Send stanzas for remote domains to C{remote} (an
+        L{communigate.interfaces.IXMPPRemoteDomains}), or to nobody
+        (L{None}): they are bounced.
+        """
+        self.remote = remote
+
+    def route_remote(self, element) -> None:
+        """
+        Send stanza C{element} (from a local JID) to the remote domain of
+        its C{to} over server-to-server; without that, the sender gets
+        C{remote-server-not-found}.
+        """
+        if self.remote is None:
+            stanza_routes.bounce(self, element, "remote-server-not-found", "server-to-server XMPP is not enabled here")
+        else:
+            self.remote.route(element)
+
+    def deliver_local(self, element) -> None:
+        """
+        Deliver stanza C{element} to the local JID of its C{to}.
+        """
+        stanza_routes.deliver_to_sessions(self, element)
 
 
 def _qualified(username: str, domain: str) -> str:

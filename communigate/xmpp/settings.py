@@ -7,7 +7,11 @@ limits of streams already open).
 
 from __future__ import annotations
 
+import os
+
 import attrs
+
+from communigate.dnsclient import parse_server_address
 
 SETTINGS_KEY = "xmpp-settings"
 
@@ -26,6 +30,20 @@ DEFAULT_SETTINGS = {
     "MaxAuthFailures": "3",
     # Seconds a new stream has to authenticate and bind a resource.
     "NegotiationTimeout": "60",
+    # Server-to-server streams (with --xmpp-s2s): whether they are used at all.
+    "S2S": "YES",
+    # Whether server-to-server streams must use STARTTLS.
+    "S2SRequireTLS": "YES",
+    # Seconds an outgoing link may take to resolve, connect and authenticate.
+    "S2SConnectTimeout": "30",
+    # Seconds without a stanza after which a server-to-server stream is closed.
+    "S2SIdleTimeout": "600",
+    # The secret dialback keys are made with (XEP-0185); empty: one is
+    # generated and stored on the first start with server-to-server on.
+    "DialbackSecret": "",
+    # DNS servers for _xmpp-server._tcp SRV lookups ("ip[:port], ...");
+    # empty: the SIP DNSServers setting, else /etc/resolv.conf.
+    "DNSServers": "",
 }
 
 _LIMITS = {
@@ -33,7 +51,12 @@ _LIMITS = {
     "MaxResources": (1, 10_000),
     "MaxAuthFailures": (1, 10),
     "NegotiationTimeout": (5, 3600),
+    "S2SConnectTimeout": (5, 600),
+    "S2SIdleTimeout": (10, 86400),
 }
+
+#: The shortest and longest DialbackSecret accepted.
+SECRET_LENGTHS = (16, 256)
 
 
 @attrs.frozen
@@ -48,6 +71,12 @@ class XMPPSettings:
     max_resources: int = 10
     max_auth_failures: int = 3
     negotiation_timeout: float = 60.0
+    s2s: bool = True
+    s2s_require_tls: bool = True
+    s2s_connect_timeout: float = 30.0
+    s2s_idle_timeout: float = 600.0
+    dialback_secret: str = ""
+    dns_servers: tuple = ()
 
 
 def stored_settings(store) -> dict:
@@ -79,17 +108,56 @@ def checked(settings: dict) -> XMPPSettings:
         if number is None or not low <= number <= high:
             raise ValueError(f"{key} must be a whole number from {low} to {high}, not {value!r}")
         numbers[key] = number
-    require = settings["RequireTLS"]
-    if not isinstance(require, str) or require.upper() not in ("YES", "NO"):
-        raise ValueError(f"RequireTLS must be YES or NO, not {require!r}")
+    flags = {}
+    for key in ("RequireTLS", "S2S", "S2SRequireTLS"):
+        value = settings[key]
+        if not isinstance(value, str) or value.upper() not in ("YES", "NO"):
+            raise ValueError(f"{key} must be YES or NO, not {value!r}")
+        flags[key] = value.upper() == "YES"
+    secret = settings["DialbackSecret"]
+    low, high = SECRET_LENGTHS
+    if not isinstance(secret, str) or (
+        secret and not (low <= len(secret) <= high and secret.isascii() and secret.isprintable() and " " not in secret)
+    ):
+        raise ValueError(f"DialbackSecret must be {low} to {high} printable ASCII characters without spaces")
+    servers = settings["DNSServers"]
+    if not isinstance(servers, str):
+        raise ValueError(f"DNSServers must be text like \"192.0.2.53:53, 192.0.2.54\", not {servers!r}")
+    dns_servers = tuple(
+        parse_server_address(entry, setting="DNSServers") for entry in servers.split(",") if entry.strip()
+    )
     certificate = settings["CertificateFile"]
     if not isinstance(certificate, str):
         raise ValueError(f"CertificateFile must be a file name, not {certificate!r}")
     return XMPPSettings(
         certificate_file=certificate,
-        require_tls=require.upper() == "YES",
+        require_tls=flags["RequireTLS"],
         max_stanza_size=numbers["MaxStanzaSize"],
         max_resources=numbers["MaxResources"],
         max_auth_failures=numbers["MaxAuthFailures"],
         negotiation_timeout=float(numbers["NegotiationTimeout"]),
+        s2s=flags["S2S"],
+        s2s_require_tls=flags["S2SRequireTLS"],
+        s2s_connect_timeout=float(numbers["S2SConnectTimeout"]),
+        s2s_idle_timeout=float(numbers["S2SIdleTimeout"]),
+        dialback_secret=secret,
+        dns_servers=dns_servers,
     )
+
+
+def ensure_dialback_secret(store) -> str:
+    """
+    The stored C{DialbackSecret}, generating and storing one (256 random
+    bits in hex) when there is none.
+    """
+    from communigate.formats.cgdata import dumps, loads
+
+    with store.transaction():
+        text = store.get("server", SETTINGS_KEY)
+        stored = {} if text is None else loads(text)
+        secret = stored.get("DialbackSecret")
+        if not secret:
+            secret = os.urandom(32).hex()
+            stored["DialbackSecret"] = secret
+            store.put("server", SETTINGS_KEY, dumps(stored))
+    return secret

@@ -101,6 +101,7 @@ def test_an_iq_without_a_handler_is_service_unavailable_and_keeps_the_payload(al
         ("<iq type='set' id='x4' to='example.com'><ping xmlns='urn:xmpp:ping'/></iq>", "bad-request"),
         ("<presence type='invisible'/>", "bad-request"),
         ("<message to='a@@b'><body>x</body></message>", "jid-malformed"),
+        ("<message to='a@b..c'><body>x</body></message>", "jid-malformed"),
         ("<message to='bob@example.com'><body>x</body></message>", "service-unavailable"),
     ],
 )
