@@ -34,6 +34,9 @@ class ServerContext:
         in a core built without a reactor (presence lives in the running
         server).
     @ivar message_waiting: the L{communigate.interfaces.IMessageWaiting}.
+    @ivar media_relay: the L{communigate.interfaces.IMediaRelay}; L{None}
+        in a core built without a reactor (relays live in the running
+        server).
     """
 
     reactor: object
@@ -50,3 +53,4 @@ class ServerContext:
     roster: object = None
     presence: object = None
     message_waiting: object = None
+    media_relay: object = None

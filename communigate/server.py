@@ -36,6 +36,9 @@ from communigate.first_start import (
     write_password_file,
 )
 from communigate.interfaces import IProtocolModule, ISignalHook, IStore
+from communigate.media.relay import MediaRelay
+from communigate.media.relay_commands import MediaServerCommands
+from communigate.media.relay_settings import RelayConfiguration
 from communigate.network import NetworkConfiguration
 from communigate.presence.commands import PresenceCommands
 from communigate.presence.mwi import MessageWaiting
@@ -90,6 +93,8 @@ class CommunigateServer(MultiService):
         d = super().stopService()
         if self.context.presence is not None:
             self.context.presence.stop()
+        if self.context.media_relay is not None:
+            self.context.media_relay.stop()
 
         def close_store(result):
             self.context.store.close()
@@ -140,6 +145,11 @@ def build_core(config: Config, store: IStore, reactor) -> ServerContext:
             presence_of=lambda account: presence.state(account).status_string,
         )
     interpreter.add_commands(PresenceCommands(directory, roster, presence, message_waiting))
+    # The media relay opens ports only for relayed calls, so it costs
+    # nothing until the SIP proxy (or a later module) asks for one.
+    media_configuration = RelayConfiguration(store, clock=reactor)
+    media_relay = None if reactor is None else MediaRelay(reactor, media_configuration, registry=registry)
+    interpreter.add_commands(MediaServerCommands(media_configuration, media_relay))
     return ServerContext(
         reactor=reactor,
         config=config,
@@ -155,6 +165,7 @@ def build_core(config: Config, store: IStore, reactor) -> ServerContext:
         roster=roster,
         presence=presence,
         message_waiting=message_waiting,
+        media_relay=media_relay,
     )
 
 
