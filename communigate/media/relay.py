@@ -551,14 +551,19 @@ class MediaRelayCollector(Collector):
 
     def collect(self):
         relay = self._relay
-        yield GaugeMetricFamily("communigate_media_relays", "Open media relay sessions.", value=len(relay._sessions))
-        yield GaugeMetricFamily("communigate_media_relay_ports", "Open media relay UDP ports.", value=relay.open_ports())
+        yield GaugeMetricFamily(
+            "communigate_media_relays", "Open media relay sessions.", value=len(relay.sessions())
+        )
+        yield GaugeMetricFamily(
+            "communigate_media_relay_ports", "Open media relay UDP ports.", value=relay.open_ports()
+        )
         packets = CounterMetricFamily(
             "communigate_media_relay_packets", "Datagrams forwarded, by the party they came from.",
             labels=["direction"],
         )
         octets = CounterMetricFamily(
-            "communigate_media_relay_bytes", "Octets forwarded, by the party they came from.", labels=["direction"],
+            "communigate_media_relay_bytes", "Octets forwarded, by the party they came from.",
+            labels=["direction"],
         )
         for side in Side:
             p, o = relay.forwarded(side)

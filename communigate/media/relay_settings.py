@@ -9,13 +9,15 @@ L{RelayConfiguration} parses them once per change: at once after this
 process changed them, and within a second (a store generation check at
 most once a second) after the admin tool did.
 
-| key | default | meaning |
-| --- | --- | --- |
-| C{PortRange} | C{30000-39999} | UDP ports for relay legs, C{low-high}; each leg of each stream takes an even RTP port and the odd one above it for RTCP |
-| C{IdleTimeout} | C{60} | seconds without a packet in either direction after which an answered call's relay is released (5-86400) |
-| C{MaxRelays} | C{1000} | relay sessions open at once; 0 refuses every call that needs one |
-| C{Address} | empty | IPv4 address relay ports bind to and are advertised with; empty: the SIP listener's, or every interface |
-| C{IPv6Address} | empty | the same for IPv6 legs |
+- C{PortRange} (C{30000-39999}): the UDP ports of relay legs, C{low-high};
+  each leg of each stream takes an even RTP port and the odd one above it.
+- C{IdleTimeout} (C{60}): seconds without a packet in either direction
+  after which an answered call's relay is released (5-86400).
+- C{MaxRelays} (C{1000}): relay sessions open at once; 0 refuses every
+  call that needs one.
+- C{Address} (empty): the IPv4 address relay ports bind to and are shown
+  by; empty: the SIP listener's, or every interface.
+- C{IPv6Address} (empty): the same for IPv6 legs.
 """
 
 from __future__ import annotations
@@ -167,9 +169,7 @@ class RelayConfiguration:
         if generation != self._generation:
             self._generation = generation
             try:
-                self._current = RelaySettings.from_data(
-                    {k: v for k, v in stored_settings(self._store).items()}
-                )
+                self._current = RelaySettings.from_data(stored_settings(self._store))
             except ValueError as e:
                 # Everything this module writes is checked first: this is
                 # a record edited by hand.  Keep what works.

@@ -52,7 +52,6 @@ relay's own idle timeout.  Record-Route is on for every initial INVITE
 
 from __future__ import annotations
 
-import ipaddress
 import re
 import socket
 
@@ -96,10 +95,12 @@ class Party:
 
 
 def _version(address: str | None) -> int | None:
-    try:
-        return ipaddress.ip_address((address or "").strip("[]")).version
-    except ValueError:
+    """4 or 6 for an IP address (as sockets and SDP write them), else None."""
+    if not address:
         return None
+    if ":" in address:
+        return 6
+    return 4 if address[-1:].isdigit() and "." in address else None
 
 
 def relay_reason(caller: Party, callee: Party, network, requested=False) -> str | None:
@@ -242,8 +243,13 @@ class MediaRelayPolicy:
         opened = session is None
         if opened:
             try:
+                # A leg's IP version is its party's: the caller's media
+                # address (its SDP), the callee's signalling address.
                 session = relay.open(
-                    key, self._leg(caller.source, network), self._leg(callee.source, network), reason,
+                    key,
+                    self._leg(caller.media or caller.source, network),
+                    self._leg(callee.source, network),
+                    reason,
                     f"{signal.from_address} -> {signal.to_address}",
                 )
             except RelayRefused as e:

@@ -288,3 +288,45 @@ def test_a_call_from_the_lan_to_a_phone_outside_it_is_relayed_and_shown_the_wan_
     # bob, outside the LAN, is shown the WAN address; carol the LAN one.
     assert media_of(outgoing) == ("192.0.2.1", session.ports(1, 0))
     assert session.address(0) == "127.0.0.1"
+
+
+def test_a_callee_behind_nat_is_relayed_and_latched_from_wherever_it_sends(sip):
+    behind = ("127.0.0.1", 5090)  # bob's NAT; his Via and SDP say 10.0.0.9
+    request = sip.request
+    sip.request = lambda *a, **k: request(*a, **k).replace(b"UDP 127.0.0.1:5090;", b"UDP 10.0.0.9:5060;", 1)
+    assert sip.register("bob", behind, contact="<sip:bob@10.0.0.9:5060>").status == 200
+    sip.request = request
+    sip.take()
+    sip.send(invite(sip, via=f"{CALLER[0]}:{CALLER[1]}", body=sdp("127.0.0.1", 4000)).decode())
+    outgoing = forwarded(sip, to=behind)  # over the flow bob registered from
+    (session,) = relays(sip)
+    assert session.reason == "nat"
+    sip.port.receive(bytes(make_response(outgoing, 200, to_tag="bobtag").with_body(
+        sdp("10.0.0.9", 6000), "application/sdp")), behind)
+    (ok,) = [r for r in responses(sip) if r.status == 200]
+    caller_leg, callee_leg = session.ports(0, 0), session.ports(1, 0)
+    assert media_of(ok) == ("127.0.0.1", caller_leg)
+    assert session.summary()["Callee"]["NAT"] == "YES" and session.summary()["Caller"]["NAT"] == "NO"
+    packet = RTPPacket(0, 1, 160, 7, b"\xff" * 160).serialize()
+    port(sip, caller_leg).receive(packet, ("127.0.0.1", 4000))  # bob has not sent: nowhere to go
+    assert sip.core.media_relay.drops[Drop.NO_DESTINATION] == 1
+    port(sip, callee_leg).receive(packet, ("127.0.0.1", 61000))  # bob's NAT mapping
+    assert port(sip, caller_leg).written == [(packet, ("127.0.0.1", 4000))]
+    port(sip, caller_leg).receive(packet, ("127.0.0.1", 4000))
+    assert port(sip, callee_leg).written == [(packet, ("127.0.0.1", 61000))]
+
+
+def test_an_ipv6_caller_gets_an_ipv6_leg_and_the_ipv4_callee_an_ipv4_one(call):
+    call.cli('UPDATEMEDIASERVERSETTINGS {IPv6Address = "::1";}')
+    body = (b"v=0\r\no=- 1 1 IN IP6 ::1\r\ns=-\r\nc=IN IP6 ::1\r\nt=0 0\r\n"
+            b"m=audio 4000 RTP/AVP 0\r\n")
+    call.send(invite(call, via=f"{CALLER[0]}:{CALLER[1]}", body=body).decode())
+    outgoing = forwarded(call)
+    (session,) = relays(call)
+    assert session.reason == "ipv4-ipv6"
+    assert media_of(outgoing) == ("127.0.0.1", session.ports(1, 0))
+    answer(call, outgoing, 200, sdp("127.0.0.1", 6000))
+    (ok,) = [r for r in responses(call) if r.status == 200]
+    assert b"c=IN IP6 ::1\r\n" in ok.body
+    assert media_of(ok) == ("::1", session.ports(0, 0))
+    assert port(call, session.ports(0, 0)).getHost().host == "::1"
