@@ -34,6 +34,8 @@ Latching [D]:
 - An SDP address of 0.0.0.0 (the old-style hold, RFC 3264 §8.4) or a
   port of 0 leaves the expectation as it was: the relay keeps that
   ``c=`` line in what it forwards, so the other party holds too.
+- An SDP address that is a host name is not resolved (the packet path
+  never blocks on DNS): that party is latched from wherever it sends.
 """
 
 from __future__ import annotations
@@ -118,12 +120,13 @@ ADMITTED = 1
 LATCHED = 2
 
 
-def _canonical(host: str) -> str:
-    """An IP address in the form sockets report it (IPv6 compressed)."""
+def _canonical(host: str) -> str | None:
+    """An IP address in the form sockets report it (IPv6 compressed), or
+    None for anything else (a host name)."""
     try:
-        return str(ipaddress.ip_address(host))
+        return str(ipaddress.ip_address(host.strip("[]")))
     except ValueError:
-        return host
+        return None
 
 
 class Peer:
@@ -151,10 +154,15 @@ class Peer:
         """
         if address is not None:
             host, port = address
-            if host in ("0.0.0.0", "::") or not port:
+            canonical = _canonical(host)
+            if canonical is None:
+                # A host name: never resolved here (that would block the
+                # reactor); the party is latched from wherever it sends.
+                address, latch_any = None, True
+            elif canonical in ("0.0.0.0", "::") or not port:
                 address = None
             else:
-                address = (_canonical(host), int(port))
+                address = (canonical, int(port))
         changed = address is not None and address != self.expected
         self.latch_any = latch_any
         if address is not None:

@@ -158,3 +158,11 @@ def test_ipv6_addresses_are_compared_in_canonical_form():
     peer.expect(("2001:DB8:0:0::10", 4000), latch_any=False)
     assert peer.admit(("2001:db8::10", 4000, 0, 0)) == LATCHED
     assert peer.latched == ("2001:db8::10", 4000)
+
+
+def test_a_host_name_in_sdp_is_never_resolved_the_party_is_latched_from_anywhere():
+    peer = Peer()
+    peer.expect(("phone.example.com", 4000), latch_any=False)
+    assert peer.expected is None and peer.latch_any
+    assert peer.destination() is None
+    assert peer.admit(("192.0.2.10", 4000)) == LATCHED

@@ -222,14 +222,23 @@ def test_malformed_datagrams_are_dropped_and_counted_and_the_call_goes_on(reacto
     assert b_rtp.written == [(rtp(), PHONE_B)]
 
 
-def test_a_failed_send_is_counted_as_a_drop(reactor):
+class RefusingPorts(MemoryUDPReactor):
+    """Ports whose writes fail (a full socket buffer, no route)."""
+
+    def listenUDP(self, port, protocol, interface="", maxPacketSize=8192):
+        listening = super().listenUDP(port, protocol, interface, maxPacketSize)
+
+        def refuse(data, address=None):
+            raise OSError("No buffer space available")
+
+        listening.write = refuse
+        return listening
+
+
+def test_a_failed_send_is_counted_as_a_drop():
+    reactor = RefusingPorts()
     relay = relay_on(reactor)
     session, a_rtp, _, b_rtp, _ = open_call(reactor, relay)
-
-    def refuse(data, address=None):
-        raise OSError("no buffer space")
-
-    b_rtp.write = refuse
     a_rtp.receive(rtp(), PHONE_A)
     assert relay.drops[Drop.SEND_FAILED] == 1
     assert session.packets(Side.CALLER) == (0, 0)
