@@ -119,11 +119,9 @@ class _RelaySocket(DatagramProtocol):
     to the other party.  The hot path of the relay.
     """
 
-    def __init__(self, session: RelaySession, side: Side, index: int, rtcp: bool) -> None:
+    def __init__(self, session: RelaySession, side: Side) -> None:
         self.session = session
         self.side = side
-        self.index = index
-        self.rtcp = rtcp
         self.peer = Peer()
         self.twin: _RelaySocket | None = None
         self.port = None
@@ -291,8 +289,7 @@ class RelaySession:
         opened: list[_RelaySocket] = []
         try:
             for side in Side:
-                rtp = _RelaySocket(self, side, index, rtcp=False)
-                rtcp = _RelaySocket(self, side, index, rtcp=True)
+                rtp, rtcp = _RelaySocket(self, side), _RelaySocket(self, side)
                 self.relay._listen_pair(self.legs[side].bind, rtp, rtcp)
                 opened += (rtp, rtcp)
         except RelayRefused:

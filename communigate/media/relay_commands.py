@@ -60,8 +60,8 @@ class MediaServerCommands:
         arguments.end()
         if self._relay is None:
             raise CommandError("media relays exist only in the running server; use --server")
-        if not any(str(session.key) == key for session in self._relay.sessions()):
+        found = [session for session in self._relay.sessions() if str(session.key) == key]
+        if not found:
             raise CommandError(f"no media relay {key!r}; LISTMEDIARELAYS lists them")
-        for session in self._relay.sessions():
-            if str(session.key) == key:
-                session.release("operator")
+        for session in found:
+            session.release("operator")

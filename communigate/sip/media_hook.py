@@ -177,19 +177,22 @@ class _Call:
 class MediaBranch:
     """
     One INVITE branch that goes through the relay: the SDP of its
-    responses (the callee's) is rewritten towards the caller.
+    responses (its callee's) is rewritten towards the caller.  The branch
+    that answers 2xx becomes the call's callee for the rest of the dialog.
     """
 
-    def __init__(self, policy: MediaRelayPolicy, session) -> None:
+    def __init__(self, policy: MediaRelayPolicy, session, callee: Party) -> None:
         self._policy = policy
         self.session = session
+        self.callee = callee
 
     def response(self, response):
         session = self.session
         if 200 <= response.status < 300 and not session.closed:
             session.notes.answered = True
+            session.notes.callee = self.callee
             session.established()
-        return self._policy.rewritten(response, session, Side.CALLEE)
+        return self._policy.rewritten(response, session, Side.CALLEE, self.callee)
 
 
 class MediaRelayPolicy:
@@ -256,7 +259,7 @@ class MediaRelayPolicy:
                 raise MediaRefused(500, f"Media relay unavailable: {e}") from e
             session.notes = _Call(caller, callee)
         if not request.body:
-            return request, MediaBranch(self, session)  # a late offer: SDP comes in the 2xx and ACK
+            return request, MediaBranch(self, session, callee)  # a late offer: SDP in the 2xx and ACK
         try:
             body = relay_description(session, Side.CALLER, request.body, self._latch(caller, network))
         except SDPError as e:
@@ -271,7 +274,7 @@ class MediaRelayPolicy:
             if opened:
                 session.release("no-media")
             return request, None
-        return request.with_body(body, request.content_type), MediaBranch(self, session)
+        return request.with_body(body, request.content_type), MediaBranch(self, session, callee)
 
     def concluded(self, request, answer) -> None:
         """
@@ -326,16 +329,17 @@ class MediaRelayPolicy:
 
     # -- SDP ----------------------------------------------------------------------
 
-    def rewritten(self, message, session, side: Side):
+    def rewritten(self, message, session, side: Side, party: Party | None = None):
         """C{message} (with SDP from C{side}'s party) pointed at the relay."""
         if session.closed or not message.body or not _is_sdp(message.content_type):
             return message
-        body = self._relayed_body(session, side, message.body)
+        body = self._relayed_body(session, side, message.body, party)
         return message if body is None else message.with_body(body, message.content_type)
 
-    def _relayed_body(self, session, side: Side, body: bytes) -> bytes | None:
-        notes = session.notes
-        party = notes.caller if side is Side.CALLER else notes.callee
+    def _relayed_body(self, session, side: Side, body: bytes, party: Party | None = None) -> bytes | None:
+        if party is None:
+            notes = session.notes
+            party = notes.caller if side is Side.CALLER else notes.callee
         try:
             return relay_description(session, side, body, self._latch(party, self._service.network.current))
         except (SDPError, RelayRefused) as e:

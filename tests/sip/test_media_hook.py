@@ -291,12 +291,7 @@ def test_a_call_from_the_lan_to_a_phone_outside_it_is_relayed_and_shown_the_wan_
 
 
 def test_a_callee_behind_nat_is_relayed_and_latched_from_wherever_it_sends(sip):
-    behind = ("127.0.0.1", 5090)  # bob's NAT; his Via and SDP say 10.0.0.9
-    request = sip.request
-    sip.request = lambda *a, **k: request(*a, **k).replace(b"UDP 127.0.0.1:5090;", b"UDP 10.0.0.9:5060;", 1)
-    assert sip.register("bob", behind, contact="<sip:bob@10.0.0.9:5060>").status == 200
-    sip.request = request
-    sip.take()
+    behind = register_natted_phone(sip)  # bob's NAT; his Via and SDP say 10.0.0.9
     sip.send(invite(sip, via=f"{CALLER[0]}:{CALLER[1]}", body=sdp("127.0.0.1", 4000)).decode())
     outgoing = forwarded(sip, to=behind)  # over the flow bob registered from
     (session,) = relays(sip)
@@ -330,3 +325,38 @@ def test_an_ipv6_caller_gets_an_ipv6_leg_and_the_ipv4_callee_an_ipv4_one(call):
     assert b"c=IN IP6 ::1\r\n" in ok.body
     assert media_of(ok) == ("::1", session.ports(0, 0))
     assert port(call, session.ports(0, 0)).getHost().host == "::1"
+
+
+def register_natted_phone(sip, behind=("127.0.0.1", 5090)):
+    """bob's second phone, behind NAT: its Via and Contact say 10.0.0.9."""
+    request = sip.request
+    sip.request = lambda *a, **k: request(*a, **k).replace(b"UDP 127.0.0.1:5090;", b"UDP 10.0.0.9:5060;", 1)
+    assert sip.register("bob", behind, contact="<sip:bob@10.0.0.9:5060>").status == 200
+    sip.request = request
+    sip.take()
+    return behind
+
+
+def test_each_forked_branch_is_judged_and_the_answering_one_becomes_the_callee(call):
+    behind = register_natted_phone(call)
+    call.send(invite(call, via=f"{CALLER[0]}:{CALLER[1]}", body=sdp("127.0.0.1", 4000)).decode())
+    lan_phone, natted_phone = forwarded(call, to=BOB), forwarded(call, to=behind)
+    (session,) = relays(call)
+    assert media_of(lan_phone) == ("127.0.0.1", 4000)  # on the LAN with the caller: direct
+    assert media_of(natted_phone) == ("127.0.0.1", session.ports(1, 0))
+    call.port.receive(bytes(make_response(natted_phone, 200, to_tag="phone2").with_body(
+        sdp("10.0.0.9", 6000), "application/sdp")), behind)
+    (ok,) = [r for r in responses(call) if r.status == 200]
+    assert media_of(ok) == ("127.0.0.1", session.ports(0, 0))
+    assert session.summary()["Callee"]["NAT"] == "YES" and session.notes.callee.nat
+    assert relays(call) == [session]
+
+
+def test_an_unrelayed_branch_answering_releases_the_relay(call):
+    behind = register_natted_phone(call)
+    call.send(invite(call, via=f"{CALLER[0]}:{CALLER[1]}", body=sdp("127.0.0.1", 4000)).decode())
+    lan_phone, _ = forwarded(call, to=BOB), forwarded(call, to=behind)
+    answer(call, lan_phone, 200, sdp("127.0.0.1", 6000))
+    (ok,) = [r for r in responses(call) if r.status == 200]
+    assert media_of(ok) == ("127.0.0.1", 6000)
+    assert relays(call) == [] and call.core.media_relay.released == {"unused": 1}
