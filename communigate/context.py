@@ -36,6 +36,9 @@ class ServerContext:
     @ivar message_waiting: the L{communigate.interfaces.IMessageWaiting}.
     @ivar call_records: the L{communigate.cdr.records.CallRecords} every
         protocol reports finished calls to; L{None} without a reactor.
+    @ivar media_relay: the L{communigate.interfaces.IMediaRelay}; L{None}
+        in a core built without a reactor (relays live in the running
+        server).
     """
 
     reactor: object
@@ -53,3 +56,4 @@ class ServerContext:
     presence: object = None
     message_waiting: object = None
     call_records: object = None
+    media_relay: object = None

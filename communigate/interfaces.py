@@ -768,3 +768,89 @@ class ICallRecordSink(Interface):
         on the reactor thread: anything slow must be handed off, and an
         exception is logged, not propagated.
         """
+
+
+class IMediaRelay(Interface):
+    """
+    A media relay (L{communigate.media.relay.MediaRelay}): UDP port pairs
+    on the server that forward a call's RTP and RTCP between its two
+    parties without decoding, latching to the sources they really send
+    from (symmetric RTP), for parties behind NAT, on another network or
+    another IP version, or on request.  Sessions are named by an opaque
+    key the user chooses (the SIP proxy uses the Call-ID and the caller's
+    tag).
+    """
+
+    def open(key, caller, callee, reason="", description=""):
+        """
+        The session for C{key}, opened now unless it is open already.
+        C{caller} and C{callee} are L{communigate.media.relay.LegAddress}es:
+        where each party's leg binds and the address it is told to send
+        to.  C{reason} says why the call is relayed (for the operator).
+        Raises L{communigate.media.relay.RelayRefused} (with a message for
+        the operator) when C{MaxRelays} sessions are open.  Returns an
+        L{IRelaySession}.
+        """
+
+    def get(key):
+        """
+        The open L{IRelaySession} for C{key}, or L{None}.
+        """
+
+    def sessions():
+        """
+        Every open L{IRelaySession}.
+        """
+
+    def release(key, reason):
+        """
+        Release C{key}'s session, if open: its ports close.  C{reason}
+        (C{bye}, C{cancel}, C{failure}, C{idle} ...) is counted.
+        """
+
+
+class IRelaySession(Interface):
+    """
+    One relayed call: per stream (SDP m-line), one port pair for each
+    party's leg.  Sides are L{communigate.media.relay.Side} values.
+    """
+
+    key = Attribute("The key the session was opened with.")
+    reason = Attribute("Why the call is relayed: C{nat}, C{lan-wan}, C{ipv4-ipv6}, C{requested}.")
+    closed = Attribute("Whether the session has been released.")
+    notes = Attribute("Whatever the module that opened the session keeps with it; L{None} at first.")
+
+    def ports(side, index):
+        """
+        The RTP port of C{side}'s leg for m-line C{index} (RTCP is the next
+        one); the first question about an index opens both legs' pairs.
+        Raises L{communigate.media.relay.RelayRefused} when the port range
+        is exhausted or the session has its maximum of streams.
+        """
+
+    def address(side):
+        """
+        The address C{side}'s party is told to send to.
+        """
+
+    def expect(side, index, rtp, rtcp, latch_any):
+        """
+        C{side}'s party said (in its SDP) that it receives m-line C{index}
+        at C{rtp} and C{rtcp} (C{(host, port)} or L{None}); with
+        C{latch_any} it is behind NAT and is latched from wherever it sends.
+        """
+
+    def established():
+        """
+        The call was answered: from now on the idle timeout applies.
+        """
+
+    def release(reason):
+        """
+        Close every port of the session (see L{IMediaRelay.release}).
+        """
+
+    def summary():
+        """
+        The session as data for the CLI (C{LISTMEDIARELAYS}).
+        """

@@ -39,6 +39,9 @@ from communigate.interfaces import ICallRecordSink, IProtocolModule, ISignalHook
 from communigate.cdr.commands import CallRecordCommands
 from communigate.cdr.records import DATABASE as CALL_RECORDS_DATABASE
 from communigate.cdr.records import CallRecords
+from communigate.media.relay import MediaRelay
+from communigate.media.relay_commands import MediaServerCommands
+from communigate.media.relay_settings import RelayConfiguration
 from communigate.network import NetworkConfiguration
 from communigate.storage import sidecar_store
 from communigate.presence.commands import PresenceCommands
@@ -101,6 +104,8 @@ class CommunigateServer(MultiService):
         d = super().stopService()
         if self.context.presence is not None:
             self.context.presence.stop()
+        if self.context.media_relay is not None:
+            self.context.media_relay.stop()
 
         def close_store(result):
             records = self.context.call_records
@@ -159,6 +164,11 @@ def build_core(config: Config, store: IStore, reactor) -> ServerContext:
     if reactor is not None:
         call_records = CallRecords(sidecar_store(store, CALL_RECORDS_DATABASE), reactor, sinks=call_record_sinks())
         interpreter.add_commands(CallRecordCommands(call_records, directory))
+    # The media relay opens ports only for relayed calls, so it costs
+    # nothing until the SIP proxy (or a later module) asks for one.
+    media_configuration = RelayConfiguration(store, clock=reactor)
+    media_relay = None if reactor is None else MediaRelay(reactor, media_configuration, registry=registry)
+    interpreter.add_commands(MediaServerCommands(media_configuration, media_relay))
     return ServerContext(
         reactor=reactor,
         config=config,
@@ -175,6 +185,7 @@ def build_core(config: Config, store: IStore, reactor) -> ServerContext:
         presence=presence,
         message_waiting=message_waiting,
         call_records=call_records,
+        media_relay=media_relay,
     )
 
 

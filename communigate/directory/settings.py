@@ -21,6 +21,8 @@ BUILTIN_ACCOUNT_SETTINGS: dict[str, object] = {
     "DialogInfo": "NO",
     "MaxRosterItems": "500",
     "MaxSignalContacts": "10",
+    # YES: every SIP call of the account goes through the media relay.
+    "MediaRelay": "NO",
     "RealName": "",
     # Registering out to other SIP servers (SETACCOUNTRSIPS) [C name].
     "RSIPAllowed": "NO",

@@ -28,6 +28,7 @@ from communigate.signal.model import Submitter
 from communigate.sip import proxy_rules as rules
 from communigate.sip.digest import OutcomeKind
 from communigate.sip.headers import HeaderError, Via, parse_name_addr
+from communigate.sip.media_hook import MediaRefused, MediaRelayPolicy
 from communigate.sip.message import Headers, Response, make_response
 from communigate.sip.nexthop import NextHops, is_ip, try_in_turn, unresolved
 from communigate.sip.transaction import MAGIC_COOKIE, State
@@ -148,12 +149,20 @@ class _SIPEndpoint:
         (to try the next server), else it is the final answer.
         """
         request = self._proxy.outgoing(signal, target_uri, flow, route_set)
+        try:
+            request, media = self._proxy.media.offer(signal, request, flow, getattr(self, "binding", None))
+        except MediaRefused as e:
+            delivery.done = True
+            responder.final(rules.signal_response(make_response_stub(e.status, e.reason)))
+            return
         delivery.request = request
         delivery.flow = flow
 
         def on_response(response):
             if delivery.done:
                 return
+            if media is not None:
+                response = media.response(response)
             if response.status < 200:
                 delivery.provisional_seen = True
                 if response.status > 100:
@@ -294,6 +303,9 @@ class Proxy:
         # (transport, remote): when it fails or closes they end at once.
         self._on_streams: dict[tuple, weakref.WeakSet] = {}
         self._observers: tuple = ()
+        # The SDP hook: calls that need the media relay (NAT, LAN/WAN,
+        # IPv4/IPv6, on request) get their SDP pointed at it.
+        self.media = MediaRelayPolicy(service, getattr(service.context, "media_relay", None))
 
     def add_observer(self, observer) -> None:
         """
@@ -439,6 +451,7 @@ class Proxy:
 
         def final(answer):
             self._tasks.pop(transaction, None)
+            self.media.concluded(request, answer)
             response = rules.sip_response(request, answer)
             transaction.respond(response)
             if observed:
@@ -470,6 +483,7 @@ class Proxy:
         """
         if self._observers:
             self._observe("in_dialog", request)
+        signal, media = self.media.in_dialog(signal)
         try:
             hop = rules.next_hop(signal)
         except (URIError, ValueError) as e:
@@ -492,6 +506,8 @@ class Proxy:
             def on_response(response):
                 if response.status == 100:
                     return
+                if media is not None:
+                    response = media(response)
                 if response.status < 200:
                     delivery.provisional_seen = True
                 elif response.status == 503 and next_one is not None and not delivery.provisional_seen:
@@ -531,6 +547,7 @@ class Proxy:
         except (URIError, ValueError) as e:
             self.log.info("cannot forward ACK: {error}", error=e)
             return
+        signal, _ = self.media.in_dialog(signal)  # the answer to a late offer
 
         def send(flows):
             for flow in flows:
@@ -559,7 +576,7 @@ class Proxy:
         vias = response.vias()
         if len(vias) < 2 or not (vias[0].branch or "").startswith(MAGIC_COOKIE + "cg"):
             return
-        upstream = response.with_headers(response.headers.without_first("Via"))
+        upstream = self.media.stray(response.with_headers(response.headers.without_first("Via")))
         via = vias[1]
         host = via.received or via.host
         port = via.rport or via.port or 5060

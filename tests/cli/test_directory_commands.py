@@ -127,7 +127,8 @@ SUCCESSES = {
     "GETACCOUNTEFFECTIVESETTINGS": (
         ["CREATEACCOUNT alice {RealName = A;}"],
         "GETACCOUNTEFFECTIVESETTINGS alice",
-        "{AccessModes = All; DialogInfo = NO; MaxRosterItems = 500; MaxSignalContacts = 10; RSIPAllowed = NO; RealName = A; ServerAdministrator = NO;}",
+        "{AccessModes = All; DialogInfo = NO; MaxRosterItems = 500; MaxSignalContacts = 10; MediaRelay = NO;"
+        " RSIPAllowed = NO; RealName = A; ServerAdministrator = NO;}",
         [],
     ),
     "GETACCOUNTSETTINGS": (
@@ -669,7 +670,7 @@ def test_inheritance_through_the_cli_levels(core):
     ok(core, "CREATEACCOUNT a {C = mine;}")
     assert ok(core, "GETACCOUNTEFFECTIVESETTINGS a") == (
         "{A = server; AccessModes = All; B = domain; C = mine; DialogInfo = NO; MaxRosterItems = 500;"
-        " MaxSignalContacts = 3;"
+        " MaxSignalContacts = 3; MediaRelay = NO;"
         ' RSIPAllowed = NO; RealName = ""; ServerAdministrator = NO;}'
     )
     ok(core, "UPDATEDOMAINDEFAULTS {SignalToUnknown = Rerouted;}")

@@ -9,6 +9,7 @@ import sqlite3
 import stat
 import subprocess
 import sys
+import time
 import urllib.request
 
 from communigate.testing import start_server, stop_server
@@ -50,6 +51,12 @@ def test_metrics_and_health_are_served(live_server):
 
 def test_json_logs_are_one_object_per_line(tmp_path):
     server = start_server(tmp_path / "data", "--log-format", "json")
+    # The CLI accepts connections while the other modules are still
+    # starting; a SIGTERM before twistd's reactor runs kills the process
+    # outright, so wait for the server's own start line first.
+    deadline = time.monotonic() + 15
+    while "communigate serving domain" not in server.output() and time.monotonic() < deadline:
+        time.sleep(0.05)
     stop_server(server)
     lines = [line for line in server.output().splitlines() if line.startswith("{")]
     events = [json.loads(line) for line in lines]

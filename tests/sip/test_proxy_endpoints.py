@@ -7,6 +7,7 @@ found are tried in turn until one answers.
 from twisted.internet import defer
 
 from communigate.sip.locate import Target
+from communigate.sip.media_hook import MediaRelayPolicy
 from communigate.sip.message import Headers, Response
 from communigate.sip.nexthop import NextHops
 from communigate.sip.proxy import RemoteEndpoint
@@ -25,6 +26,7 @@ class Proxy:
     def __init__(self, locator=None):
         self.service = Service(locator)
         self.hops = NextHops(self.service)
+        self.media = MediaRelayPolicy(self.service, None)  # no relay: messages pass unchanged
         self.sent = []
 
     def outgoing(self, signal, target_uri, flow, route_set):

@@ -1,0 +1,204 @@
+"""
+The media server settings (C{GETMEDIASERVERSETTINGS},
+C{SETMEDIASERVERSETTINGS}, C{UPDATEMEDIASERVERSETTINGS}): the media
+relay's port range, idle timeout, session cap and addresses.
+
+They live in the store as one record, C{server/media-server-settings}, a
+data-format dictionary of the explicit values, like the SIP settings.
+L{RelayConfiguration} parses them once per change: at once after this
+process changed them, and within a second (a store generation check at
+most once a second) after the admin tool did.
+
+- C{PortRange} (C{30000-39999}): the UDP ports of relay legs, C{low-high};
+  each leg of each stream takes an even RTP port and the odd one above it.
+- C{IdleTimeout} (C{60}): seconds without a packet in either direction
+  after which an answered call's relay is released (5-86400).
+- C{MaxRelays} (C{1000}): relay sessions open at once; 0 refuses every
+  call that needs one.
+- C{Address} (empty): the IPv4 address relay ports bind to and are shown
+  by; empty: the SIP listener's, or every interface.
+- C{IPv6Address} (empty): the same for IPv6 legs.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+
+import attrs
+from twisted.logger import Logger
+
+__all__ = ["DEFAULT_SETTINGS", "SETTINGS_KEY", "RelaySettings", "RelayConfiguration", "stored_settings"]
+
+SETTINGS_KEY = "media-server-settings"
+
+#: Every media server setting and its built-in value.
+DEFAULT_SETTINGS = {
+    "PortRange": "30000-39999",
+    "IdleTimeout": "60",
+    "MaxRelays": "1000",
+    "Address": "",
+    "IPv6Address": "",
+}
+
+_MIN_PORT = 1024
+_MAX_IDLE = 86400
+
+
+def _integer(settings: dict, key: str, low: int, high: int) -> int:
+    value = settings.get(key, DEFAULT_SETTINGS[key])
+    try:
+        number = int(str(value).strip())
+    except ValueError:
+        number = None
+    if number is None or not low <= number <= high:
+        raise ValueError(f"{key} must be a whole number from {low} to {high}, not {value!r}")
+    return number
+
+
+def _address(settings: dict, key: str, version: int) -> str:
+    value = settings.get(key, "")
+    if not isinstance(value, str):
+        raise ValueError(f"{key} must be one IPv{version} address or empty, not {value!r}")
+    text = value.strip().strip("[]")
+    if not text:
+        return ""
+    try:
+        address = ipaddress.ip_address(text)
+    except ValueError:
+        address = None
+    if address is None or address.version != version:
+        raise ValueError(f"{key} must be one IPv{version} address or empty, not {value!r}")
+    return str(address)
+
+
+def _port_range(settings: dict) -> tuple[int, int]:
+    value = settings.get("PortRange", DEFAULT_SETTINGS["PortRange"])
+    low_text, dash, high_text = str(value).strip().partition("-")
+    try:
+        low, high = int(low_text), int(high_text)
+    except ValueError:
+        low = high = -1
+    # At least two pairs (p, p + 1) with p even: one stream of one call.
+    if not dash or not _MIN_PORT <= low < high <= 65535 or high - (low + low % 2) < 3:
+        raise ValueError(
+            f"PortRange must be low-high within {_MIN_PORT}-65535 holding at least two even/odd "
+            f"port pairs, like 30000-39999, not {value!r}"
+        )
+    return low, high
+
+
+@attrs.frozen
+class RelaySettings:
+    """
+    The media server settings in force, parsed (see the module docstring).
+    """
+
+    port_low: int = 30000
+    port_high: int = 39999
+    idle_timeout: float = 60.0
+    max_relays: int = 1000
+    address: str = ""
+    ipv6_address: str = ""
+
+    @classmethod
+    def from_data(cls, settings: dict) -> RelaySettings:
+        """
+        Parse a settings dictionary (missing keys take their built-in
+        values); a bad value raises L{ValueError} naming the key and the
+        values allowed.
+        """
+        if not isinstance(settings, dict):
+            raise ValueError(f"the media server settings are a dictionary, not {settings!r}")
+        unknown = set(settings) - set(DEFAULT_SETTINGS)
+        if unknown:
+            raise ValueError(f"unknown media server settings {sorted(unknown)}; known: {sorted(DEFAULT_SETTINGS)}")
+        low, high = _port_range(settings)
+        return cls(
+            port_low=low,
+            port_high=high,
+            idle_timeout=float(_integer(settings, "IdleTimeout", 5, _MAX_IDLE)),
+            max_relays=_integer(settings, "MaxRelays", 0, 100_000),
+            address=_address(settings, "Address", 4),
+            ipv6_address=_address(settings, "IPv6Address", 6),
+        )
+
+    @property
+    def pairs(self) -> int:
+        """How many even/odd port pairs the range holds."""
+        return (self.port_high - (self.port_low + self.port_low % 2) + 1) // 2
+
+
+def stored_settings(store) -> dict:
+    """
+    Every setting as the CLI shows it: the stored values over the
+    built-in ones.
+    """
+    from communigate.formats.cgdata import loads
+
+    text = store.get("server", SETTINGS_KEY)
+    stored = {} if text is None else loads(text)
+    return {**DEFAULT_SETTINGS, **stored}
+
+
+class RelayConfiguration:
+    """
+    The media server settings of one store, parsed once per change.
+
+    @param clock: with a clock, the store's generation is checked at most
+        every C{recheck} seconds; without one (the admin tool), every time.
+    """
+
+    log = Logger()
+
+    def __init__(self, store, clock=None, recheck: float = 1.0) -> None:
+        self._store = store
+        self._clock = clock
+        self._recheck = recheck
+        self._next_check = float("-inf")
+        self._generation: object = None
+        self._current = RelaySettings()
+
+    @property
+    def current(self) -> RelaySettings:
+        if self._clock is not None:
+            now = self._clock.seconds()
+            if now < self._next_check:
+                return self._current
+            self._next_check = now + self._recheck
+        generation = self._store.generation()
+        if generation != self._generation:
+            self._generation = generation
+            try:
+                self._current = RelaySettings.from_data(stored_settings(self._store))
+            except ValueError as e:
+                # Everything this module writes is checked first: this is
+                # a record edited by hand.  Keep what works.
+                self.log.error("stored media server settings ignored: {error}", error=e)
+        return self._current
+
+    def settings(self) -> dict:
+        """Every setting, explicit or built-in, as data."""
+        return stored_settings(self._store)
+
+    def replace(self, settings: dict, *, merge: bool) -> RelaySettings:
+        """
+        Store C{settings}: merged into the stored ones (C{default} restores
+        a built-in value) or replacing them.  A bad value raises
+        L{ValueError} and stores nothing.  In force at once.
+        """
+        from communigate.directory.settings import replaced, updated
+        from communigate.formats.cgdata import dumps, loads
+
+        if not isinstance(settings, dict):
+            raise ValueError("the media server settings are a dictionary, like {PortRange = 30000-39999;}")
+        with self._store.transaction():
+            text = self._store.get("server", SETTINGS_KEY)
+            current = {} if text is None else loads(text)
+            explicit = updated(current, settings) if merge else replaced(settings)
+            parsed = RelaySettings.from_data(explicit)
+            explicit = {k: v for k, v in explicit.items() if DEFAULT_SETTINGS.get(k) != v}
+            self._store.put("server", SETTINGS_KEY, dumps(explicit))
+        self._current = parsed
+        self._generation = None
+        self._next_check = float("-inf")
+        return parsed
