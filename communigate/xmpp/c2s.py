@@ -132,6 +132,10 @@ class ClientStream(Protocol):
         self._logout = None
         self._timeout = None
         self._pending_login = None
+        self._ended = False
+        #: The XEP-0198 state (L{communigate.xmpp.sm.ManagedStream}) once
+        #: stream management is enabled, else L{None}.
+        self.management = None
 
     # -- IXMPPSession ----------------------------------------------------------
 
@@ -147,24 +151,33 @@ class ClientStream(Protocol):
         }
 
     def send(self, element: domish.Element) -> None:
+        stanza = element.name in STANZA_KINDS and element.uri == NS_CLIENT
+        if stanza and self.management is not None:
+            # Counted and kept until acknowledged, also while the session
+            # waits for its client to resume (XEP-0198).
+            self.management.sending(element)
         if self.state is StreamState.CLOSED:
             return
-        if element.name in STANZA_KINDS:
+        if stanza:
             self.service.metrics.stanza("out", element.name)
         self._write(element.toXml(prefixes=_PREFIXES, prefixesInScope=["stream"], defaultUri=NS_CLIENT).encode("utf-8"))
 
-    def close(self, condition: str, text: str) -> None:
+    def close(self, condition: str, text: str, app_condition: domish.Element | None = None) -> None:
         """
-        End the stream with a stream error.
+        End the stream with a stream error (and an application-specific
+        condition element, if given).  A session waiting for resumption
+        ends at once.
         """
         if self.state is StreamState.CLOSED:
+            if self.management is not None and self.management.hibernating:
+                self.management.end_hibernation()
             return
         self._send_header_once()
         self.service.metrics.stream_error(condition)
         self.log.info(
             "XMPP stream from {peer} closed with {condition}: {text}", peer=self.peer, condition=condition, text=text
         )
-        error = StreamError(condition, text=text).getElement()
+        error = StreamError(condition, text=text, appCondition=app_condition).getElement()
         self._write(error.toXml(prefixes=_PREFIXES, prefixesInScope=["stream"]).encode("utf-8"))
         self._end()
 
@@ -183,11 +196,43 @@ class ClientStream(Protocol):
         if self._pending_login is not None:
             pending, self._pending_login = self._pending_login, None
             pending.cancel()
-        self.service.sessions.unbind(self)
         self.service.stream_closed(self)
+        if self.management is not None and not self._ended and self.management.hibernate():
+            # Lost without a closing tag: the session waits for its client
+            # to resume it (XEP-0198) and ends by finish_session later.
+            return
+        self.finish_session()
+
+    def finish_session(self) -> None:
+        """
+        The session is over for good: unbound, logged out, and what stream
+        management still holds unacknowledged is kept.
+        """
+        self.service.sessions.unbind(self)
+        management, self.management = self.management, None
+        if management is not None:
+            management.ended()
         if self._logout is not None:
             logout, self._logout = self._logout, None
             logout()
+
+    def take_over(self, old) -> None:
+        """
+        Continue C{old}'s session on this freshly authenticated stream
+        (XEP-0198 resumption): its full JID, presence and registry entry
+        move here without the resource ever looking unbound.
+        """
+        self.jid = old.jid
+        self.priority = old.priority
+        self.available = old.available
+        self.started = old.started
+        self.service.sessions.replace(old, self)
+        if old._logout is not None:
+            # This stream logged in itself; the old login ends here.
+            logout, old._logout = old._logout, None
+            logout()
+        self.state = StreamState.ESTABLISHED
+        self._cancel_timeout()
 
     def _timed_out(self) -> None:
         self._timeout = None
@@ -203,6 +248,7 @@ class ClientStream(Protocol):
         self.transport.write(data)
 
     def _end(self) -> None:
+        self._ended = True
         self._write(b"</stream:stream>")
         self.state = StreamState.CLOSED
         self._cancel_timeout()
@@ -273,6 +319,8 @@ class ClientStream(Protocol):
         if self.account is not None:
             features.addElement((NS_BIND, "bind"))
             features.addElement((NS_SESSION, "session")).addElement("optional")
+            for feature in self.service.stream_features(self):
+                features.addChild(feature)
             self.state = StreamState.BINDING
         elif not self.tls and settings.require_tls:
             features.addElement((NS_TLS, "starttls")).addElement("required")
@@ -304,6 +352,9 @@ class ClientStream(Protocol):
                 self._binding_stanza(element)
             else:
                 self.close("not-authorized", "authenticate before sending stanzas")
+        elif state is StreamState.BINDING and self.service.dispatcher.nonza_handler(element.uri, element.name):
+            # XEP-0198 resumption takes the place of binding.
+            self.service.dispatcher.nonza_handler(element.uri, element.name)(self, element)
         elif state is StreamState.SECURING:
             self.close("policy-violation", "STARTTLS is required before anything else")
         elif state is StreamState.AUTHENTICATING and element.uri == NS_SASL:
@@ -486,6 +537,8 @@ class ClientStream(Protocol):
             return
         kind = element.name
         self.service.metrics.stanza("in", kind)
+        if self.management is not None:
+            self.management.received()
         sender = element.getAttribute("from")
         if sender is not None:
             try:

@@ -124,6 +124,19 @@ class SessionRegistry:
         found = [session for resources in self._accounts.values() for session in resources.values()]
         return sorted(found, key=lambda session: session.started)
 
+    def replace(self, old, new) -> None:
+        """
+        Put C{new} in the place of bound session C{old} under the same full
+        JID, without telling the observers: the resource goes on (XEP-0198
+        resumption moves a session to a new stream).
+        """
+        full = old.jid
+        resources = self._accounts.get(full.userhost())
+        if resources is None or resources.get(full.resource) is not old:
+            raise KeyError(f"{full.full()} is not bound to that session")
+        resources[full.resource] = new
+        new.jid = full
+
     def set_presence(self, session, available: bool, priority: int) -> None:
         if (session.available, session.priority) == (available, priority):
             return

@@ -26,6 +26,12 @@ DEFAULT_SETTINGS = {
     "MaxAuthFailures": "3",
     # Seconds a new stream has to authenticate and bind a resource.
     "NegotiationTimeout": "60",
+    # Messages kept for an account while none of its resources is
+    # available (XEP-0160); 0: none are kept.
+    "MaxOfflineMessages": "100",
+    # Seconds a stream-managed session whose connection was lost waits to
+    # be resumed (XEP-0198); 0: sessions are not resumable.
+    "ResumeTimeout": "300",
 }
 
 _LIMITS = {
@@ -33,6 +39,8 @@ _LIMITS = {
     "MaxResources": (1, 10_000),
     "MaxAuthFailures": (1, 10),
     "NegotiationTimeout": (5, 3600),
+    "MaxOfflineMessages": (0, 10_000),
+    "ResumeTimeout": (0, 3600),
 }
 
 
@@ -48,6 +56,8 @@ class XMPPSettings:
     max_resources: int = 10
     max_auth_failures: int = 3
     negotiation_timeout: float = 60.0
+    max_offline_messages: int = 100
+    resume_timeout: float = 300.0
 
 
 def stored_settings(store) -> dict:
@@ -92,4 +102,6 @@ def checked(settings: dict) -> XMPPSettings:
         max_resources=numbers["MaxResources"],
         max_auth_failures=numbers["MaxAuthFailures"],
         negotiation_timeout=float(numbers["NegotiationTimeout"]),
+        max_offline_messages=numbers["MaxOfflineMessages"],
+        resume_timeout=float(numbers["ResumeTimeout"]),
     )
