@@ -4,9 +4,9 @@ messages, so one account receives instant messages on every device it
 has, whatever protocol sent them (issue 5, point 5).
 
 XMPP to Signal.  A C{chat} or C{normal} message with a body for a local
-JID is submitted to the Signal service as a C{MESSAGE} Signal: target
-C{sip:bob@example.com}, From and To in e-mail form (the SIP side writes
-them as C{<sip:…>}), the body as C{text/plain;charset=utf-8}, a fresh
+JID is submitted to the Signal service as a C{MESSAGE} Signal: target,
+From and To in e-mail form (C{bob@example.com}; the SIP side writes them
+as C{<sip:bob@example.com>}), the body as C{text/plain;charset=utf-8}, a fresh
 Call-ID, submitter C{xmpp} with the sending account.  The Signal is
 routed, the account's Signal Rules apply (C{CallType} is C{IM}), and the
 forking rings every endpoint: XMPP resources (L{ResourceEndpoint}) and
@@ -129,11 +129,11 @@ class ResourceEndpoint:
     One available XMPP resource as the Signal service rings it.
     """
 
-    def __init__(self, bridge: SignalBridge, jid: str, siblings: _Siblings) -> None:
+    def __init__(self, bridge: SignalBridge, jid: JID, siblings: _Siblings) -> None:
         self._bridge = bridge
         self.jid = jid
         self._siblings = siblings
-        self.description = f"XMPP {jid}"
+        self.description = f"XMPP {jid.full()}"
 
     def deliver(self, signal, responder):
         if signal.method.upper() != "MESSAGE":
@@ -154,7 +154,7 @@ class ResourceEndpoint:
         return _Delivered()
 
     def __repr__(self) -> str:
-        return f"<ResourceEndpoint {self.jid}>"
+        return f"<ResourceEndpoint {self.jid.full()}>"
 
 
 @implementer(IEndpointSource)
@@ -172,7 +172,7 @@ class XMPPResources:
         if not targets:
             return []
         siblings = _Siblings(account, (s.jid.full() for s in targets))
-        return [ResourceEndpoint(self._bridge, s.jid.full(), siblings) for s in targets]
+        return [ResourceEndpoint(self._bridge, s.jid, siblings) for s in targets]
 
 
 class SignalBridge:
@@ -215,7 +215,7 @@ class SignalBridge:
         text = child_text(element, "body") or ""
         signal = Signal(
             method="MESSAGE",
-            targets=(f"sip:{account or target}",),
+            targets=(account or target,),
             from_address=sender_bare,
             to_address=target,
             call_id=call_id,

@@ -23,6 +23,7 @@ Once bound, the stream is the resource's L{IXMPPSession}.
 from __future__ import annotations
 
 import enum
+import functools
 import os
 from xml.sax.saxutils import quoteattr
 
@@ -71,8 +72,24 @@ def parse_jid(text: str) -> JID:
     """
     A JID from a stanza attribute.
 
+    Preparing a JID (stringprep of three parts) costs some 70 us, and a
+    message is addressed several times on its way, so the JIDs of short
+    addresses are kept in a bounded cache (JIDs are immutable values).
+
     @raise InvalidFormat: it is not a valid JID, or a part is too long.
     """
+    if len(text) <= _CACHED_JID_LENGTH:
+        return _cached_jid(text)
+    return _prepared_jid(text)
+
+
+#: Addresses up to this long are cached by L{parse_jid}, at most
+#: L{_CACHED_JIDS} of them (the least recently used go first).
+_CACHED_JID_LENGTH = 256
+_CACHED_JIDS = 4096
+
+
+def _prepared_jid(text: str) -> JID:
     try:
         parsed = JID(text)
     except (UnicodeError, ValueError) as e:
@@ -81,6 +98,9 @@ def parse_jid(text: str) -> JID:
         if part is not None and len(part.encode("utf-8")) > _JID_PART_LIMIT:
             raise InvalidFormat("a JID part is longer than 1023 bytes")
     return parsed
+
+
+_cached_jid = functools.lru_cache(maxsize=_CACHED_JIDS)(_prepared_jid)
 
 
 def prepared_resource(text: str) -> str:

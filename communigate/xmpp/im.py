@@ -93,7 +93,7 @@ class MessageRouter:
             self._refuse(element, "messages to the server are not handled")
             return
         if account is not None and recipient.resource is not None:
-            session = self._sessions.lookup(JID(tuple=(*account.split("@", 1), recipient.resource)))
+            session = self._sessions.resource(account, recipient.resource)
             if session is not None:
                 session.send(element)
                 self._service.metrics.message("delivered")

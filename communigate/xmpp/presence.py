@@ -518,7 +518,7 @@ class XMPPPresence:
         elif kind == "probe":
             self._answer_probe(element, account)
         elif recipient.resource is not None:
-            session = self._sessions.lookup(JID(tuple=(recipient.user, account.partition("@")[2], recipient.resource)))
+            session = self._sessions.resource(account, recipient.resource)
             if session is not None:
                 session.send(element)
         elif kind != "error":

@@ -28,7 +28,7 @@ from twisted.internet.endpoints import serverFromString
 from twisted.internet.protocol import Factory
 from twisted.logger import Logger
 from twisted.python.failure import Failure
-from twisted.words.protocols.jabber.jid import JID, InvalidFormat
+from twisted.words.protocols.jabber.jid import InvalidFormat
 
 from communigate.admin.throttle import LoginThrottle
 from communigate.directory.errors import DirectoryError
@@ -247,8 +247,7 @@ class XMPPService(MultiService):
 
     def _iq_for_local(self, element, recipient, account) -> None:
         if account is not None and recipient.resource is not None:
-            local, _, domain = account.partition("@")
-            session = self.sessions.lookup(JID(tuple=(local, domain, recipient.resource)))
+            session = self.sessions.resource(account, recipient.resource)
             if session is not None:
                 session.send(element)
                 return

@@ -113,6 +113,13 @@ class SessionRegistry:
             return None
         return resources.get(full.resource)
 
+    def resource(self, account: str, resource: str):
+        """
+        The session of C{account} (canonical name) bound to C{resource}, or
+        L{None}: L{lookup} without preparing a JID.
+        """
+        return self._accounts.get(account, {}).get(resource)
+
     def resources(self, account: str) -> list:
         return list(self._accounts.get(account, {}).values())
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 import re
 from datetime import datetime, timezone
 
-from twisted.words.protocols.jabber.jid import JID, InvalidFormat
+from twisted.words.protocols.jabber.jid import InvalidFormat
 from twisted.words.xish import domish
 
 from communigate.xmpp.namespaces import NS_CLIENT
@@ -101,9 +101,11 @@ def bare_of(text: str | None) -> str | None:
     """
     if not text:
         return None
+    from communigate.xmpp.c2s import parse_jid
+
     try:
-        return JID(text).userhost()
-    except (InvalidFormat, UnicodeError, ValueError):
+        return parse_jid(text).userhost()
+    except InvalidFormat:
         return None
 
 

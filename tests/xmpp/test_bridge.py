@@ -72,7 +72,7 @@ def test_an_xmpp_message_rings_the_phones_of_the_account_as_a_signal(alice, bob,
     alice.send("<message type='chat' to='bob@example.com' id='x1'><body>ping</body><thread>t1</thread></message>")
     (signal,) = phone.delivered
     assert (signal.method, signal.targets, signal.from_address, signal.to_address) == (
-        "MESSAGE", ("sip:bob@example.com",), "alice@example.com", "bob@example.com"
+        "MESSAGE", ("bob@example.com",), "alice@example.com", "bob@example.com"
     )
     assert signal.body == b"ping" and signal.content_type == "text/plain;charset=utf-8"
     assert signal.submitter.protocol == "xmpp" and signal.submitter.account == "alice@example.com"

@@ -272,3 +272,20 @@ def test_messages_counters(alice, service, context):
     assert registry.get_sample_value("communigate_xmpp_messages_total", {"outcome": "stored"}) == 1
     assert registry.get_sample_value("communigate_xmpp_messages_total", {"outcome": "refused"}) == 1
     assert registry.get_sample_value("communigate_xmpp_offline_messages") == 1
+
+
+def test_prepared_jids_are_cached_within_a_bound_and_bad_ones_still_refused():
+    from twisted.words.protocols.jabber.jid import InvalidFormat
+
+    from communigate.xmpp import c2s
+
+    assert c2s.parse_jid("Bob@Example.com/Desk") is c2s.parse_jid("Bob@Example.com/Desk")
+    assert c2s.parse_jid("Bob@Example.com/Desk").full() == "bob@example.com/Desk"
+    for text in ("a@@b", "a@" + "x" * 1100, "a b@example.com"):
+        with pytest.raises(InvalidFormat):
+            c2s.parse_jid(text)
+    for index in range(c2s._CACHED_JIDS + 10):
+        c2s.parse_jid(f"u{index}@example.com")
+    assert c2s._cached_jid.cache_info().currsize <= c2s._CACHED_JIDS
+    long = "u" * 200 + "@" + "d" * 100 + ".example"
+    assert c2s.parse_jid(long) is not c2s.parse_jid(long)
