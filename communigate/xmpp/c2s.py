@@ -168,6 +168,7 @@ class ClientStream(Protocol):
             "Mechanism": self.mechanism or "",
             "Priority": str(self.priority),
             "Available": "YES" if self.available else "NO",
+            "StreamManagement": _management_state(self.management),
         }
 
     def send(self, element: domish.Element) -> None:
@@ -597,6 +598,18 @@ class ClientStream(Protocol):
         reply["from"] = self.domain
         reply["to"] = self.jid.full()
         self.send(reply)
+
+
+def _management_state(management) -> str:
+    """
+    XEP-0198 for operators: C{NO}, C{YES}, C{resumable} or C{waiting}
+    (the connection is gone; the session waits to be resumed).
+    """
+    if management is None:
+        return "NO"
+    if management.hibernating:
+        return "waiting"
+    return "resumable" if management.resumable else "YES"
 
 
 def _check_stanza(kind: str, element: domish.Element, stanza_type: str | None) -> str | None:

@@ -273,3 +273,20 @@ def test_a_remote_probe_is_answered_by_roster_authorisation(alice, service, cont
         ]
     finally:
         del service.route_remote
+
+
+def test_the_im_parts_observe_sessions_through_their_interface(service):
+    from zope.interface.verify import verifyObject
+
+    from communigate.interfaces import IXMPPSessionObserver
+
+    for part in (service.roster, service.presence, service.carbons):
+        assert verifyObject(IXMPPSessionObserver, part)
+
+
+def test_subscription_stanzas_are_counted(alice, context):
+    alice.send("<presence type='subscribe' to='bob@example.com'/>")
+    alice.send("<presence type='unsubscribe' to='bob@example.com'/>")
+    registry = context.metrics
+    for kind in ("subscribe", "unsubscribe"):
+        assert registry.get_sample_value("communigate_xmpp_subscriptions_total", {"kind": kind}) == 1

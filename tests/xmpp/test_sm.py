@@ -135,8 +135,11 @@ def test_a_lost_connection_hibernates_and_the_session_is_resumed(managed, bob, c
     managed.available()
     bob.send(chat("alice@example.com/phone", "before"))
     managed.elements()
+    assert managed.stream.details["StreamManagement"] == "resumable"
     managed.lose_connection()
     assert service.sessions.lookup("alice@example.com/phone") is managed.stream
+    assert managed.stream.details["StreamManagement"] == "waiting"
+    assert service.stream_management.sessions_waiting() == 1
     bob.send(chat("alice@example.com", "while away"))
     clock.advance(60)
     again = connect(port=40002)
