@@ -34,8 +34,9 @@ unavailable, and every aggregated change refreshes the bare-JID presence.
 
 Bad input: a C{<show/>} that is not one of RFC 6121's four values, a
 subscription stanza or probe without C{to}, a contact the roster cannot
-hold: C{bad-request} / C{jid-malformed}; a roster at its limit:
-C{resource-constraint}.  Presence to accounts that do not exist is
+hold: C{bad-request} / C{jid-malformed}; a roster at its limit, or
+directed presence to more than L{MAX_DIRECTED} addresses from one
+resource: C{resource-constraint}.  Presence to accounts that do not exist is
 dropped silently (RFC 6121 section 8.5.1).
 """
 
@@ -56,6 +57,9 @@ from communigate.xmpp.namespaces import NS_CLIENT
 from communigate.xmpp.stanzas import child_text, copy_stanza
 
 SOURCE_KIND = "xmpp"
+#: JIDs one resource may have sent directed presence to (and that get its
+#: unavailable later); one more is refused with resource-constraint.
+MAX_DIRECTED = 1000
 SUBSCRIPTION_TYPES = frozenset(kind.value for kind in Kind)
 
 
@@ -206,7 +210,12 @@ class XMPPPresence:
         recipient_bare = stanza.recipient.userhost()
         subscribed = self._roster.is_authorized(session.account, recipient_bare) and recipient_bare != session.account
         if stanza.type is None and not subscribed:
-            self._directed.setdefault(full, set()).add(target)
+            directed = self._directed.setdefault(full, set())
+            if target not in directed and len(directed) >= MAX_DIRECTED:
+                session.send(error_reply(element, "resource-constraint",
+                                         f"directed presence to more than {MAX_DIRECTED} addresses"))
+                return
+            directed.add(target)
         elif stanza.type == "unavailable":
             self._directed.get(full, set()).discard(target)
         self._service.route(element)

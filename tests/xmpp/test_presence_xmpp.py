@@ -290,3 +290,18 @@ def test_subscription_stanzas_are_counted(alice, context):
     registry = context.metrics
     for kind in ("subscribe", "unsubscribe"):
         assert registry.get_sample_value("communigate_xmpp_subscriptions_total", {"kind": kind}) == 1
+
+
+def test_directed_presence_to_too_many_addresses_is_refused(alice, monkeypatch):
+    from communigate.xmpp import presence
+
+    monkeypatch.setattr(presence, "MAX_DIRECTED", 3)
+    alice.available()
+    for index in range(3):
+        alice.send(f"<presence to='u{index}@capulet.example'/>")
+    assert alice.elements() == []
+    alice.send("<presence to='u0@capulet.example'><show>away</show></presence>")
+    assert alice.elements() == []
+    alice.send("<presence to='u9@capulet.example'/>")
+    (answer,) = alice.elements()
+    assert condition(answer) == "resource-constraint"
