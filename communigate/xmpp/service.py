@@ -136,8 +136,11 @@ class XMPPService(MultiService):
         for stream in list(self.streams):
             stream.close("system-shutdown", "the server is shutting down")
         for session in self.sessions.all_sessions():
-            # Sessions waiting for resumption have no stream any more.
+            # Sessions waiting for resumption have no stream any more; the
+            # others end now rather than when their connection is gone, so
+            # unacknowledged messages are kept while the store is open.
             session.close("system-shutdown", "the server is shutting down")
+            session.finish_session()
         self.presence.stop()
         self.roster.stop()
         return super().stopService()

@@ -256,3 +256,15 @@ def test_acknowledged_messages_are_not_kept(managed, bob, service):
     managed.send("</stream:stream>")
     managed.lose_connection()
     assert service.offline.count("alice@example.com") == 0
+
+
+def test_shutdown_keeps_the_unacked_messages_of_every_managed_session(managed, bob, connect, service):
+    other = connect(port=40005).bound("laptop")
+    other.send(ENABLE)
+    other.elements()
+    bob.send(chat("alice@example.com/phone", "one"))
+    bob.send(chat("alice@example.com/laptop", "two"))
+    managed.lose_connection()
+    service.stopService()
+    assert len(service.sessions) == 0
+    assert sorted(str(m.body) for m in service.offline.take("alice@example.com", "example.com")) == ["one", "two"]
