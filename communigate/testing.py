@@ -79,8 +79,9 @@ class LiveServer:
 def start_server(data_dir, *extra, domain="example.com") -> LiveServer:
     """
     Start C{twistd communigate} on C{data_dir}, its CLI, HTTP, SIP and
-    XMPP listeners on free ports of 127.0.0.1; return once the CLI accepts
-    connections.
+    XMPP listeners on free ports of 127.0.0.1; return once the CLI and
+    XMPP listeners accept connections (XMPP listens after it has loaded
+    or generated its certificate, a moment after the CLI).
     """
     cli_port, http_port, sip_port, xmpp_port = free_port(), free_port(), free_port(), free_port()
     twistd = os.path.join(os.path.dirname(sys.executable), "twistd")
@@ -105,6 +106,8 @@ def start_server(data_dir, *extra, domain="example.com") -> LiveServer:
     log.close()
     try:
         seconds = wait_for_port(cli_port, process, START_TIMEOUT, log_path)
+        if not any(option.startswith("--xmpp") for option in extra):
+            wait_for_port(xmpp_port, process, START_TIMEOUT, log_path)
     except BaseException:
         process.kill()
         raise

@@ -137,7 +137,8 @@ def test_a_sip_body_that_is_not_plain_text_is_415(bob, context):
 
 
 def test_characters_xml_cannot_carry_are_dropped_and_the_charset_honoured(bob, context):
-    context.signals.submit(sip_message("bob@example.com", "a\x00b\x07c é".encode("latin-1"), "text/plain; charset=ISO-8859-1"))
+    body = "a\x00b\x07c é".encode("latin-1")
+    context.signals.submit(sip_message("bob@example.com", body, "text/plain; charset=ISO-8859-1"))
     (got,) = messages(bob)
     assert str(got.body) == "abc é"
     assert bob.stream.state.value == "established"
