@@ -90,6 +90,7 @@ class ManagedStream:
         self._expiry = None
         self._request = None
         self._requested_at = 0
+        self._overflowing = False
 
     @property
     def resumable(self) -> bool:
@@ -110,8 +111,11 @@ class ManagedStream:
                 self.end_hibernation()
             return
         if len(self.queue) > MAX_UNACKED:
-            self._manager.clock.callLater(0, self.stream.close, "policy-violation",
-                                          f"more than {MAX_UNACKED} stanzas unacknowledged")
+            if not self._overflowing:
+                # Not from inside send(): the stream ends on the next turn.
+                self._overflowing = True
+                self._manager.clock.callLater(0, self.stream.close, "policy-violation",
+                                              f"more than {MAX_UNACKED} stanzas unacknowledged")
             return
         if (self.sent - self._requested_at) % MODULUS >= ACK_EVERY:
             self.request_ack()
