@@ -23,6 +23,7 @@ Once bound, the stream is the resource's L{IXMPPSession}.
 from __future__ import annotations
 
 import enum
+import functools
 import os
 from xml.sax.saxutils import quoteattr
 
@@ -71,8 +72,24 @@ def parse_jid(text: str) -> JID:
     """
     A JID from a stanza attribute.
 
+    Preparing a JID (stringprep of three parts) costs some 70 us, and a
+    message is addressed several times on its way, so the JIDs of short
+    addresses are kept in a bounded cache (JIDs are immutable values).
+
     @raise InvalidFormat: it is not a valid JID, or a part is too long.
     """
+    if len(text) <= _CACHED_JID_LENGTH:
+        return _cached_jid(text)
+    return _prepared_jid(text)
+
+
+#: Addresses up to this long are cached by L{parse_jid}, at most
+#: L{_CACHED_JIDS} of them (the least recently used go first).
+_CACHED_JID_LENGTH = 256
+_CACHED_JIDS = 4096
+
+
+def _prepared_jid(text: str) -> JID:
     try:
         parsed = JID(text)
     except (UnicodeError, ValueError, IndexError) as e:
@@ -82,6 +99,9 @@ def parse_jid(text: str) -> JID:
         if part is not None and len(part.encode("utf-8")) > _JID_PART_LIMIT:
             raise InvalidFormat("a JID part is longer than 1023 bytes")
     return parsed
+
+
+_cached_jid = functools.lru_cache(maxsize=_CACHED_JIDS)(_prepared_jid)
 
 
 def prepared_resource(text: str) -> str:
@@ -133,6 +153,10 @@ class ClientStream(Protocol):
         self._logout = None
         self._timeout = None
         self._pending_login = None
+        self._ended = False
+        #: The XEP-0198 state (L{communigate.xmpp.sm.ManagedStream}) once
+        #: stream management is enabled, else L{None}.
+        self.management = None
 
     # -- IXMPPSession ----------------------------------------------------------
 
@@ -145,27 +169,37 @@ class ClientStream(Protocol):
             "Mechanism": self.mechanism or "",
             "Priority": str(self.priority),
             "Available": "YES" if self.available else "NO",
+            "StreamManagement": _management_state(self.management),
         }
 
     def send(self, element: domish.Element) -> None:
+        stanza = element.name in STANZA_KINDS and element.uri == NS_CLIENT
+        if stanza and self.management is not None:
+            # Counted and kept until acknowledged, also while the session
+            # waits for its client to resume (XEP-0198).
+            self.management.sending(element)
         if self.state is StreamState.CLOSED:
             return
-        if element.name in STANZA_KINDS:
+        if stanza:
             self.service.metrics.stanza("out", element.name)
         self._write(element.toXml(prefixes=_PREFIXES, prefixesInScope=["stream"], defaultUri=NS_CLIENT).encode("utf-8"))
 
-    def close(self, condition: str, text: str) -> None:
+    def close(self, condition: str, text: str, app_condition: domish.Element | None = None) -> None:
         """
-        End the stream with a stream error.
+        End the stream with a stream error (and an application-specific
+        condition element, if given).  A session waiting for resumption
+        ends at once.
         """
         if self.state is StreamState.CLOSED:
+            if self.management is not None and self.management.hibernating:
+                self.management.end_hibernation()
             return
         self._send_header_once()
         self.service.metrics.stream_error(condition)
         self.log.info(
             "XMPP stream from {peer} closed with {condition}: {text}", peer=self.peer, condition=condition, text=text
         )
-        error = StreamError(condition, text=text).getElement()
+        error = StreamError(condition, text=text, appCondition=app_condition).getElement()
         self._write(error.toXml(prefixes=_PREFIXES, prefixesInScope=["stream"]).encode("utf-8"))
         self._end()
 
@@ -184,11 +218,43 @@ class ClientStream(Protocol):
         if self._pending_login is not None:
             pending, self._pending_login = self._pending_login, None
             pending.cancel()
-        self.service.sessions.unbind(self)
         self.service.stream_closed(self)
+        if self.management is not None and not self._ended and self.management.hibernate():
+            # Lost without a closing tag: the session waits for its client
+            # to resume it (XEP-0198) and ends by finish_session later.
+            return
+        self.finish_session()
+
+    def finish_session(self) -> None:
+        """
+        The session is over for good: unbound, logged out, and what stream
+        management still holds unacknowledged is kept.
+        """
+        self.service.sessions.unbind(self)
+        management, self.management = self.management, None
+        if management is not None:
+            management.ended()
         if self._logout is not None:
             logout, self._logout = self._logout, None
             logout()
+
+    def take_over(self, old) -> None:
+        """
+        Continue C{old}'s session on this freshly authenticated stream
+        (XEP-0198 resumption): its full JID, presence and registry entry
+        move here without the resource ever looking unbound.
+        """
+        self.jid = old.jid
+        self.priority = old.priority
+        self.available = old.available
+        self.started = old.started
+        self.service.sessions.replace(old, self)
+        if old._logout is not None:
+            # This stream logged in itself; the old login ends here.
+            logout, old._logout = old._logout, None
+            logout()
+        self.state = StreamState.ESTABLISHED
+        self._cancel_timeout()
 
     def _timed_out(self) -> None:
         self._timeout = None
@@ -204,6 +270,7 @@ class ClientStream(Protocol):
         self.transport.write(data)
 
     def _end(self) -> None:
+        self._ended = True
         self._write(b"</stream:stream>")
         self.state = StreamState.CLOSED
         self._cancel_timeout()
@@ -274,6 +341,8 @@ class ClientStream(Protocol):
         if self.account is not None:
             features.addElement((NS_BIND, "bind"))
             features.addElement((NS_SESSION, "session")).addElement("optional")
+            for feature in self.service.stream_features(self):
+                features.addChild(feature)
             self.state = StreamState.BINDING
         elif not self.tls and settings.require_tls:
             features.addElement((NS_TLS, "starttls")).addElement("required")
@@ -305,6 +374,9 @@ class ClientStream(Protocol):
                 self._binding_stanza(element)
             else:
                 self.close("not-authorized", "authenticate before sending stanzas")
+        elif state is StreamState.BINDING and self.service.dispatcher.nonza_handler(element.uri, element.name):
+            # XEP-0198 resumption takes the place of binding.
+            self.service.dispatcher.nonza_handler(element.uri, element.name)(self, element)
         elif state is StreamState.SECURING:
             self.close("policy-violation", "STARTTLS is required before anything else")
         elif state is StreamState.AUTHENTICATING and element.uri == NS_SASL:
@@ -487,6 +559,8 @@ class ClientStream(Protocol):
             return
         kind = element.name
         self.service.metrics.stanza("in", kind)
+        if self.management is not None:
+            self.management.received()
         sender = element.getAttribute("from")
         if sender is not None:
             try:
@@ -525,6 +599,18 @@ class ClientStream(Protocol):
         reply["from"] = self.domain
         reply["to"] = self.jid.full()
         self.send(reply)
+
+
+def _management_state(management) -> str:
+    """
+    XEP-0198 for operators: C{NO}, C{YES}, C{resumable} or C{waiting}
+    (the connection is gone; the session waits to be resumed).
+    """
+    if management is None:
+        return "NO"
+    if management.hibernating:
+        return "waiting"
+    return "resumable" if management.resumable else "YES"
 
 
 def _check_stanza(kind: str, element: domish.Element, stanza_type: str | None) -> str | None:

@@ -141,6 +141,8 @@ class StanzaDispatcher:
         self._iq: dict[tuple[str, str, str], IQHandler] = {}
         self._kinds: dict[str, Callable] = {}
         self._nonzas: dict[tuple[str, str], Callable] = {}
+        self._responses: dict[str, Callable] = {}
+        self._remote: Callable | None = None
 
     # -- registration --------------------------------------------------------
 
@@ -181,6 +183,24 @@ class StanzaDispatcher:
         if (namespace, name) in self._nonzas:
             raise ValueError(f"a handler for {namespace} {name} is already registered")
         self._nonzas[(namespace, name)] = handler
+
+    def register_response(self, prefix: str, handler: Callable) -> None:
+        """
+        Pass the C{result} and C{error} IQs a client sends to the server or
+        its own account with an C{id} starting with C{prefix} (the answers
+        to requests the server sent it, such as roster pushes) to
+        C{handler(session, stanza)}.
+        """
+        if prefix in self._responses:
+            raise ValueError(f"a handler for responses {prefix!r} is already registered")
+        self._responses[prefix] = handler
+
+    def set_remote(self, handler: Callable) -> None:
+        """
+        Hand IQs addressed to a domain not served here to
+        C{handler(element)} (server-to-server routing).
+        """
+        self._remote = handler
 
     def nonza_handler(self, namespace: str, name: str) -> Callable | None:
         """
@@ -226,10 +246,18 @@ class StanzaDispatcher:
         )
 
     def _iq_stanza(self, session, stanza: Stanza) -> None:
+        recipient = stanza.recipient
+        if recipient is not None and self._remote is not None and not self._is_local_domain(recipient.host):
+            self._remote(stanza.element)
+            return
         if stanza.type in ("result", "error"):
-            target = self._local_resource(stanza.recipient)
+            target = self._local_resource(recipient)
             if target is not None:
                 target.send(stanza.element)
+                return
+            answered = self._response_handler(session, stanza)
+            if answered is not None:
+                answered(session, stanza)
             else:
                 self._drop(session, stanza, "IQ response to no pending request")
             return
@@ -258,6 +286,14 @@ class StanzaDispatcher:
             return
         self.log.failure("XMPP IQ handler failed for {jid}", failure, jid=session.jid.full())
         session.send(error_reply(stanza.element, "internal-server-error"))
+
+    def _response_handler(self, session, stanza: Stanza) -> Callable | None:
+        if stanza.id is None or self.scope_of(session, stanza.recipient) is None:
+            return None
+        for prefix, handler in self._responses.items():
+            if stanza.id.startswith(prefix):
+                return handler
+        return None
 
     def _local_resource(self, recipient: JID | None):
         if recipient is None or recipient.resource is None or recipient.user is None:

@@ -9,6 +9,18 @@ What the XMPP service counts, on the server's Prometheus registry:
   - C{communigate_xmpp_stanzas_dropped_total{reason}}: stanzas deliberately
     not answered;
   - C{communigate_xmpp_bound_total}: resources bound since start;
+  - C{communigate_xmpp_messages_total{outcome}}: messages for local JIDs:
+    C{delivered} (to a resource), C{signal} (submitted as a Signal),
+    C{stored} (kept offline), C{offline delivered}, C{refused} (the
+    sender got an error);
+  - C{communigate_xmpp_subscriptions_total{kind}}: subscription stanzas
+    (subscribe, subscribed, unsubscribe, unsubscribed) from clients and
+    other servers;
+  - C{communigate_xmpp_carbons_total{direction}}: carbon copies sent;
+  - C{communigate_xmpp_stream_management_total{event}}: C{enabled},
+    C{resumed}, C{resume failed};
+  - C{communigate_xmpp_offline_messages} (gauge, read at scrape time):
+    messages kept offline, all accounts together;
   - C{communigate_xmpp_streams} and C{communigate_xmpp_sessions} (gauges
     read at scrape time): open client connections, bound resources.
 """
@@ -43,6 +55,22 @@ class XMPPMetrics:
         self._bound = Counter(
             "communigate_xmpp_bound", "XMPP resources bound.", registry=registry,
         )
+        self._messages = Counter(
+            "communigate_xmpp_messages", "XMPP messages for local JIDs, by outcome.",
+            ["outcome"], registry=registry,
+        )
+        self._subscriptions = Counter(
+            "communigate_xmpp_subscriptions", "XMPP subscription stanzas, by kind.",
+            ["kind"], registry=registry,
+        )
+        self._carbons = Counter(
+            "communigate_xmpp_carbons", "XMPP carbon copies sent, by direction.",
+            ["direction"], registry=registry,
+        )
+        self._management = Counter(
+            "communigate_xmpp_stream_management", "XMPP stream management events.",
+            ["event"], registry=registry,
+        )
         registry.register(_OpenCollector(service))
 
     def login(self, mechanism: str, outcome: str) -> None:
@@ -60,6 +88,18 @@ class XMPPMetrics:
     def bound(self) -> None:
         self._bound.inc()
 
+    def message(self, outcome: str) -> None:
+        self._messages.labels(outcome).inc()
+
+    def subscription(self, kind: str) -> None:
+        self._subscriptions.labels(kind).inc()
+
+    def carbon(self, direction: str) -> None:
+        self._carbons.labels(direction).inc()
+
+    def stream_management(self, event: str) -> None:
+        self._management.labels(event).inc()
+
 
 class _OpenCollector(Collector):
     def __init__(self, service) -> None:
@@ -68,7 +108,13 @@ class _OpenCollector(Collector):
     def collect(self):
         yield GaugeMetricFamily("communigate_xmpp_streams", "Open XMPP client connections.", value=len(self._service.streams))
         yield GaugeMetricFamily("communigate_xmpp_sessions", "Bound XMPP resources.", value=len(self._service.sessions))
+        offline = getattr(self._service, "offline", None)
+        if offline is not None:
+            yield GaugeMetricFamily(
+                "communigate_xmpp_offline_messages", "XMPP messages kept offline.", value=offline.total()
+            )
 
     def describe(self):
         yield GaugeMetricFamily("communigate_xmpp_streams", "Open XMPP client connections.")
         yield GaugeMetricFamily("communigate_xmpp_sessions", "Bound XMPP resources.")
+        yield GaugeMetricFamily("communigate_xmpp_offline_messages", "XMPP messages kept offline.")

@@ -4,8 +4,16 @@ The XMPP service: what C{--xmpp} listens with.
 It owns what all client streams share: the settings in force, the TLS
 context, the session registry (L{sessions}), the stanza dispatch table
 (L{dispatcher}) with the built-in XEPs (ping, version, disco), the login
-throttle and the metrics.  Later slices add their handlers to
-L{dispatcher} and their observers to L{sessions}.
+throttle and the metrics; and the IM parts built on them: the roster
+(L{roster}), presence (L{presence}), messages (L{messages}), offline
+storage (L{offline}), the Signal bridge (L{bridge}), stream management
+(L{stream_management}) and carbons (L{carbons}).
+
+Every stanza for a local JID, whoever sent it (a local resource, another
+server, the Signal bridge), goes through L{XMPPService.deliver_local}; a
+stanza for another domain goes to C{route_remote} when the
+server-to-server side has added it, else the sender gets
+C{remote-server-not-found}.
 """
 
 from __future__ import annotations
@@ -20,17 +28,25 @@ from twisted.internet.endpoints import serverFromString
 from twisted.internet.protocol import Factory
 from twisted.logger import Logger
 from twisted.python.failure import Failure
+from twisted.words.protocols.jabber.jid import InvalidFormat
 
 from communigate.admin.throttle import LoginThrottle
 from communigate.directory.errors import DirectoryError
 from communigate.interfaces import IAccount
 from communigate.xmpp import ping, sasl, stanza_routes, version
-from communigate.xmpp.c2s import ClientStream
+from communigate.xmpp.bridge import SignalBridge
+from communigate.xmpp.c2s import ClientStream, parse_jid
+from communigate.xmpp.carbons import Carbons
 from communigate.xmpp.disco import ServiceDiscovery
-from communigate.xmpp.dispatch import ACCOUNT, SERVER, StanzaDispatcher
+from communigate.xmpp.dispatch import ACCOUNT, SERVER, StanzaDispatcher, error_reply
+from communigate.xmpp.im import MessageRouter
 from communigate.xmpp.metrics import XMPPMetrics
 from communigate.xmpp.namespaces import NS_SESSION
+from communigate.xmpp.offline import OfflineMessages
+from communigate.xmpp.presence import XMPPPresence
+from communigate.xmpp.roster import XMPPRoster
 from communigate.xmpp.sessions import SessionRegistry
+from communigate.xmpp.sm import StreamManagement
 from communigate.xmpp.settings import XMPPSettings, checked, stored_settings
 from communigate.xmpp.tls import CertificateError, ensure_generated, load_context
 
@@ -88,6 +104,19 @@ class XMPPService(MultiService):
         version.install(self.dispatcher)
         self.disco = ServiceDiscovery(self.dispatcher)
         self.disco.install()
+        self._stream_features: list = []
+        self.offline = OfflineMessages(context.store, self.clock, lambda: self.settings.max_offline_messages)
+        self.carbons = Carbons(self)
+        self.roster = XMPPRoster(self)
+        self.presence = XMPPPresence(self)
+        self.messages = MessageRouter(self)
+        self.bridge = SignalBridge(self)
+        self.stream_management = StreamManagement(self)
+        for part in (self.carbons, self.roster, self.presence, self.messages, self.stream_management):
+            part.install()
+        self.dispatcher.set_remote(self._to_remote)
+        # XEP-0160: messages are kept for accounts that are offline.
+        self.disco.add_feature(SERVER, "msgoffline")
         self.throttle = LoginThrottle(self.clock)
         self._decoy_key = os.urandom(32)
         self.factory = ClientStreamFactory(self)
@@ -103,11 +132,22 @@ class XMPPService(MultiService):
         except ValueError as e:
             self.log.error("XMPP settings are invalid ({error}); using the built-in values", error=e)
             self.apply_settings({})
+        self.roster.start()
+        self.presence.start()
+        self.bridge.start()
         super().startService()
 
     def stopService(self):
         for stream in list(self.streams):
             stream.close("system-shutdown", "the server is shutting down")
+        for session in self.sessions.all_sessions():
+            # Sessions waiting for resumption have no stream any more; the
+            # others end now rather than when their connection is gone, so
+            # unacknowledged messages are kept while the store is open.
+            session.close("system-shutdown", "the server is shutting down")
+            session.finish_session()
+        self.presence.stop()
+        self.roster.stop()
         return super().stopService()
 
     def apply_settings(self, settings: dict) -> None:
@@ -149,6 +189,94 @@ class XMPPService(MultiService):
         directory = self.context.directory
         main = directory.main_domain() or self.context.hostname
         return [main] + [d for d in directory.list_domains() if d != main]
+
+    # -- stream features and routing ----------------------------------------------
+
+    def add_stream_feature(self, feature) -> None:
+        """
+        Offer C{feature(stream)} (an element) with resource binding.
+        """
+        self._stream_features.append(feature)
+
+    def stream_features(self, stream) -> list:
+        """
+        The extra features offered to C{stream} after authentication.
+        """
+        return [feature(stream) for feature in self._stream_features]
+
+    def local_account(self, address: str) -> str | None:
+        """
+        The canonical account C{address} (a bare JID, aliases followed)
+        names, or L{None}.
+        """
+        try:
+            return self.context.directory.resolve_account(address)
+        except (DirectoryError, ValueError):
+            return None
+
+    def route(self, element) -> None:
+        """
+        Send C{element} (C{to} and C{from} set) on its way: to a local JID
+        through L{deliver_local}, to anything else through the
+        server-to-server side.
+        """
+        try:
+            recipient = parse_jid(element.getAttribute("to", ""))
+        except InvalidFormat:
+            self.metrics.dropped("stanza to an invalid JID")
+            return
+        if self.is_local_domain(recipient.host):
+            self.deliver_local(element)
+        else:
+            self._to_remote(element)
+
+    def deliver_local(self, element) -> None:
+        """
+        Deliver C{element}, a stanza for a JID of a local domain, with C{to}
+        and C{from} set: from a local session, from another server or from
+        the Signal bridge.  Messages follow RFC 6121 section 8.5 (and go
+        through the Signal service when they carry a body), presence
+        section 4, IQs to a bound full JID go to that resource.
+        """
+        try:
+            recipient = parse_jid(element.getAttribute("to", ""))
+        except InvalidFormat:
+            self.metrics.dropped("stanza to an invalid JID")
+            return
+        account = self.local_account(recipient.userhost()) if recipient.user is not None else None
+        if element.name == "message":
+            self.messages.deliver(element, recipient, account)
+        elif element.name == "presence":
+            self.presence.deliver(element, recipient, account)
+        elif element.name == "iq":
+            self._iq_for_local(element, recipient, account)
+        else:
+            self.metrics.dropped("not a stanza")
+
+    def _iq_for_local(self, element, recipient, account) -> None:
+        if account is not None and recipient.resource is not None:
+            session = self.sessions.resource(account, recipient.resource)
+            if session is not None:
+                session.send(element)
+                return
+        if element.getAttribute("type") in ("get", "set") and element.getAttribute("from"):
+            self.route(error_reply(element, "service-unavailable"))
+        else:
+            self.metrics.dropped("IQ for no resource")
+
+    def _to_remote(self, element) -> None:
+        remote = getattr(self, "route_remote", None)
+        if remote is not None:
+            remote(element)
+            return
+        kind = element.getAttribute("type")
+        if element.name == "presence" and kind not in ("subscribe", "subscribed", "unsubscribe", "unsubscribed"):
+            self.metrics.dropped("presence for a domain not served here")
+            return
+        if kind == "error" or not element.getAttribute("from"):
+            self.metrics.dropped("error for a domain not served here")
+            return
+        self.route(error_reply(element, "remote-server-not-found", "no route to that domain"))
 
     # -- what streams ask ----------------------------------------------------
 
@@ -271,11 +399,6 @@ class XMPPService(MultiService):
         else:
             self.remote.route(element)
 
-    def deliver_local(self, element) -> None:
-        """
-        Deliver stanza C{element} to the local JID of its C{to}.
-        """
-        stanza_routes.deliver_to_sessions(self, element)
 
 
 def _qualified(username: str, domain: str) -> str:

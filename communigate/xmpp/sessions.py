@@ -113,6 +113,13 @@ class SessionRegistry:
             return None
         return resources.get(full.resource)
 
+    def resource(self, account: str, resource: str):
+        """
+        The session of C{account} (canonical name) bound to C{resource}, or
+        L{None}: L{lookup} without preparing a JID.
+        """
+        return self._accounts.get(account, {}).get(resource)
+
     def resources(self, account: str) -> list:
         return list(self._accounts.get(account, {}).values())
 
@@ -123,6 +130,19 @@ class SessionRegistry:
     def all_sessions(self) -> list:
         found = [session for resources in self._accounts.values() for session in resources.values()]
         return sorted(found, key=lambda session: session.started)
+
+    def replace(self, old, new) -> None:
+        """
+        Put C{new} in the place of bound session C{old} under the same full
+        JID, without telling the observers: the resource goes on (XEP-0198
+        resumption moves a session to a new stream).
+        """
+        full = old.jid
+        resources = self._accounts.get(full.userhost())
+        if resources is None or resources.get(full.resource) is not old:
+            raise KeyError(f"{full.full()} is not bound to that session")
+        resources[full.resource] = new
+        new.jid = full
 
     def set_presence(self, session, available: bool, priority: int) -> None:
         if (session.available, session.priority) == (available, priority):

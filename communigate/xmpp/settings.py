@@ -44,6 +44,12 @@ DEFAULT_SETTINGS = {
     # DNS servers for _xmpp-server._tcp SRV lookups ("ip[:port], ...");
     # empty: the SIP DNSServers setting, else /etc/resolv.conf.
     "DNSServers": "",
+    # Messages kept for an account while none of its resources is
+    # available (XEP-0160); 0: none are kept.
+    "MaxOfflineMessages": "100",
+    # Seconds a stream-managed session whose connection was lost waits to
+    # be resumed (XEP-0198); 0: sessions are not resumable.
+    "ResumeTimeout": "300",
 }
 
 _LIMITS = {
@@ -53,6 +59,8 @@ _LIMITS = {
     "NegotiationTimeout": (5, 3600),
     "S2SConnectTimeout": (5, 600),
     "S2SIdleTimeout": (10, 86400),
+    "MaxOfflineMessages": (0, 10_000),
+    "ResumeTimeout": (0, 3600),
 }
 
 #: The shortest and longest DialbackSecret accepted.
@@ -77,6 +85,8 @@ class XMPPSettings:
     s2s_idle_timeout: float = 600.0
     dialback_secret: str = ""
     dns_servers: tuple = ()
+    max_offline_messages: int = 100
+    resume_timeout: float = 300.0
 
 
 def stored_settings(store) -> dict:
@@ -142,6 +152,8 @@ def checked(settings: dict) -> XMPPSettings:
         s2s_idle_timeout=float(numbers["S2SIdleTimeout"]),
         dialback_secret=secret,
         dns_servers=dns_servers,
+        max_offline_messages=numbers["MaxOfflineMessages"],
+        resume_timeout=float(numbers["ResumeTimeout"]),
     )
 
 

@@ -104,6 +104,28 @@ class ScriptedClient:
         assert result["type"] == "result", result.toXml()
         return self
 
+    def available(self, presence="<presence/>"):
+        """
+        Send initial (or any) presence; what came back.
+        """
+        self.send(presence)
+        return self.elements()
+
+    def roster(self):
+        """
+        Ask for the roster; the result's items as (jid, attributes) pairs.
+        """
+        self.send("<iq type='get' id='roster-get'><query xmlns='jabber:iq:roster'/></iq>")
+        (result,) = [e for e in self.elements() if e.getAttribute("id") == "roster-get"]
+        assert result["type"] == "result", result.toXml()
+        return result
+
+    def lose_connection(self):
+        """
+        The TCP connection drops without a closing tag.
+        """
+        self.stream.connectionLost(None)
+
     def closed_with(self):
         """
         The stream error condition the server closed with, or None.

@@ -65,6 +65,9 @@ class FakeSession:
     def close(self, condition, text):
         self.closed_with = condition
 
+    def finish_session(self):
+        pass
+
 
 class Network:
     """
@@ -130,7 +133,8 @@ class Server:
 
     def session(self, user, resource, available=True, priority=0):
         session = FakeSession()
-        self.xmpp.sessions.bind(session, f"{user}@{self.domain}", resource)
+        session.account = f"{user}@{self.domain}"
+        self.xmpp.sessions.bind(session, session.account, resource)
         self.xmpp.sessions.set_presence(session, available, priority)
         return session
 
