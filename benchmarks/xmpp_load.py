@@ -171,7 +171,7 @@ async def log_in_all(clients, port: int, concurrency: int = 100) -> float:
     return time.perf_counter() - started
 
 
-async def exchange(clients, per_client: int, timeout: float = 120.0) -> tuple[int, float]:
+async def exchange(clients, per_client: int, bare: bool = False, timeout: float = 120.0) -> tuple[int, float]:
     """Every client sends per_client messages to others; the time until
     all have arrived (or the timeout)."""
     for client in clients:
@@ -188,7 +188,7 @@ async def exchange(clients, per_client: int, timeout: float = 120.0) -> tuple[in
             peer = clients[chooser.randrange(len(clients))]
             if peer is client:
                 peer = clients[(clients.index(client) + 1) % len(clients)]
-            client.send_message(peer.jid, number)
+            client.send_message(peer.jid.split("/")[0] if bare else peer.jid, number)
         await asyncio.sleep(0)
     while sum(c.received for c in clients) < expected and time.perf_counter() - started < timeout:
         await asyncio.sleep(0.02)
@@ -203,7 +203,7 @@ def rss_mb(pid: int) -> float:
     return float("nan")
 
 
-async def measure(port: int, pid: int, users, per_client: int) -> dict:
+async def measure(port: int, pid: int, users, per_client: int, bare: bool = False) -> dict:
     idle = rss_mb(pid)
     warm = [Client(name, password) for name, password in users]
     await log_in_all(warm, port)  # learns the salts; not timed
@@ -216,7 +216,7 @@ async def measure(port: int, pid: int, users, per_client: int) -> dict:
     client_cpu = time.process_time() - cpu
     await asyncio.sleep(0.5)
     connected = rss_mb(pid)
-    received, routing = await exchange(clients, per_client)
+    received, routing = await exchange(clients, per_client, bare)
     for client in clients:
         await client.close()
     return {
@@ -231,7 +231,7 @@ async def measure(port: int, pid: int, users, per_client: int) -> dict:
     }
 
 
-def communigate(users, per_client: int) -> dict:
+def communigate(users, per_client: int, bare: bool) -> dict:
     from communigate.admin.client import CLIClient
     from communigate.testing import start_server, stop_server
 
@@ -247,12 +247,12 @@ def communigate(users, per_client: int) -> dict:
                     f.write(f"CREATEACCOUNT {name} {{Password = {password};}}\n")
             admin = os.path.join(os.path.dirname(sys.executable), "communigate-admin")
             subprocess.run([admin, "--data", server.data_dir, "--file", script], check=True, capture_output=True)
-            return asyncio.run(measure(server.xmpp_port, server.process.pid, users, per_client))
+            return asyncio.run(measure(server.xmpp_port, server.process.pid, users, per_client, bare))
         finally:
             stop_server(server)
 
 
-def prosody(users, per_client: int) -> dict | None:
+def prosody(users, per_client: int, bare: bool) -> dict | None:
     sys.path.insert(0, os.path.dirname(__file__))
     import prosody_peer
     from communigate.testing import free_port
@@ -266,7 +266,7 @@ def prosody(users, per_client: int) -> dict | None:
         peer.start(users)
         try:
             print(f"Prosody: {prosody_peer.version(binary)}")
-            return asyncio.run(measure(peer.port, peer.process.pid, users, per_client))
+            return asyncio.run(measure(peer.port, peer.process.pid, users, per_client, bare))
         finally:
             peer.stop()
 
@@ -287,15 +287,23 @@ def main() -> None:
     parser.add_argument("--clients", type=int, default=1000)
     parser.add_argument("--messages", type=int, default=10, help="messages each client sends")
     parser.add_argument("--only", choices=("communigate", "prosody"))
+    parser.add_argument(
+        "--bare", action="store_true",
+        help="address messages to bare JIDs (communigate routes those through the Signal service)",
+    )
     options = parser.parse_args()
     users = [(f"u{i}", f"p{i}") for i in range(options.clients)]
-    print(f"{options.clients} clients, STARTTLS + SCRAM-SHA-1 + bind + presence; {options.messages} messages each")
+    where = "bare JIDs" if options.bare else "full JIDs"
+    print(
+        f"{options.clients} clients, STARTTLS + SCRAM-SHA-1 + bind + presence;"
+        f" {options.messages} messages each to {where}"
+    )
     ours = theirs = None
     if options.only != "prosody":
-        ours = communigate(users, options.messages)
+        ours = communigate(users, options.messages, options.bare)
         show("communigate", ours)
     if options.only != "communigate":
-        theirs = prosody(users, options.messages)
+        theirs = prosody(users, options.messages, options.bare)
         show("Prosody", theirs)
     if ours and theirs:
         print(
