@@ -327,8 +327,11 @@ class FakeUDPPort:
         self.protocol.datagramReceived(data, addr)
 
     def stopListening(self):
-        self.listening = False
-        self.protocol.doStop()
+        # Twice (a service stopping a port its parent stops too) is once,
+        # as with a real port.
+        if self.listening:
+            self.listening = False
+            self.protocol.doStop()
 
     loseConnection = stopListening
 
