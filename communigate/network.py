@@ -297,10 +297,16 @@ class NetworkSettingsError(ValueError):
     """
 
 
-def _wan_address(settings: dict, key: str, version: int) -> str:
+def address_setting(settings: dict, key: str, version: int, error=ValueError) -> str:
+    """
+    The one IPv4 or IPv6 (C{version}) address of setting C{key}, written
+    canonically, or C{""} when it is empty; C{error} (a L{ValueError}
+    class) naming the setting otherwise.  Shared by every settings record
+    that names an address of this server (WAN, media relay).
+    """
     text = settings.get(key, "")
     if not isinstance(text, str):
-        raise NetworkSettingsError(f"{key} must be one IPv{version} address or empty, not {text!r}")
+        raise error(f"{key} must be one IPv{version} address or empty, not {text!r}")
     text = text.strip().strip("[]")
     if not text:
         return ""
@@ -309,7 +315,7 @@ def _wan_address(settings: dict, key: str, version: int) -> str:
     except ValueError:
         address = None
     if address is None or address.version != version:
-        raise NetworkSettingsError(f"{key} must be one IPv{version} address or empty, not {text!r}")
+        raise error(f"{key} must be one IPv{version} address or empty, not {text!r}")
     return str(address)
 
 
@@ -367,8 +373,8 @@ class NetworkSettings:
             except AddressListError as e:
                 raise NetworkSettingsError(f"{key}: {e}") from e
         return cls(
-            wan_address=_wan_address(settings, "WANAddress", 4),
-            wan_ipv6_address=_wan_address(settings, "WANIPv6Address", 6),
+            wan_address=address_setting(settings, "WANAddress", 4, NetworkSettingsError),
+            wan_ipv6_address=address_setting(settings, "WANIPv6Address", 6, NetworkSettingsError),
             lan=lists["LANIPs"],
             clients=lists["ClientIPs"],
             nated=lists["NATedIPs"],

@@ -27,6 +27,8 @@ import ipaddress
 import attrs
 from twisted.logger import Logger
 
+from communigate.network import address_setting
+
 __all__ = ["DEFAULT_SETTINGS", "SETTINGS_KEY", "RelaySettings", "RelayConfiguration", "stored_settings"]
 
 SETTINGS_KEY = "media-server-settings"
@@ -53,22 +55,6 @@ def _integer(settings: dict, key: str, low: int, high: int) -> int:
     if number is None or not low <= number <= high:
         raise ValueError(f"{key} must be a whole number from {low} to {high}, not {value!r}")
     return number
-
-
-def _address(settings: dict, key: str, version: int) -> str:
-    value = settings.get(key, "")
-    if not isinstance(value, str):
-        raise ValueError(f"{key} must be one IPv{version} address or empty, not {value!r}")
-    text = value.strip().strip("[]")
-    if not text:
-        return ""
-    try:
-        address = ipaddress.ip_address(text)
-    except ValueError:
-        address = None
-    if address is None or address.version != version:
-        raise ValueError(f"{key} must be one IPv{version} address or empty, not {value!r}")
-    return str(address)
 
 
 def _port_range(settings: dict) -> tuple[int, int]:
@@ -118,8 +104,8 @@ class RelaySettings:
             port_high=high,
             idle_timeout=float(_integer(settings, "IdleTimeout", 5, _MAX_IDLE)),
             max_relays=_integer(settings, "MaxRelays", 0, 100_000),
-            address=_address(settings, "Address", 4),
-            ipv6_address=_address(settings, "IPv6Address", 6),
+            address=address_setting(settings, "Address", 4),
+            ipv6_address=address_setting(settings, "IPv6Address", 6),
         )
 
     @property
