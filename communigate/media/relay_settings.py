@@ -22,8 +22,6 @@ most once a second) after the admin tool did.
 
 from __future__ import annotations
 
-import ipaddress
-
 import attrs
 from twisted.logger import Logger
 
