@@ -34,6 +34,12 @@ class ServerContext:
         in a core built without a reactor (presence lives in the running
         server).
     @ivar message_waiting: the L{communigate.interfaces.IMessageWaiting}.
+    @ivar scheduler: the one L{communigate.core.scheduler.Scheduler} every
+        state machine runs on (NAT pingers, PBX tasks, media channels);
+        L{None} in a core built without a reactor.
+    @ivar dialogs: the L{communigate.interfaces.ILocalDialogs}: dialogs
+        this server holds as a user agent (PBX tasks' calls) and the
+        protocols that carry them; L{None} without a reactor.
     """
 
     reactor: object
@@ -50,3 +56,5 @@ class ServerContext:
     roster: object = None
     presence: object = None
     message_waiting: object = None
+    scheduler: object = None
+    dialogs: object = None

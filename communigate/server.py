@@ -27,6 +27,7 @@ from communigate.cli.routing_commands import RoutingCommands
 from communigate.cli.rules_commands import SignalRulesCommands
 from communigate.config import Config
 from communigate.context import ServerContext
+from communigate.core.scheduler import Scheduler
 from communigate.directory import Directory
 from communigate.directory.metrics import DirectoryCollector
 from communigate.first_start import (
@@ -37,6 +38,7 @@ from communigate.first_start import (
 )
 from communigate.interfaces import IProtocolModule, ISignalHook, IStore
 from communigate.network import NetworkConfiguration
+from communigate.pbx.dialogs import DialogTable
 from communigate.presence.commands import PresenceCommands
 from communigate.presence.mwi import MessageWaiting
 from communigate.presence.roster import MAX_ITEMS_SETTING, Roster
@@ -90,6 +92,8 @@ class CommunigateServer(MultiService):
         d = super().stopService()
         if self.context.presence is not None:
             self.context.presence.stop()
+        if self.context.scheduler is not None:
+            self.context.scheduler.stop_all()
 
         def close_store(result):
             self.context.store.close()
@@ -128,8 +132,10 @@ def build_core(config: Config, store: IStore, reactor) -> ServerContext:
         clock=reactor,
     )
     message_waiting = MessageWaiting(store)
-    signals = presence = None
+    signals = presence = scheduler = dialogs = None
     if reactor is not None:
+        scheduler = Scheduler(reactor, registry=registry)
+        dialogs = DialogTable()
         presence = PresenceService(roster, reactor, registry=registry)
         signals = SignalService(
             router,
@@ -155,6 +161,8 @@ def build_core(config: Config, store: IStore, reactor) -> ServerContext:
         roster=roster,
         presence=presence,
         message_waiting=message_waiting,
+        scheduler=scheduler,
+        dialogs=dialogs,
     )
 
 
