@@ -26,6 +26,7 @@ from communigate.core.scheduler import Scheduler
 from communigate.dnsclient import DNSClient, servers_from_resolv_conf
 from communigate.sip.locate import Locator
 from communigate.sip.keepalive import KeepAliveService, KeepAliveSettings
+from communigate.sip.local_dialogs import SIPDialogCarrier
 from communigate.network import DebugPeers, NetworkConfiguration, NetworkSettings, OncePerInterval
 from communigate.sip.headers import HeaderError, NameAddr
 from communigate.sip.message import Headers, Request, Response, make_response
@@ -181,10 +182,15 @@ class SIPService(Service):
         self.rate_limiter = RateLimiter(reactor, registry=context.metrics)
         self.registrar = Registrar(directory, self.bindings, self.verifier, guard=self.guard, clock=reactor)
         self.proxy = Proxy(self)
+        # Dialogs this server holds as a user agent (PBX tasks' calls).
+        self.local_dialogs = SIPDialogCarrier(self)
         self.presence = SIPPresence(self)
         self.bindings.add_aor_listener(self.presence.registrations_changed)
         self.proxy.add_observer(self.presence.calls)
-        self.scheduler = Scheduler(reactor, registry=context.metrics)
+        # The core's one scheduler when there is one (DESIGN "One
+        # scheduler"); a SIP service built on a bare context has its own.
+        self._own_scheduler = getattr(context, "scheduler", None) is None
+        self.scheduler = Scheduler(reactor, registry=context.metrics) if self._own_scheduler else context.scheduler
         self.keepalives = KeepAliveService(
             self.scheduler, self._ping, self._flow_dead, registry=context.metrics
         )
@@ -216,6 +222,7 @@ class SIPService(Service):
                 d.addCallback(self._listened)
                 d.addErrback(self._listen_failed, description)
         self.proxy.start()
+        self.local_dialogs.start()
         self.presence.start()
 
     def apply_settings(self, settings: dict) -> None:
@@ -289,9 +296,11 @@ class SIPService(Service):
     def stopService(self):
         super().stopService()
         self.presence.stop()
+        self.local_dialogs.stop()
         self.proxy.stop()
         self.keepalives.forget_all()
-        self.scheduler.stop_all()
+        if self._own_scheduler:
+            self.scheduler.stop_all()
         self.bindings.stop()
         try:
             self.bindings.flush()
@@ -426,6 +435,8 @@ class SIPService(Service):
     # -- transaction user ------------------------------------------------------
 
     def request_received(self, request: Request, flow: Flow, transaction) -> None:
+        if self.local_dialogs.request(request, flow, transaction):
+            return
         handler = getattr(self, f"sip_{request.method}", None)
         if handler is not None and handler(request, flow, transaction):
             return
@@ -481,6 +492,8 @@ class SIPService(Service):
         self.proxy.transport_error(transaction)
 
     def stray_response(self, response: Response, flow: Flow) -> None:
+        if self.local_dialogs.stray_response(response, flow):
+            return
         self.proxy.stray_response(response, flow)
 
 
