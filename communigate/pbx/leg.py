@@ -189,7 +189,9 @@ class CallLeg:
             local=f"{to_value};tag={tag}",
             remote=from_value,
             remote_tag=caller.tag,
-            remote_target=str(contacts[0].uri) if contacts else None,
+            # Without a Contact (a call from another task) the peer's
+            # address stands in: the dialog table finds a local peer by tags.
+            remote_target=str(contacts[0].uri) if contacts else str(caller.uri),
             route_set=tuple(str(route) for route in routes),
             invite=signal,
             protocol=signal.submitter.protocol,
@@ -283,8 +285,7 @@ class CallLeg:
             raise LegError("the answer's To has no tag")
         self.remote = to_value
         self.remote_tag = to.tag
-        if contacts:
-            self.remote_target = str(contacts[0].uri)
+        self.remote_target = str(contacts[0].uri) if contacts else str(to.uri)
         self.route_set = tuple(str(route) for route in reversed(routes))
 
     # -- answering the peer's INVITE ----------------------------------------

@@ -20,6 +20,7 @@ from communigate.media.sdp import parse_sdp
 from communigate.media.offer_answer import streams
 from communigate.media.tones import sine
 from communigate.pbx.apps import DTMFTest, Echo
+from communigate.pbx.commands import PBXCommands
 from communigate.pbx.service import MediaSettings, PBXService
 from communigate.sip.message import Request, Response, parse_message
 
@@ -111,6 +112,7 @@ class PBXHarness(SIPHarness):
         apps.update(applications or {})
         self.pbx = PBXService(self.core, MediaSettings(30000, 30099, "127.0.0.1"), applications=apps)
         self.pbx.startService()
+        self.core.interpreter.add_commands(PBXCommands(self.pbx))
         self._calls = itertools.count(1)
         self._inboxes = {}
 
