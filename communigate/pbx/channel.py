@@ -40,6 +40,7 @@ from __future__ import annotations
 
 import random
 import socket
+import struct
 from collections import deque
 
 import attrs
@@ -79,6 +80,8 @@ SAMPLES = 160
 #: dropped so that a late tick cannot build up delay.
 MAX_QUEUED_FRAMES = 4
 _random = random.SystemRandom()
+#: An RTP header without CSRCs or extension (RFC 3550 5.1).
+_HEADER = struct.Struct("!BBHII")
 
 
 class ChannelError(Exception):
@@ -380,7 +383,13 @@ class MediaChannel(Machine):
         if event is TICK:
             self._tick()
         elif isinstance(event, Started):
-            self._timer = self.every(TICK_SECONDS, TICK)
+            # Every channel ticks on the same 20 ms grid of the clock, so
+            # that the scheduler wakes once per 20 ms for all of them (one
+            # reactor callback queues every tick due) rather than once per
+            # channel at scattered moments.
+            now = self.reactor.seconds()
+            first = TICK_SECONDS - (now % TICK_SECONDS)
+            self._timer = self.every(TICK_SECONDS, TICK, first=first)
 
     # -- SDP --------------------------------------------------------------------
 
@@ -682,16 +691,18 @@ class MediaChannel(Machine):
             return
         event = self._events.tick(self.timestamp) if self.event_payload_type is not None else None
         if event is not None:
-            packet = RTPPacket(self.event_payload_type, self.sequence, event.timestamp, self.ssrc,
-                               event.payload, event.marker)
+            kind = self.event_payload_type | (0x80 if event.marker else 0)
+            data = _HEADER.pack(0x80, kind, self.sequence, event.timestamp, self.ssrc) + event.payload
             self.counters.events_sent += 1
         else:
-            packet = RTPPacket(self.payload_type, self.sequence, self.timestamp, self.ssrc, payload, False)
+            # The header packed here rather than through RTPPacket: this is
+            # the hottest line of a busy PBX (one per call every 20 ms).
+            data = _HEADER.pack(0x80, self.payload_type, self.sequence, self.timestamp, self.ssrc) + payload
         rtp = self._listening[0] if self._listening else None
         if rtp is None:
             return
         try:
-            rtp.write(packet.serialize(), self.remote)
+            rtp.write(data, self.remote)
         except OSError as error:
             self.log.debug("cannot send RTP to {remote}: {error}", remote=self.remote, error=error)
             return
