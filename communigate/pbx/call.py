@@ -291,7 +291,7 @@ class Call:
 
     # -- placing (outgoing) ------------------------------------------------------
 
-    def place(self, destination: str, submitter, headers=()) -> None:
+    def place(self, destination: str, submitter, headers=(), lifetime: float | None = None) -> None:
         channel = self._new_channel()
         try:
             offer = channel.make_offer()
@@ -299,8 +299,9 @@ class Call:
             self._finish("no media")
             raise CallError(f"503 {error}", 503) from None
         self._register()
+        extra = {} if lifetime is None else {"lifetime": lifetime}
         signal = self.leg.invite_signal(
-            destination, submitter, body=offer, content_type=SDP, contact=self._contact(), headers=headers
+            destination, submitter, body=offer, content_type=SDP, contact=self._contact(), headers=headers, **extra
         )
         task = self._service.signals.submit(signal)
         self._signal_task = task
@@ -538,6 +539,7 @@ class Call:
             key = stripped.upper() if len(stripped) == 1 and stripped.upper() in "0123456789*#ABCD" else None
         responder.final(response(200))
         if key is not None:
+            self._service.counters.dtmf_detected("info")
             self.task._dtmf_received(key, "info")
 
     def _peer_NOTIFY(self, signal, responder) -> None:

@@ -233,6 +233,11 @@ class Task(Machine):
         if self.ended:
             return
         self.ended = True
+        running, self._run = self._run, None
+        if running is not None and not running.called:
+            # Stopped from outside the program (a handler of ours raised,
+            # the server stops): the program's await raises CancelledError.
+            running.cancel()
         waiter, self._waiter = self._waiter, None
         if waiter is not None and waiter.timer is not None:
             waiter.timer.cancel()
@@ -536,12 +541,14 @@ class Task(Machine):
         addresses = [addresses] if isinstance(addresses, str) else list(addresses)
         return self._verb(lambda: call.fork(addresses), call)
 
-    def start_call(self, destination: str, headers=()) -> Deferred:
+    def start_call(self, destination: str, headers=(), expires: float | None = None) -> Deferred:
         """
         Place a call to C{destination} (any address the Router reads: an
         account, a number, a SIP URI, C{#program}).  Returns at once; then
         zero or more C{CallProvision} events and exactly one
         C{CallCompleted} (parameter L{None}: connected; else the error).
+        C{headers} are added to the INVITE; C{expires} is how many seconds
+        it may ring (CG/PL's C{Expires}; default 32, then 408).
         """
         try:
             self._check()
@@ -555,7 +562,9 @@ class Task(Machine):
         leg = CallLeg.placing(call_id=new_call_id(self.service.host), local=local, remote=remote)
         call = Call(self, leg)
         try:
-            call.place(destination, self.submitter, headers=tuple(headers))
+            if expires is not None and not 0 < expires <= 3600:
+                raise CallError("expires is 1-3600 seconds")
+            call.place(destination, self.submitter, headers=tuple(headers), lifetime=expires)
         except CallError as error:
             return fail(error)
         self.call = call
@@ -609,11 +618,12 @@ class Task(Machine):
         except CallError as error:
             return fail(error)
 
-    def hold(self) -> Deferred:
+    def hold(self, inactive: bool = False) -> Deferred:
         """
-        Put the peer on hold (a re-INVITE offering C{sendonly}).
+        Put the peer on hold: a re-INVITE offering C{sendonly} (we may go on
+        sending, e.g. music), or C{inactive} (no media either way).
         """
-        return self._reinvite("sendonly")
+        return self._reinvite("inactive" if inactive else "sendonly")
 
     def unhold(self) -> Deferred:
         """

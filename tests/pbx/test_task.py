@@ -826,3 +826,90 @@ def test_the_dialog_table_and_the_sip_carrier_provide_their_interfaces(pbx):
     assert verifyObject(IDialogCarrier, pbx.core.dialogs.carrier("sip"))
     for application in (Echo(), DTMFTest()):
         assert verifyObject(ICallApplication, application)
+
+
+def test_an_outgoing_call_rings_at_most_expires_seconds(made):
+    events = []
+
+    async def run(task):
+        await task.start_call("bob@example.com", expires=5)
+        events.append(await task.read_input(None))
+        events.append(await task.read_input(None))
+
+    harness = made(caller=run)
+    harness.register("bob", BOB)
+    start(harness, "caller")
+    (invite,) = requests_at(harness, BOB, "INVITE")
+    harness.port.receive(bytes(make_response(invite, 180, to_tag="bobtag")), BOB)
+    harness.turn()
+    harness.reactor.advance(4.9)
+    assert requests_at(harness, BOB, "CANCEL") == []
+    harness.reactor.advance(0.2)
+    harness.turn()
+    assert len(requests_at(harness, BOB, "CANCEL")) == 1
+    assert events == [Event("CallProvision", None, 180), Event("CallCompleted", None, "408 Request Timeout")]
+
+
+def test_a_2xx_repeated_after_the_invite_transaction_ended_is_acknowledged_again(made):
+    async def run(task):
+        await task.start_call("bob@example.com")
+        await task.read_input(None)
+        await task.read_input(None)
+
+    harness = made(caller=run)
+    harness.register("bob", BOB)
+    start(harness, "caller")
+    invite = bob_answers(harness)
+    assert len(requests_at(harness, BOB, "ACK")) == 1
+    harness.reactor.advance(33)  # Timer M: the INVITE client transaction is gone
+    again = make_response(invite, 200, to_tag="bobtag", headers=[("Contact", "<sip:bob@127.0.0.1:5090>")])
+    harness.port.receive(bytes(again.with_body(offer(port=BOB_MEDIA[1]), "application/sdp")), BOB)
+    harness.turn()
+    assert len(requests_at(harness, BOB, "ACK")) == 1
+
+
+def test_hold_inactive_offers_no_media_either_way(made):
+    async def run(task):
+        await task.accept_call()
+        await task.read_input(None)
+        await task.hold(inactive=True)
+        await task.read_input(None)
+
+    harness = made(holder=run)
+    harness.route("S:<h> = holder#postmaster")
+    harness.invite("sip:h@example.com")
+    answer = harness.final()
+    harness.ack(answer)
+    (task,) = harness.pbx.tasks.values()
+    task.deliver_event(Event("Go"))
+    harness.turn()
+    (reinvite,) = harness.requests_to()
+    assert b"a=inactive" in reinvite.body
+
+
+def test_a_task_stopped_by_an_error_of_its_own_ends_its_program_and_call(made):
+    ended = []
+
+    async def run(task):
+        await task.accept_call()
+        try:
+            await task.read_input(None)
+        except BaseException as error:
+            ended.append(type(error).__name__)
+            raise
+
+    harness = made(victim=run)
+    harness.route("S:<v> = victim#postmaster")
+    harness.invite("sip:v@example.com")
+    answer = harness.final()
+    harness.ack(answer)
+    (task,) = harness.pbx.tasks.values()
+
+    def broken():
+        raise RuntimeError("a bug in the task's own handling")
+
+    task.later(broken)
+    harness.turn()
+    assert ended == ["CancelledError"]
+    assert [r.method for r in harness.requests_to()] == ["BYE"]
+    assert harness.pbx.tasks == {}
