@@ -789,8 +789,9 @@ class IDialogOwner(Interface):
 
     def answer_repeated(response):
         """
-        The 2xx answering our INVITE came again (our ACK was lost or is
-        late): send the ACK again.
+        A 2xx answering one of our INVITEs was seen by the carrier (every
+        one is shown): when we acknowledged that INVITE already, our ACK was
+        lost; send it again.
         """
 
     def unacknowledged():

@@ -138,6 +138,7 @@ class Call:
         self._answer_sdp: bytes | None = None  # what we answered (provision repeats it)
         self._offer_in_200 = False  # late offer: the answer comes in the ACK
         self._transaction: Deferred | None = None  # our in-dialog INVITE/REFER
+        self._acked: int | None = None  # the CSeq of the INVITE last acknowledged
 
     def __repr__(self) -> str:
         return f"<Call {self.leg.call_id} {self.state}>"
@@ -359,6 +360,7 @@ class Call:
         self.task._call_completed(self, None)
 
     def _ack(self) -> None:
+        self._acked = self.leg.invite_cseq
         try:
             self._send(self.leg.ack(self.task.submitter))
         except LegError as error:
@@ -371,7 +373,20 @@ class Call:
             self.log.info("Call {call_id}: no BYE sent: {error}", call_id=self.leg.call_id, error=error)
 
     def answer_repeated(self, answer) -> None:
-        if self.leg.remote_tag is not None and self.state != CallState.CALLING:
+        """
+        A 2xx to one of our INVITEs was seen (SIP shows every one): when we
+        have acknowledged that INVITE already, the ACK was lost; repeat it.
+        """
+        if self._acked is None or self.state == CallState.ENDED:
+            return
+        from communigate.sip.headers import HeaderError, parse_cseq
+
+        value = next((v for n, v in answer.headers if n.lower() == "cseq"), "")
+        try:
+            number = parse_cseq(value).number
+        except HeaderError:
+            return
+        if number == self._acked:
             self._ack()
 
     def cancel(self) -> None:

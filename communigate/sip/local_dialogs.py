@@ -6,8 +6,8 @@ task's call is different: the server is the user agent, so the caller's
 ACK, BYE and re-INVITE must reach the task, and the task's own BYE,
 re-INVITE and REFER must go out as requests of a user agent.
 L{SIPDialogCarrier} is that part of the SIP service, kept apart from the
-proxy; the service calls it first for every request and every stray
-response (two lines in L{communigate.sip.service}), and it registers with
+proxy; the service calls it first for every request and every response
+(two lines in L{communigate.sip.service}), and it registers with
 the core's dialog table (L{communigate.interfaces.ILocalDialogs}) as the
 C{sip} carrier.
 
@@ -24,8 +24,9 @@ C{sip} carrier.
     re-INVITE's, which this module sends) is retransmitted over UDP from
     T1 doubling to T2 until its ACK comes; after 64*T1 without one the
     owner is told (RFC 3261 13.3.1.4) and hangs up.
-  - A 2xx to the task's own INVITE that comes again (its ACK was lost)
-    reaches the owner, which repeats the ACK.
+  - Every 2xx to a task's INVITE is shown to the task before the
+    transaction layer takes it; one it has acknowledged already comes
+    again because its ACK was lost, and the task repeats the ACK.
   - What a task sends inside its dialog has our Route values popped and
     goes to the next hop (the first remaining Route, else the peer's
     Contact), located by RFC 3263 like the proxy's in-dialog requests; an
@@ -239,25 +240,27 @@ class SIPDialogCarrier:
             transaction.respond(rules.refuse(request, 481))
         return True
 
-    def stray_response(self, response, flow) -> bool:
+    def response_seen(self, response) -> None:
         """
-        Whether C{response} is a repeated 2xx to a task's INVITE (handled:
-        the task acknowledges it again).
+        Every response, before the transaction layer: a 2xx to a task's
+        INVITE is shown to the task, which acknowledges it again when it
+        has acknowledged it before (its ACK was lost).  The proxy's client
+        side absorbs such repetitions while the INVITE transaction lasts,
+        and after that they are stray, so this is where the task can see
+        them.
         """
         table = self.table
         if table is None or not 200 <= response.status < 300:
-            return False
+            return
         try:
             if response.cseq().method != "INVITE":
-                return False
+                return
             tag = response.from_().tag
         except (HeaderError, AttributeError):
-            return False
+            return
         owner = table.owner(response.call_id, tag)
-        if owner is None:
-            return False
-        owner.answer_repeated(rules.signal_response(response))
-        return True
+        if owner is not None:
+            owner.answer_repeated(rules.signal_response(response))
 
     def send_response(self, request, flow, answer) -> None:
         from communigate.sip.service import response_flow

@@ -392,6 +392,7 @@ class SIPService(Service):
         if isinstance(message, Response):
             if len(message.vias()) < 1:
                 return
+            self.local_dialogs.response_seen(message)
             self.transactions.receive_response(message, flow)
             return
         request = stamped(message, flow)
@@ -492,8 +493,6 @@ class SIPService(Service):
         self.proxy.transport_error(transaction)
 
     def stray_response(self, response: Response, flow: Flow) -> None:
-        if self.local_dialogs.stray_response(response, flow):
-            return
         self.proxy.stray_response(response, flow)
 
 
