@@ -75,6 +75,8 @@ __all__ = [
 
 #: Seconds between ticks: one 20 ms G.711 frame.
 TICK_SECONDS = 0.02
+#: Slots of the 20 ms grid channels tick in (see MediaChannel.handle).
+PHASES = 4
 SAMPLES = 160
 #: Frames of echoed or bridged audio held for sending; older ones are
 #: dropped so that a late tick cannot build up delay.
@@ -383,12 +385,19 @@ class MediaChannel(Machine):
         if event is TICK:
             self._tick()
         elif isinstance(event, Started):
-            # Every channel ticks on the same 20 ms grid of the clock, so
-            # that the scheduler wakes once per 20 ms for all of them (one
+            # Channels tick on a 20 ms grid of the clock cut into PHASES
+            # slots, each channel in the slot its port number picks: the
+            # scheduler wakes PHASES times per 20 ms for all channels (one
             # reactor callback queues every tick due) rather than once per
-            # channel at scattered moments.
+            # channel at scattered moments, and no slot holds more than
+            # about a PHASES-th of them, which bounds how late the last
+            # tick of a slot runs.
+            slot = TICK_SECONDS / PHASES
+            offset = ((self.port or 0) // 2 % PHASES) * slot
             now = self.reactor.seconds()
-            first = TICK_SECONDS - (now % TICK_SECONDS)
+            first = (offset - now) % TICK_SECONDS
+            if first < 1e-6:
+                first += TICK_SECONDS
             self._timer = self.every(TICK_SECONDS, TICK, first=first)
 
     # -- SDP --------------------------------------------------------------------
