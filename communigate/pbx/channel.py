@@ -61,7 +61,7 @@ from communigate.media.offer_answer import (
     streams,
 )
 from communigate.media.rtp import RTPError, RTPPacket, is_rtcp, parse_rtp
-from communigate.media.sdp import SDPError, parse_sdp
+from communigate.media.sdp import parse_sdp
 from communigate.pbx.prompts import FRAME
 
 __all__ = [

@@ -22,7 +22,7 @@ from communigate.media.tones import sine
 from communigate.pbx.apps import DTMFTest, Echo
 from communigate.pbx.commands import PBXCommands
 from communigate.pbx.service import MediaSettings, PBXService
-from communigate.sip.message import Request, Response, parse_message
+from communigate.sip.message import Request, Response
 
 def _sip_harness():
     # The SIP tests' harness, loaded by path: the test directories are not

@@ -13,7 +13,6 @@ from zope.interface.verify import verifyObject
 
 from communigate.interfaces import ICallApplication, IDialogCarrier, ILocalDialogs
 from communigate.media.analysis import dominant_frequency
-from communigate.media.sdp import parse_sdp
 from communigate.media.tones import sine
 from communigate.media.wav import Audio, parse_wav, serialize_wav
 from communigate.pbx.apps import DTMFTest, Echo
