@@ -124,8 +124,17 @@ class PBXCommands:
 
 
 def _text(value) -> object:
-    if isinstance(value, (str, list, dict)):
+    """
+    C{value} (what a program set as its status or got as a parameter) as
+    something the data format can write: text, numbers, arrays and
+    dictionaries stay, anything else becomes its text.
+    """
+    if isinstance(value, str) or (isinstance(value, int) and not isinstance(value, bool)):
         return value
+    if isinstance(value, (list, tuple)):
+        return [_text(item) for item in value]
+    if isinstance(value, dict):
+        return {str(key): _text(item) for key, item in value.items()}
     return "" if value is None else str(value)
 
 

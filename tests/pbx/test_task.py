@@ -916,3 +916,16 @@ def test_a_task_stopped_by_an_error_of_its_own_ends_its_program_and_call(made):
     assert ended == ["CancelledError"]
     assert [r.method for r in harness.requests_to()] == ["BYE"]
     assert harness.pbx.tasks == {}
+
+
+def test_readnodestatus_writes_any_status_a_program_sets(made):
+    async def run(task):
+        task.set_status({"progress": 0.5, "items": [1, None, object()], "ok": True})
+        await task.read_input(None)
+
+    harness = made(odd=run)
+    task_id = harness.cli("STARTPBXTASK postmaster odd")
+    harness.turn()
+    status = harness.cli(f"READNODESTATUS {task_id}")["Status"]
+    assert status["progress"] == "0.5" and status["ok"] == "True"
+    assert status["items"][0] in ("1", 1) and status["items"][1] == ""
