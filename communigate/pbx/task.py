@@ -394,6 +394,21 @@ class Task(BridgeVerbs, Machine):
             return False
         return other.deliver_event(Event(name, self.id, parameter))
 
+    def start_task(self, program: str, parameters=(), account: str | None = None) -> Task:
+        """
+        Start another task running C{program} (for this task's account
+        unless C{account} is given), without a call; e.g. the outgoing half
+        of a B2BUA.  Returns it (its C{id} is what C{send_event} and
+        C{start_bridge} take).
+
+        @raise CallError: no application of that name.
+        """
+        self._check()
+        try:
+            return self.service.start_task(program, account or self.account, tuple(parameters))
+        except KeyError:
+            raise CallError(f"no application {program}") from None
+
     def set_status(self, status) -> None:
         """
         What C{READNODESTATUS} shows for this task.

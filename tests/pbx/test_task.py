@@ -709,7 +709,7 @@ def test_start_bridged_call_relays_ringing_and_bridges_when_answered(made):
                 return
 
     async def incoming(task):
-        helper = task.service.start_task("gateway", task.account)
+        helper = task.start_task("gateway")
         log.append(("bridge", await task.start_bridge(helper)))
         log.append((await task.read_input(None)).what)
 
