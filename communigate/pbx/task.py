@@ -71,6 +71,8 @@ from communigate.signal.model import Submitter
 __all__ = ["Task"]
 
 _DTMF_KEYS = frozenset("0123456789*#ABCD")
+#: Unread events (and, apart, unread keys) a task keeps; more are dropped.
+MAX_QUEUED = 256
 
 
 class _Do:
@@ -125,6 +127,8 @@ class Task(BridgeVerbs, Machine):
     @ivar status: what the program set with L{set_status}.
     @ivar call: the current L{Call}, or L{None}.
     @ivar bridge: the task this one is bridged with, or L{None}.
+    @ivar dropped_inputs: events and keys dropped because the program left
+        L{MAX_QUEUED} unread.
     """
 
     log = Logger()
@@ -145,14 +149,13 @@ class Task(BridgeVerbs, Machine):
         self.started_at = service.clock.seconds()
         self.error: str | None = None
         self.ended = False
+        self.dropped_inputs = 0
         self._inputs: deque[Event] = deque()
         self._dtmf: deque[str] = deque()
         self._waiter: _Waiter | None = None
         self._run: Deferred | None = None
         self._mode_before_wait = TaskMode.DISCONNECTED
         self._bridging_for: Event | None = None  # start_bridged_call's StartBridge
-        self._bridge_result = None
-        self._incoming_call: Call | None = None
 
     def __repr__(self) -> str:
         return f"<Task {self.id} {self.program} for {self.account} {self.mode.value}>"
@@ -168,7 +171,6 @@ class Task(BridgeVerbs, Machine):
         """
         leg = CallLeg.from_invite(signal)
         self.call = Call(self, leg, responder=responder)
-        self._incoming_call = self.call
         self.mode = TaskMode.INCOMING
 
     def later(self, fn, *args) -> None:
@@ -331,8 +333,24 @@ class Task(BridgeVerbs, Machine):
         if self._waiter is not None and self._waiter.kind == "input":
             self._wake(event)
             return
-        self._inputs.append(event)
+        if self._room(self._inputs, "event"):
+            self._inputs.append(event)
         self._interrupt()
+
+    def _room(self, queue, what: str) -> bool:
+        """
+        Whether C{queue} (events or keys the program has not read) has room;
+        past L{MAX_QUEUED} what comes is dropped, counted and logged once.
+        """
+        if len(queue) < MAX_QUEUED:
+            return True
+        self.dropped_inputs += 1
+        if self.dropped_inputs == 1:
+            self.log.info(
+                "Task {id} ({program}) reads no input: {max} unread; dropping every {what} from now on",
+                id=self.id, program=self.program, max=MAX_QUEUED, what=what,
+            )
+        return False
 
     def _dtmf_received(self, key: str, method: str) -> None:
         if self.ended:
@@ -340,7 +358,8 @@ class Task(BridgeVerbs, Machine):
         if self._waiter is not None and self._waiter.kind == "input":
             self._wake(key)
             return
-        self._dtmf.append(key)
+        if self._room(self._dtmf, "key"):
+            self._dtmf.append(key)
         if self.interrupt_on_dtmf:
             self._interrupt()
 

@@ -929,3 +929,20 @@ def test_readnodestatus_writes_any_status_a_program_sets(made):
     status = harness.cli(f"READNODESTATUS {task_id}")["Status"]
     assert status["progress"] == "0.5" and status["ok"] == "True"
     assert status["items"][0] in ("1", 1) and status["items"][1] == ""
+
+
+def test_a_task_that_reads_nothing_keeps_a_bounded_queue(made):
+    from twisted.internet.defer import Deferred
+
+    from communigate.pbx.task import MAX_QUEUED
+
+    async def run(task):
+        await Deferred()  # never reads its input
+
+    harness = made(deaf=run)
+    task = harness.pbx.find(harness.cli("STARTPBXTASK postmaster deaf"))
+    harness.turn()
+    for number in range(MAX_QUEUED + 10):
+        task.deliver_event(Event("Flood", None, number))
+    harness.turn()
+    assert task.dropped_inputs == 10
