@@ -199,8 +199,8 @@ class Call:
         The SDP for our answer to the INVITE: an answer to its offer, or our
         offer when it had none.
 
-        @raise CallError: 488 (no common codec, unreadable SDP), 503 (no
-            media port).
+        @raise CallError: 488 (no common codec, unreadable SDP), 480 (no
+            media port free; a 503 would reach the caller as 500).
         """
         invite = self.leg.invite
         if self._answer_sdp is not None:
@@ -219,7 +219,7 @@ class Call:
         except SDPError as error:
             raise CallError(f"488 Unreadable SDP: {error}", 488) from None
         except ChannelError as error:
-            raise CallError(f"503 {error}", 503) from None
+            raise CallError(f"480 {error}", 480) from None
         self._answer_sdp = sdp
         return sdp, SDP
 

@@ -77,6 +77,8 @@ class PBXCommands:
             raise CommandError(f"unknown account {name!r}")
         if program not in self._service.applications:
             raise CommandError(f"unknown application {program!r}; LISTPBXAPPLICATIONS lists them")
+        if self._service.full:
+            raise CommandError(f"{len(self._service.tasks)} PBX tasks run already; none more now")
         task = self._service.start_task(program, account, _parameters(parameter))
         return task.id
 

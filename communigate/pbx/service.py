@@ -49,6 +49,8 @@ __all__ = [
 ]
 
 MEDIA_FORM = "rtp:LOW-HIGH[:interface=ADDRESS][:address=ADDRESS]"
+#: Tasks one server runs at most; a call to an application past it gets 480.
+DEFAULT_MAX_TASKS = 10_000
 
 
 @attrs.frozen
@@ -202,6 +204,12 @@ class ApplicationRoutes:
 
     def endpoint(self, route, signal):
         program, parameters = split_program(route.address)
+        if self._service.full:
+            self.log.warn(
+                "Signal {call_id} for {program}: {count} tasks run already; 480",
+                call_id=signal.call_id, program=program, count=len(self._service.tasks),
+            )
+            return _Refusal(response(480, "Too many PBX tasks"), "PBX full")
         application = self._service.applications.get(program)
         if application is None:
             self.log.warn(
@@ -223,6 +231,7 @@ class PBXService(Service):
         installed plugins.
     @param prompt_directory: where prompt files are; default:
         C{pbx/prompts} in the data directory (none without one).
+    @param max_tasks: tasks running at most (see L{full}).
 
     @ivar tasks: running tasks by ID.
     """
@@ -230,7 +239,7 @@ class PBXService(Service):
     log = Logger()
 
     def __init__(self, context, media: MediaSettings = MediaSettings(), *, applications=None,
-                 prompt_directory: str | None = None) -> None:
+                 prompt_directory: str | None = None, max_tasks: int = DEFAULT_MAX_TASKS) -> None:
         if context.scheduler is None or context.signals is None or context.dialogs is None:
             raise ValueError("the PBX needs a core built with a reactor (scheduler, signals, dialogs)")
         self.context = context
@@ -249,6 +258,7 @@ class PBXService(Service):
         self.started: dict[str, int] = {}
         self.failures: dict[str, int] = {}
         self.host = getattr(context, "hostname", None) or "communigate"
+        self.max_tasks = max_tasks
         self._ids = itertools.count(1)
         if context.metrics is not None:
             context.metrics.register(PBXCollector(self))
@@ -273,6 +283,15 @@ class PBXService(Service):
 
     def main_domain(self) -> str:
         return self.context.directory.main_domain()
+
+    @property
+    def full(self) -> bool:
+        """
+        Whether C{max_tasks} tasks run: a call to an application then gets
+        480 (a 503 would reach the caller as 500, RFC 3261 16.7),
+        C{STARTPBXTASK} an error.
+        """
+        return len(self.tasks) >= self.max_tasks
 
     def find(self, task_id: str) -> Task | None:
         return self.tasks.get(task_id)

@@ -321,3 +321,21 @@ def test_info_dtmf_relay_is_a_key_press(pbx):
     pbx.turn()
     (task,) = pbx.pbx.tasks.values()
     assert task.status == "keys 3"
+
+
+def test_past_the_task_limit_a_call_to_an_application_gets_480(pbx):
+    pbx.pbx.max_tasks = 1
+    pbx.route("S:<echo> = echo#postmaster")
+    pbx.invite("sip:echo@example.com")
+    assert pbx.final().status == 200
+    pbx.invite("sip:echo@example.com")
+    answer = pbx.final()
+    assert (answer.status, answer.reason) == (480, "Too many PBX tasks")
+    result = pbx.core.interpreter.run(_postmaster(), "STARTPBXTASK postmaster echo")
+    assert not result.ok and "none more now" in result.error
+
+
+def _postmaster():
+    from communigate.cli.context import CommandContext
+
+    return CommandContext.for_account("postmaster@example.com")
