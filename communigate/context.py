@@ -39,6 +39,12 @@ class ServerContext:
     @ivar media_relay: the L{communigate.interfaces.IMediaRelay}; L{None}
         in a core built without a reactor (relays live in the running
         server).
+    @ivar scheduler: the one L{communigate.core.scheduler.Scheduler} every
+        state machine runs on (NAT pingers, PBX tasks, media channels);
+        L{None} in a core built without a reactor.
+    @ivar dialogs: the L{communigate.interfaces.ILocalDialogs}: dialogs
+        this server holds as a user agent (PBX tasks' calls) and the
+        protocols that carry them; L{None} without a reactor.
     """
 
     reactor: object
@@ -57,3 +63,5 @@ class ServerContext:
     message_waiting: object = None
     call_records: object = None
     media_relay: object = None
+    scheduler: object = None
+    dialogs: object = None

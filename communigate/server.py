@@ -27,6 +27,7 @@ from communigate.cli.routing_commands import RoutingCommands
 from communigate.cli.rules_commands import SignalRulesCommands
 from communigate.config import Config
 from communigate.context import ServerContext
+from communigate.core.scheduler import Scheduler
 from communigate.directory import Directory
 from communigate.directory.metrics import DirectoryCollector
 from communigate.first_start import (
@@ -44,6 +45,7 @@ from communigate.media.relay_commands import MediaServerCommands
 from communigate.media.relay_settings import RelayConfiguration
 from communigate.network import NetworkConfiguration
 from communigate.storage import sidecar_store
+from communigate.pbx.dialogs import DialogTable
 from communigate.presence.commands import PresenceCommands
 from communigate.presence.mwi import MessageWaiting
 from communigate.presence.roster import MAX_ITEMS_SETTING, Roster
@@ -106,6 +108,8 @@ class CommunigateServer(MultiService):
             self.context.presence.stop()
         if self.context.media_relay is not None:
             self.context.media_relay.stop()
+        if self.context.scheduler is not None:
+            self.context.scheduler.stop_all()
 
         def close_store(result):
             records = self.context.call_records
@@ -149,8 +153,10 @@ def build_core(config: Config, store: IStore, reactor) -> ServerContext:
         clock=reactor,
     )
     message_waiting = MessageWaiting(store)
-    signals = presence = call_records = None
+    signals = presence = call_records = scheduler = dialogs = None
     if reactor is not None:
+        scheduler = Scheduler(reactor, registry=registry)
+        dialogs = DialogTable()
         presence = PresenceService(roster, reactor, registry=registry)
         signals = SignalService(
             router,
@@ -186,6 +192,8 @@ def build_core(config: Config, store: IStore, reactor) -> ServerContext:
         message_waiting=message_waiting,
         call_records=call_records,
         media_relay=media_relay,
+        scheduler=scheduler,
+        dialogs=dialogs,
     )
 
 

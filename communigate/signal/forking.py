@@ -32,7 +32,7 @@ from twisted.logger import Logger
 from twisted.python.failure import Failure
 from zope.interface import implementer
 
-from communigate.interfaces import IResponder
+from communigate.interfaces import IForkingResponder
 from communigate.routing.route import Module, Route, RoutingError, RoutingLoop
 from communigate.signal.model import response
 from communigate.signal.ranking import best_response
@@ -171,7 +171,7 @@ class _RoutingBatch(_Node):
         self._report(None)
 
 
-@implementer(IResponder)
+@implementer(IForkingResponder)
 class _Branch(_Node):
     """
     The Signal delivered to one endpoint; the endpoint reports here.
@@ -216,7 +216,18 @@ class _Branch(_Node):
         self._answered = True
         self.task.post(self._on_final, answer)
 
+    def fork(self, addresses) -> None:
+        """
+        The endpoint (an application's C{fork_call}) adds targets: they
+        are routed and rung beside this branch, one redirection deeper.
+        """
+        self.task.post(self._fork, tuple(addresses))
+
     # Events.
+
+    def _fork(self, addresses) -> None:
+        if not self.detached and addresses:
+            self.parent.add_targets(addresses, self.depth + 1)
 
     def _on_provisional(self, answer) -> None:
         if not self.detached:

@@ -28,6 +28,7 @@ from communigate.core.scheduler import Scheduler
 from communigate.dnsclient import DNSClient, servers_from_resolv_conf
 from communigate.sip.locate import Locator
 from communigate.sip.keepalive import KeepAliveService, KeepAliveSettings
+from communigate.sip.local_dialogs import SIPDialogCarrier
 from communigate.network import DebugPeers, NetworkConfiguration, NetworkSettings, OncePerInterval
 from communigate.sip.headers import HeaderError, NameAddr
 from communigate.sip.message import Headers, Request, Response, make_response
@@ -185,12 +186,17 @@ class SIPService(Service):
         self.registrar = Registrar(directory, self.bindings, self.verifier, guard=self.guard, clock=reactor)
         self.proxy = Proxy(self)
         self.rsip = RSIPService(context.store, reactor, RSIPSender(self), self._rsip_allowed)
+        # Dialogs this server holds as a user agent (PBX tasks' calls).
+        self.local_dialogs = SIPDialogCarrier(self)
         self.presence = SIPPresence(self)
         self.bindings.add_aor_listener(self.presence.registrations_changed)
         self.proxy.add_observer(self.presence.calls)
         if context.call_records is not None:
             self.proxy.add_observer(SIPCallRecorder(context.call_records, reactor))
-        self.scheduler = Scheduler(reactor, registry=context.metrics)
+        # The core's one scheduler when there is one (DESIGN "One
+        # scheduler"); a SIP service built on a bare context has its own.
+        self._own_scheduler = getattr(context, "scheduler", None) is None
+        self.scheduler = Scheduler(reactor, registry=context.metrics) if self._own_scheduler else context.scheduler
         self.keepalives = KeepAliveService(
             self.scheduler, self._ping, self._flow_dead, registry=context.metrics
         )
@@ -222,6 +228,7 @@ class SIPService(Service):
                 d.addCallback(self._listened)
                 d.addErrback(self._listen_failed, description)
         self.proxy.start()
+        self.local_dialogs.start()
         self.presence.start()
         # Registering out waits for this turn of the reactor, when the
         # stream listeners have their ports too.
@@ -301,9 +308,11 @@ class SIPService(Service):
             self._rsip_start.cancel()
         self.rsip.stop()
         self.presence.stop()
+        self.local_dialogs.stop()
         self.proxy.stop()
         self.keepalives.forget_all()
-        self.scheduler.stop_all()
+        if self._own_scheduler:
+            self.scheduler.stop_all()
         self.bindings.stop()
         try:
             self.bindings.flush()
@@ -402,6 +411,7 @@ class SIPService(Service):
         if isinstance(message, Response):
             if len(message.vias()) < 1:
                 return
+            self.local_dialogs.response_seen(message)
             self.transactions.receive_response(message, flow)
             return
         request = stamped(message, flow)
@@ -445,6 +455,8 @@ class SIPService(Service):
     # -- transaction user ------------------------------------------------------
 
     def request_received(self, request: Request, flow: Flow, transaction) -> None:
+        if self.local_dialogs.request(request, flow, transaction):
+            return
         if self.rsip._by_contact:
             # A call for a contact registered out (RSIP) goes to its target.
             target = self.rsip.target_for(request.uri)

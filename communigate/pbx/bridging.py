@@ -1,0 +1,233 @@
+"""
+Simple bridging: the verbs that join two tasks' calls (CG/PL's
+C{StartBridge}, C{AcceptBridge}, C{RejectBridge}, C{BreakBridge},
+C{StartBridgedCall}).
+
+Each task keeps its own call and media channel; once bridged, what one
+channel hears is sent out on the other (L{MediaChannel.bridge_to}), so
+signalling stays isolated (separate Call-IDs, tags, headers: a B2BUA).
+The two tasks talk only through events posted to each other's queues
+(C{later}), never by running each other's code:
+
+  starter: start_bridge(B) ──StartBridge event──▶ B: accept_bridge(event)
+           (waiting)        ◀──_bridge_accepted──  (B's call answered first
+           its call answered, channels joined       when it was incoming)
+                            ◀──_bridge_rejected──  reject_bridge(event, error)
+
+C{start_bridged_call} is B placing a call for the starter: provisional
+responses are relayed to the starter's caller, success accepts the
+bridge, failure rejects it with the error.
+
+L{BridgeVerbs} is a part of L{communigate.pbx.task.Task}, kept in its own
+module; it uses the task's mode, waiter, call and service.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from twisted.internet.defer import Deferred, fail, succeed
+from twisted.python.failure import Failure
+
+from communigate.pbx.call import CallState
+from communigate.pbx.events import START_BRIDGE, BREAK_BRIDGE, CallError, Event, TaskMode
+
+if TYPE_CHECKING:
+    from communigate.pbx.task import Task
+
+__all__ = ["BridgeVerbs"]
+
+
+class BridgeVerbs:
+    """
+    The bridging verbs of a task (see the module docstring).
+    """
+
+    def _other(self, target) -> Task:
+        other = target if isinstance(target, BridgeVerbs) else self.service.find(str(target))
+        if other is None or other.ended:
+            raise CallError("no such task")
+        if other is self:
+            raise CallError("a task cannot bridge itself")
+        return other
+
+    def start_bridge(self, target) -> Deferred:
+        """
+        Ask task C{target} to bridge with this one and wait (mode
+        C{waiting}) until it accepts (L{None}; our media then flows to and
+        from its peer, and an unanswered call of ours is answered) or
+        rejects (L{CallError} with its error).
+        """
+        try:
+            self._check()
+            if self.mode not in (TaskMode.INCOMING, TaskMode.PROVISIONED, TaskMode.CONNECTED):
+                raise CallError("no call to bridge")
+            if self.bridge is not None:
+                raise CallError("already bridged")
+            other = self._other(target)
+        except CallError as error:
+            return fail(error)
+        waiting = self._wait("bridge", token=other)
+        self._mode_before_wait = self.mode
+        self.mode = TaskMode.WAITING
+        if not other.deliver_event(Event(START_BRIDGE, self.id)):
+            self._wake(None, "bridge", error=CallError("no such task"))
+        return waiting
+
+    def accept_bridge(self, event: Event) -> Deferred:
+        """
+        Accept the C{StartBridge} C{event}: our media is joined with the
+        starter's (an incoming call of ours is answered first).
+        """
+        try:
+            self._check()
+            if not isinstance(event, Event) or not event.is_start_bridge:
+                raise CallError("not a StartBridge event")
+            self._accept_bridge_event(event)
+        except CallError as error:
+            return fail(error)
+        return succeed(None)
+
+    def _accept_bridge_event(self, event: Event) -> None:
+        starter = self.service.find(event.sender or "")
+        if starter is None or starter.ended:
+            raise CallError("the bridging task is gone")
+        if self.mode in (TaskMode.INCOMING, TaskMode.PROVISIONED):
+            call = self.call
+            try:
+                call.accept()
+            except CallError as error:
+                self._answer_bridge(event, str(error))
+                raise
+            finally:
+                self._settle(call)
+        if self.call is None or self.call.state != CallState.CONNECTED or self.call.channel is None:
+            self._answer_bridge(event, "not connected")
+            raise CallError("not connected")
+        self.bridge = starter
+        starter.later(starter._bridge_accepted, self)
+
+    def reject_bridge(self, event: Event, error: str = "rejected") -> Deferred:
+        """
+        Refuse the C{StartBridge} C{event}; the starter's C{start_bridge}
+        raises L{CallError} with C{error}.
+        """
+        self._check()
+        if not isinstance(event, Event) or not event.is_start_bridge:
+            return fail(CallError("not a StartBridge event"))
+        self._answer_bridge(event, error)
+        return succeed(None)
+
+    def _answer_bridge(self, event: Event, error: str) -> None:
+        starter = self.service.find(event.sender or "")
+        if starter is not None:
+            starter.later(starter._bridge_rejected, self, error)
+
+    def _bridge_accepted(self, other: Task) -> None:
+        waiter = self._waiter
+        if waiter is None or waiter.kind != "bridge" or waiter.token is not other or other.ended:
+            if other.bridge is self:
+                other.later(other._bridge_broken, self)
+            return
+        self.mode = self._mode_before_wait
+        call = self.call
+        try:
+            if call is None:
+                raise CallError("disconnected")
+            if self.mode in (TaskMode.INCOMING, TaskMode.PROVISIONED):
+                try:
+                    call.accept()
+                finally:
+                    self._settle(call)
+            if call.state != CallState.CONNECTED or call.channel is None:
+                raise CallError("not connected")
+            if other.call is None or other.call.channel is None:
+                raise CallError("the other task has no media")
+        except CallError as error:
+            other.later(other._bridge_broken, self)
+            self._wake(None, "bridge", error=error)
+            return
+        call.channel.bridge_to(other.call.channel)
+        self.bridge = other
+        self._wake(None, "bridge")
+
+    def _bridge_rejected(self, other: Task, error: str) -> None:
+        waiter = self._waiter
+        if waiter is not None and waiter.kind == "bridge" and waiter.token is other:
+            self._wake(None, "bridge", error=CallError(error))
+
+    def _relay_provision(self, other: Task, code: int, media: bool) -> None:
+        """
+        The call C{other} places for our bridge got a provisional response:
+        pass it on to our caller (with early media through the bridge).
+        """
+        waiter = self._waiter
+        if waiter is None or waiter.kind != "bridge" or waiter.token is not other:
+            return
+        call = self.call
+        if call is None or call.state not in (CallState.INCOMING, CallState.PROVISIONED):
+            return
+        try:
+            call.provision(code if 101 <= code <= 199 else 180, "", media)
+        except (CallError, ValueError):
+            return
+        self._mode_before_wait = TaskMode.PROVISIONED
+        if media and call.channel is not None and other.call is not None and other.call.channel is not None:
+            call.channel.bridge_to(other.call.channel)
+
+    def break_bridge(self) -> Deferred:
+        """
+        End the bridge: each side gets its own media back, the other task
+        gets C{BreakBridge}.
+        """
+        self._check()
+        if self.bridge is None:
+            return fail(CallError("not bridged"))
+        self._break_bridge_quietly()
+        return succeed(None)
+
+    def _break_bridge_quietly(self) -> None:
+        other, self.bridge = self.bridge, None
+        if self.call is not None and self.call.channel is not None:
+            self.call.channel.unbridge()
+        if other is not None:
+            other.later(other._bridge_broken, self)
+
+    def _bridge_broken(self, other: Task) -> None:
+        if self.bridge is other:
+            self.bridge = None
+            if self.call is not None and self.call.channel is not None:
+                self.call.channel.unbridge()
+            self._queue_input(Event(BREAK_BRIDGE, other.id))
+
+    def _bridge_starter(self) -> Task | None:
+        if self._bridging_for is None:
+            return None
+        return self.service.find(self._bridging_for.sender or "")
+
+    def _bridging_failed(self, error: str) -> None:
+        bridging, self._bridging_for = self._bridging_for, None
+        if bridging is not None:
+            self._answer_bridge(bridging, error)
+
+    def start_bridged_call(self, destination: str, event: Event) -> Deferred:
+        """
+        Place a call to C{destination} for the task that sent the
+        C{StartBridge} C{event}: its provisional responses are passed on to
+        that task's caller, and when it connects the bridge forms (the
+        starter's C{start_bridge} returns); when it fails the starter's
+        C{start_bridge} raises with the error.  Our own C{CallCompleted}
+        comes as usual.
+        """
+        if not isinstance(event, Event) or not event.is_start_bridge:
+            return fail(CallError("not a StartBridge event"))
+        starter = self.service.find(event.sender or "")
+        if starter is None or starter.ended:
+            return fail(CallError("the bridging task is gone"))
+        placed = self.start_call(destination)
+        if placed.called and isinstance(placed.result, Failure):
+            error = placed.result.value
+            self._answer_bridge(event, str(error))
+            return placed
+        self._bridging_for = event
+        return placed

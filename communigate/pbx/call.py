@@ -1,0 +1,576 @@
+"""
+The signalling and media of one call of a task.
+
+A L{Call} joins a L{communigate.pbx.leg.CallLeg} (the dialog) and a
+L{communigate.pbx.channel.MediaChannel} (the RTP endpoint) and knows the
+SIP-level rules of a user agent:
+
+  - answering: the channel answers the INVITE's SDP offer (488 without a
+    common codec); an INVITE without SDP gets our offer in the 200 and the
+    answer must come in the ACK; a 2xx is registered with the dialog
+    table, whose carrier retransmits it until the ACK;
+  - placing: our offer goes in the INVITE, submitted to the Signal
+    service like any other Signal; a 18x with SDP starts early media, the
+    2xx makes the dialog and is acknowledged at once (again whenever it is
+    retransmitted); a 2xx that comes after we gave up is acknowledged and
+    hung up (BYE);
+  - inside the dialog: BYE ends the call; a re-INVITE or UPDATE with SDP
+    is answered by the channel (hold and unhold from the peer); our own
+    re-INVITE holds and unholds the peer; INFO with C{application/dtmf-relay}
+    or C{application/dtmf} is a key press; NOTIFY is answered (transfer
+    progress); a REFER from the peer is declined [D]; a request with an
+    older CSeq than the last gets 500 (RFC 3261 12.2.2); one while our
+    re-INVITE is out, 491.
+
+Everything here runs inside the task's handler (the task posts every
+outside input to itself first), so a L{Call} never sees two inputs at
+once.  It reports to its task through C{task._call_*} methods.
+"""
+
+from __future__ import annotations
+
+import re
+
+from twisted.internet.defer import Deferred
+from twisted.logger import Logger
+from zope.interface import implementer
+
+from communigate.interfaces import IDialogOwner, IForkingResponder, IResponder
+from communigate.media.offer_answer import NoCommonCodec
+from communigate.media.sdp import SDPError
+from communigate.pbx.channel import ChannelError
+from communigate.pbx.events import CallError
+from communigate.pbx.leg import CallLeg, LegError
+from communigate.signal.model import Response, response
+
+__all__ = ["Call", "CallState"]
+
+SDP = "application/sdp"
+_DTMF_RELAY = re.compile(r"^\s*signal\s*=\s*([0-9*#A-Da-d])", re.IGNORECASE | re.MULTILINE)
+
+
+class CallState:
+    """
+    Where a call is (plain strings, shown by C{READNODESTATUS}).
+    """
+
+    INCOMING = "incoming"
+    PROVISIONED = "provisioned"
+    CALLING = "calling"
+    CONNECTED = "connected"
+    ENDED = "ended"
+
+
+def error_text(answer: Response) -> str:
+    return f"{answer.code} {answer.reason}".strip()
+
+
+def _is_sdp(content_type: str | None, body: bytes) -> bool:
+    return bool(body) and (content_type or SDP).split(";", 1)[0].strip().lower() == SDP
+
+
+@implementer(IResponder)
+class _Answers:
+    """
+    The responses to a request the call sent, handed back through the
+    task's queue.
+    """
+
+    def __init__(self, task, on_final, on_provisional=None) -> None:
+        self._task = task
+        self._on_final = on_final
+        self._on_provisional = on_provisional
+
+    def provisional(self, answer) -> None:
+        if self._on_provisional is not None:
+            self._task.later(self._on_provisional, answer)
+
+    def final(self, answer) -> None:
+        self._task.later(self._on_final, answer)
+
+
+def _ignored(answer) -> None:
+    pass
+
+
+@implementer(IDialogOwner)
+class _Owner:
+    """
+    The call as the dialog table sees it: every input goes through the
+    task's queue first.
+    """
+
+    def __init__(self, call: Call) -> None:
+        self._call = call
+
+    def request(self, signal, responder) -> None:
+        self._call.task.later(self._call.peer_request, signal, responder)
+
+    def answer_repeated(self, answer) -> None:
+        self._call.task.later(self._call.answer_repeated, answer)
+
+    def unacknowledged(self) -> None:
+        self._call.task.later(self._call.unacknowledged)
+
+
+class Call:
+    """
+    One call of a task (incoming or outgoing).
+
+    @ivar state: a L{CallState} value.
+    @ivar channel: the media channel, once media was negotiated or offered.
+    @ivar end_reason: why it ended, once it has.
+    """
+
+    log = Logger()
+
+    def __init__(self, task, leg: CallLeg, *, responder=None) -> None:
+        self.task = task
+        self.leg = leg
+        self.responder = responder
+        self.state = CallState.INCOMING if leg.incoming else CallState.CALLING
+        self.channel = None
+        self.end_reason: str | None = None
+        self._owner = _Owner(self)
+        self._registered = False
+        self._signal_task = None
+        self._abandoned = False  # cancel_call: no completion event
+        self._answer_sdp: bytes | None = None  # what we answered (provision repeats it)
+        self._offer_in_200 = False  # late offer: the answer comes in the ACK
+        self._transaction: Deferred | None = None  # our in-dialog INVITE/REFER
+        self._acked: int | None = None  # the CSeq of the INVITE last acknowledged
+
+    def __repr__(self) -> str:
+        return f"<Call {self.leg.call_id} {self.state}>"
+
+    # -- helpers ---------------------------------------------------------------
+
+    @property
+    def _service(self):
+        return self.task.service
+
+    def _register(self) -> None:
+        if not self._registered:
+            self._service.dialogs.add(self.leg.call_id, self.leg.local_tag, self._owner)
+            self._registered = True
+
+    def _unregister(self) -> None:
+        if self._registered:
+            self._service.dialogs.remove(self.leg.call_id, self.leg.local_tag)
+            self._registered = False
+
+    def _new_channel(self):
+        if self.channel is None:
+            self.channel = self.task._make_channel()
+        return self.channel
+
+    def _send(self, signal, on_final=_ignored, on_provisional=None):
+        return self._service.dialogs.send(
+            signal, _Answers(self.task, on_final, on_provisional), self.leg.protocol
+        )
+
+    def _contact(self):
+        signal = self.leg.invite if self.leg.incoming else None
+        return self._service.dialogs.contact(signal, self.leg.protocol)
+
+    @property
+    def is_live(self) -> bool:
+        return self.state != CallState.ENDED
+
+    def _finish(self, reason: str) -> None:
+        """
+        The call is over: release the channel and the dialog.
+        """
+        if self.state == CallState.ENDED:
+            return
+        self.state = CallState.ENDED
+        self.end_reason = reason
+        self._unregister()
+        if self.channel is not None:
+            self.channel.close()
+        transaction, self._transaction = self._transaction, None
+        if transaction is not None and not transaction.called:
+            transaction.errback(CallError("disconnected"))
+
+    # -- answering (incoming) ----------------------------------------------------
+
+    def _negotiate_answer(self) -> tuple[bytes, str]:
+        """
+        The SDP for our answer to the INVITE: an answer to its offer, or our
+        offer when it had none.
+
+        @raise CallError: 488 (no common codec, unreadable SDP), 480 (no
+            media port free; a 503 would reach the caller as 500).
+        """
+        invite = self.leg.invite
+        if self._answer_sdp is not None:
+            return self._answer_sdp, SDP
+        channel = self._new_channel()
+        try:
+            if _is_sdp(invite.content_type, invite.body):
+                sdp = channel.answer_offer(invite.body)
+            elif invite.body:
+                raise CallError("415 Unsupported Media Type", 415)
+            else:
+                sdp = channel.make_offer()
+                self._offer_in_200 = True
+        except NoCommonCodec as error:
+            raise CallError(f"488 {error}", 488) from None
+        except SDPError as error:
+            raise CallError(f"488 Unreadable SDP: {error}", 488) from None
+        except ChannelError as error:
+            raise CallError(f"480 {error}", 480) from None
+        self._answer_sdp = sdp
+        return sdp, SDP
+
+    def provision(self, code: int, reason: str, media: bool) -> None:
+        if self.state not in (CallState.INCOMING, CallState.PROVISIONED):
+            raise CallError("not an incoming call")
+        if not 101 <= code <= 199:
+            raise ValueError(f"a provisional response code is 101-199, not {code}")
+        body, content_type = b"", None
+        if media:
+            try:
+                body, content_type = self._negotiate_answer()
+            except CallError as error:
+                self.reject(error.code or 488, str(error).partition(" ")[2])
+                raise
+            if self._offer_in_200:
+                # [D] early media needs the caller's offer; an INVITE without
+                # SDP is provisioned without media.
+                body, content_type = b"", None
+        self.responder.provisional(
+            self.leg.answer(code, reason, body=body, content_type=content_type, contact=self._contact())
+        )
+        self.state = CallState.PROVISIONED
+
+    def accept(self) -> None:
+        if self.state not in (CallState.INCOMING, CallState.PROVISIONED):
+            raise CallError("not an incoming call")
+        try:
+            body, content_type = self._negotiate_answer()
+        except CallError as error:
+            self.reject(error.code or 488, str(error).partition(" ")[2])
+            raise
+        self._register()
+        self.responder.final(
+            self.leg.answer(200, "OK", body=body, content_type=content_type, contact=self._contact())
+        )
+        self.state = CallState.CONNECTED
+        self._service.dialogs.answered(self.leg.invite, self.leg.local_tag)
+
+    def reject(self, code: int, reason: str = "") -> None:
+        if self.state not in (CallState.INCOMING, CallState.PROVISIONED):
+            raise CallError("not an incoming call")
+        if not 300 <= code <= 699:
+            raise ValueError(f"a rejection code is 300-699, not {code}")
+        self.responder.final(self.leg.answer(code, reason or response(code).reason))
+        self._finish(f"rejected {code}")
+
+    def redirect(self, addresses) -> None:
+        if self.state not in (CallState.INCOMING, CallState.PROVISIONED):
+            raise CallError("not an incoming call")
+        if not addresses:
+            raise ValueError("redirect_call needs at least one address")
+        self.responder.final(self.leg.answer(302, "Moved Temporarily", contacts=tuple(addresses)))
+        self._finish("redirected")
+
+    def fork(self, addresses) -> None:
+        if self.state not in (CallState.INCOMING, CallState.PROVISIONED):
+            raise CallError("not an incoming call")
+        if not IForkingResponder.providedBy(self.responder):
+            raise CallError("this call cannot be forked")
+        self.responder.fork(tuple(addresses))
+
+    def cancelled(self) -> None:
+        """
+        The caller gave up (CANCEL) or the Signal ended before we answered.
+        """
+        if self.state in (CallState.INCOMING, CallState.PROVISIONED):
+            self._finish("cancelled")
+            self.task._call_ended(self, "cancelled")
+
+    # -- placing (outgoing) ------------------------------------------------------
+
+    def place(self, destination: str, submitter, headers=(), lifetime: float | None = None) -> None:
+        channel = self._new_channel()
+        try:
+            offer = channel.make_offer()
+        except ChannelError as error:
+            self._finish("no media")
+            raise CallError(f"503 {error}", 503) from None
+        self._register()
+        extra = {} if lifetime is None else {"lifetime": lifetime}
+        signal = self.leg.invite_signal(
+            destination, submitter, body=offer, content_type=SDP, contact=self._contact(), headers=headers, **extra
+        )
+        task = self._service.signals.submit(signal)
+        self._signal_task = task
+        task.on_provisional(lambda answer: self.task.later(self._provisional, answer))
+        task.final.addCallback(lambda answer: self.task.later(self._final, answer))
+
+    def _provisional(self, answer: Response) -> None:
+        if self.state != CallState.CALLING or self._abandoned:
+            return
+        if _is_sdp(answer.content_type, answer.body) and self.channel is not None:
+            self._take_answer(answer.body)
+        self.task._call_provisioned(self, answer)
+
+    def _take_answer(self, body: bytes) -> bool:
+        try:
+            self.channel.apply_answer(body)
+        except ChannelError:
+            return True  # the same answer again (18x then 2xx)
+        except (NoCommonCodec, SDPError) as error:
+            self.log.info("Call {call_id}: unusable SDP answer: {error}", call_id=self.leg.call_id, error=error)
+            return False
+        return True
+
+    def _final(self, answer: Response) -> None:
+        self._signal_task = None
+        if self._abandoned:
+            if answer.success:
+                # Answered after we gave up: acknowledge, then hang up.
+                try:
+                    self.leg.established(answer)
+                except LegError:
+                    return
+                self._ack()
+                self._bye()
+            return
+        if self.state != CallState.CALLING:
+            return
+        if not answer.success:
+            self._finish(error_text(answer))
+            self.task._call_completed(self, error_text(answer))
+            return
+        try:
+            self.leg.established(answer)
+        except LegError as error:
+            self.log.info("Call {call_id}: a 2xx that makes no dialog: {error}", call_id=self.leg.call_id, error=error)
+            self._finish(f"500 {error}")
+            self.task._call_completed(self, f"500 {error}")
+            return
+        self._ack()
+        self.state = CallState.CONNECTED
+        if _is_sdp(answer.content_type, answer.body) and not self._take_answer(answer.body):
+            self.hang_up(488, "No usable media")
+            self.task._call_completed(self, "488 No usable media")
+            return
+        self.task._call_completed(self, None)
+
+    def _ack(self) -> None:
+        self._acked = self.leg.invite_cseq
+        try:
+            self._send(self.leg.ack(self.task.submitter))
+        except LegError as error:
+            self.log.info("Call {call_id}: no ACK sent: {error}", call_id=self.leg.call_id, error=error)
+
+    def _bye(self, headers=()) -> None:
+        try:
+            self._send(self.leg.request("BYE", self.task.submitter, headers=headers))
+        except LegError as error:
+            self.log.info("Call {call_id}: no BYE sent: {error}", call_id=self.leg.call_id, error=error)
+
+    def answer_repeated(self, answer) -> None:
+        """
+        A 2xx to one of our INVITEs was seen (SIP shows every one): when we
+        have acknowledged that INVITE already, the ACK was lost; repeat it.
+        """
+        if self._acked is None or self.state == CallState.ENDED:
+            return
+        from communigate.sip.headers import HeaderError, parse_cseq
+
+        value = next((v for n, v in answer.headers if n.lower() == "cseq"), "")
+        try:
+            number = parse_cseq(value).number
+        except HeaderError:
+            return
+        if number == self._acked:
+            self._ack()
+
+    def cancel(self) -> None:
+        """
+        Give up the outgoing call; no completion event follows (a 2xx that
+        still comes is acknowledged and hung up).
+        """
+        if self.state != CallState.CALLING:
+            raise CallError("no outgoing call to cancel")
+        self._abandoned = True
+        if self._signal_task is not None:
+            self._signal_task.cancel()
+        self._finish("cancelled")
+
+    # -- inside the dialog: ours -------------------------------------------------
+
+    def hang_up(self, code: int | None = None, reason: str | None = None) -> None:
+        """
+        End the call whatever its state: BYE when connected, a rejection
+        when unanswered, CANCEL when placing.
+        """
+        if self.state in (CallState.INCOMING, CallState.PROVISIONED):
+            self.reject(code if code and code >= 300 else 480, reason or "")
+            return
+        if self.state == CallState.CALLING:
+            self.cancel()
+            return
+        if self.state == CallState.CONNECTED:
+            headers = ()
+            if code:
+                text = reason or response(code).reason
+                headers = (("Reason", f'SIP;cause={code};text="{text}"'),)
+            self._bye(headers)
+            self._finish("hung up")
+
+    def _transact(self, signal) -> Deferred:
+        if self.state != CallState.CONNECTED:
+            raise CallError("not connected")
+        if self._transaction is not None:
+            raise CallError("491 a request of ours is in progress", 491)
+        done = Deferred()
+        self._transaction = done
+
+        def answered(answer):
+            if self._transaction is done:
+                self._transaction = None
+                done.callback(answer)
+
+        self._send(signal, answered)
+        return done
+
+    def reinvite(self, direction: str) -> Deferred:
+        """
+        Offer new media (C{sendonly}: hold the peer; C{sendrecv}: resume).
+        """
+        if self.channel is None:
+            raise CallError("no media channel")
+        offer = self.channel.make_offer(direction)
+        signal = self.leg.request("INVITE", self.task.submitter, body=offer, content_type=SDP,
+                                  contact=self._contact())
+        d = self._transact(signal)
+
+        def answered(answer):
+            if answer.success:
+                self._ack()
+                if _is_sdp(answer.content_type, answer.body) and not self._take_answer(answer.body):
+                    raise CallError("488 No usable media in the answer", 488)
+                return None
+            raise CallError(error_text(answer), answer.code)
+
+        return d.addCallback(answered)
+
+    def refer(self, target: str, referred_by: str) -> Deferred:
+        signal = self.leg.request(
+            "REFER", self.task.submitter,
+            headers=(("Refer-To", f"<{target}>"), ("Referred-By", f"<{referred_by}>")),
+            contact=self._contact(),
+        )
+
+        def answered(answer):
+            if answer.success:
+                return None
+            raise CallError(error_text(answer), answer.code)
+
+        return self._transact(signal).addCallback(answered)
+
+    # -- inside the dialog: the peer's --------------------------------------------
+
+    def peer_request(self, signal, responder) -> None:
+        method = signal.method.upper()
+        if self.state == CallState.ENDED or (method != "ACK" and not self.leg.accept_remote_cseq(signal)):
+            if method != "ACK":
+                code = 481 if self.state == CallState.ENDED else 500
+                responder.final(response(code, "Out of order request" if code == 500 else None))
+            return
+        handler = getattr(self, f"_peer_{method}", None)
+        if handler is None:
+            responder.final(response(501, f"{method} is not supported here"))
+            return
+        handler(signal, responder)
+
+    def _peer_ACK(self, signal, responder) -> None:
+        if self._offer_in_200:
+            self._offer_in_200 = False
+            if not _is_sdp(signal.content_type, signal.body) or not self._take_answer(signal.body):
+                self.hang_up(488, "No SDP answer in the ACK")
+                self.task._call_ended(self, "no SDP answer")
+
+    def _peer_BYE(self, signal, responder) -> None:
+        responder.final(response(200))
+        self._finish("BYE")
+        self.task._call_ended(self, "BYE")
+
+    def _peer_INVITE(self, signal, responder) -> None:
+        if self._transaction is not None:
+            responder.final(response(491, "Request Pending"))
+            return
+        self._answer_offer(signal, responder, expect_ack=True)
+
+    def _peer_UPDATE(self, signal, responder) -> None:
+        self._answer_offer(signal, responder, expect_ack=False)
+
+    def _answer_offer(self, signal, responder, expect_ack: bool) -> None:
+        channel = self.channel
+        if channel is None or channel.closed:
+            responder.final(response(488, "No media channel"))
+            return
+        if target := self._new_target(signal):
+            self.leg.remote_target = target
+        try:
+            if _is_sdp(signal.content_type, signal.body):
+                sdp = channel.answer_offer(signal.body)
+            elif expect_ack:
+                sdp = channel.make_offer()
+                self._offer_in_200 = True
+            else:
+                responder.final(self.leg.answer(200, "OK", contact=self._contact()))
+                return
+        except (NoCommonCodec, SDPError, ChannelError) as error:
+            responder.final(response(488, str(error)[:80]))
+            return
+        responder.final(self.leg.answer(200, "OK", body=sdp, content_type=SDP, contact=self._contact()))
+
+    @staticmethod
+    def _new_target(signal) -> str | None:
+        from communigate.sip.headers import HeaderError, parse_name_addr
+
+        value = signal.header("Contact")
+        if not value:
+            return None
+        try:
+            return str(parse_name_addr(value, "Contact").uri)
+        except HeaderError:
+            return None
+
+    def _peer_INFO(self, signal, responder) -> None:
+        kind = (signal.content_type or "").split(";", 1)[0].strip().lower()
+        text = signal.body.decode("utf-8", "replace")
+        key = None
+        if kind == "application/dtmf-relay":
+            found = _DTMF_RELAY.search(text)
+            key = found.group(1).upper() if found else None
+        elif kind == "application/dtmf":
+            stripped = text.strip()
+            key = stripped.upper() if len(stripped) == 1 and stripped.upper() in "0123456789*#ABCD" else None
+        responder.final(response(200))
+        if key is not None:
+            self._service.counters.dtmf_detected("info")
+            self.task._dtmf_received(key, "info")
+
+    def _peer_NOTIFY(self, signal, responder) -> None:
+        responder.final(response(200))
+        event = (signal.header("Event") or "").split(";", 1)[0].strip().lower()
+        if event == "refer" and signal.body.startswith(b"SIP/2.0 2"):
+            self.task._call_transferred(self)
+
+    def _peer_REFER(self, signal, responder) -> None:
+        responder.final(response(603, "Transfers of this call are not accepted"))
+
+    def _peer_OPTIONS(self, signal, responder) -> None:
+        responder.final(response(200))
+
+    def unacknowledged(self) -> None:
+        if self.state == CallState.CONNECTED:
+            self.log.info("Call {call_id}: our 200 was never acknowledged; hanging up", call_id=self.leg.call_id)
+            self.hang_up(408, "No ACK")
+            self.task._call_ended(self, "no ACK")
