@@ -186,6 +186,7 @@ class SIPService(Service):
         self.registrar = Registrar(directory, self.bindings, self.verifier, guard=self.guard, clock=reactor)
         self.proxy = Proxy(self)
         self.rsip = RSIPService(context.store, reactor, RSIPSender(self), self._rsip_allowed)
+        self._rsip_start = None
         # Dialogs this server holds as a user agent (PBX tasks' calls).
         self.local_dialogs = SIPDialogCarrier(self)
         self.presence = SIPPresence(self)
@@ -304,7 +305,7 @@ class SIPService(Service):
 
     def stopService(self):
         super().stopService()
-        if self._rsip_start.active():
+        if self._rsip_start is not None and self._rsip_start.active():
             self._rsip_start.cancel()
         self.rsip.stop()
         self.presence.stop()
