@@ -68,6 +68,7 @@ from twisted.internet.interfaces import IReactorTime
 from twisted.logger import Logger
 from zope.interface import implementer
 
+from communigate.counters import Labelled
 from communigate.interfaces import ISignalService, ISignalTask
 from communigate.routing.route import AddressKind, Route
 from communigate.signal.forking import _Scope
@@ -156,6 +157,7 @@ class SignalService:
         self.clock = clock
         self.group_members = group_members
         self.metrics = None if registry is None else SignalMetrics(registry)
+        self._signal_counts = None if self.metrics is None else Labelled(self.metrics.signals)
         self._hooks = ()
         self._sources = ()
         self._handlers = {}
@@ -214,7 +216,7 @@ class SignalService:
         method = signal.method.upper()
         if method not in COUNTED_METHODS:
             method = "other"
-        self.metrics.signals.labels(method, f"{final.code // 100}xx").inc()
+        self._signal_counts.inc(method, f"{final.code // 100}xx")
         self.metrics.active.dec()
 
 

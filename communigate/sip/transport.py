@@ -23,6 +23,7 @@ from twisted.internet.endpoints import SSL4ClientEndpoint, TCP4ClientEndpoint, c
 from twisted.internet.protocol import DatagramProtocol, Factory, Protocol
 from twisted.logger import Logger
 
+from communigate.counters import Labelled
 from communigate.sip.framing import FramingError, KeepAlive, Message, StreamFramer
 from communigate.sip.log import IN, OUT, SIPLog
 from communigate.sip.message import Request, SIPParseError, parse_message, serialize
@@ -76,18 +77,13 @@ class TransportMetrics:
             ["transport"],
             registry=registry,
         )
-        self._message_counters: dict[tuple[str, str, str], object] = {}
+        self._message_counts = Labelled(self.messages)
 
     def count_message(self, direction: str, transport: str, kind: str) -> None:
         """
-        One message more; the labelled child is looked up once per label
-        set, not per message (C{labels()} costs more than C{inc()}).
+        One message more (the labelled child looked up once per label set).
         """
-        key = (direction, transport, kind)
-        counter = self._message_counters.get(key)
-        if counter is None:
-            counter = self._message_counters[key] = self.messages.labels(direction, transport, kind)
-        counter.inc()
+        self._message_counts.inc(direction, transport, kind)
 
 
 # Methods counted under their own name; any other is "other", so that a

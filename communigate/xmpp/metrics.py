@@ -29,6 +29,8 @@ from prometheus_client import CollectorRegistry, Counter
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
 
+from communigate.counters import Labelled
+
 
 class XMPPMetrics:
     """
@@ -72,12 +74,14 @@ class XMPPMetrics:
             ["event"], registry=registry,
         )
         registry.register(_OpenCollector(service))
+        self._stanza_counts = Labelled(self._stanzas)
+        self._message_counts = Labelled(self._messages)
 
     def login(self, mechanism: str, outcome: str) -> None:
         self._logins.labels(mechanism, outcome).inc()
 
     def stanza(self, direction: str, kind: str) -> None:
-        self._stanzas.labels(direction, kind).inc()
+        self._stanza_counts.inc(direction, kind)
 
     def stream_error(self, condition: str) -> None:
         self._stream_errors.labels(condition).inc()
@@ -89,7 +93,7 @@ class XMPPMetrics:
         self._bound.inc()
 
     def message(self, outcome: str) -> None:
-        self._messages.labels(outcome).inc()
+        self._message_counts.inc(outcome)
 
     def subscription(self, kind: str) -> None:
         self._subscriptions.labels(kind).inc()
