@@ -194,6 +194,14 @@ class MixerVerbs:
         party = self._mixer_party
         return None if party is None else party.mixer
 
+    def mixer_room(self) -> str | None:
+        """
+        The name of the room we are in, or L{None} (not attached, or
+        attached to a mixer given by object).
+        """
+        party = self._mixer_party
+        return None if party is None or party.room is None else party.room[1]
+
     def _release_mixer(self) -> None:
         """
         Detach without a word (hang-up, end of the task).

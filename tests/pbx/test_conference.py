@@ -72,6 +72,9 @@ def test_three_callers_each_hear_the_other_two_and_not_themselves(room):
             assert energy_fraction(heard, frequency) > 0.3
     (mixer,) = room.pbx.rooms.rooms.values()
     assert len(mixer.parties) == 3
+    task_id = next(iter(room.pbx.tasks))
+    status = room.cli(f"READNODESTATUS {task_id}")
+    assert status["Mixer"] == "sales" and status["Status"] == "room sales"
 
 
 def test_a_listen_only_caller_hears_the_room_and_is_not_heard(room):
