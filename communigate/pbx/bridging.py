@@ -64,6 +64,8 @@ class BridgeVerbs:
                 raise CallError("no call to bridge")
             if self.bridge is not None:
                 raise CallError("already bridged")
+            if self.mixer_attached() is not None:
+                raise CallError("attached to a mixer")
             other = self._other(target)
         except CallError as error:
             return fail(error)
@@ -92,6 +94,9 @@ class BridgeVerbs:
         starter = self.service.find(event.sender or "")
         if starter is None or starter.ended:
             raise CallError("the bridging task is gone")
+        if self.mixer_attached() is not None:
+            self._answer_bridge(event, "attached to a mixer")
+            raise CallError("attached to a mixer")
         if self.mode in (TaskMode.INCOMING, TaskMode.PROVISIONED):
             call = self.call
             try:

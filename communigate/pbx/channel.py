@@ -577,10 +577,20 @@ class MediaChannel(Machine):
         self.bridge = other
         other.bridge = self
 
+    def hand_frames_to(self, sink) -> None:
+        """
+        Hand each frame this channel hears to C{sink.bridged_frame(codec,
+        payload)} in place of a bridged channel (a mixer's party,
+        L{communigate.pbx.mixing}); what the sink hands back through
+        L{bridged_frame} is sent as bridged audio.  L{unbridge} ends it.
+        """
+        self.unbridge()
+        self.bridge = sink
+
     def unbridge(self) -> None:
         other, self.bridge = self.bridge, None
         self._bridged_in.clear()
-        if other is not None and other.bridge is self:
+        if isinstance(other, MediaChannel) and other.bridge is self:
             other.bridge = None
             other._bridged_in.clear()
 

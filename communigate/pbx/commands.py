@@ -173,4 +173,6 @@ def _status(task, now: float) -> dict:
             }
     if task.bridge is not None:
         status["Bridged"] = task.bridge.id
+    if task.mixer_attached() is not None:
+        status["Mixer"] = task.mixer_room() or "attached"
     return status

@@ -33,6 +33,7 @@ from zope.interface import implementer
 from communigate.interfaces import ICallApplication, IDelivery, IEndpoint, IRouteHandler
 from communigate.pbx.channel import MediaChannel, MediaCounters, PortRange
 from communigate.pbx.leg import LegError
+from communigate.pbx.mixing import ConferenceRooms
 from communigate.pbx.prompts import Prompts
 from communigate.pbx.task import Task
 from communigate.routing.addresses import AddressError, parse_address
@@ -255,6 +256,7 @@ class PBXService(Service):
         self.prompts = Prompts(prompt_directory)
         self.counters = MediaCounters()
         self.tasks: dict[str, Task] = {}
+        self.rooms = ConferenceRooms(self.scheduler)
         self.started: dict[str, int] = {}
         self.failures: dict[str, int] = {}
         self.host = getattr(context, "hostname", None) or "communigate"

@@ -64,6 +64,7 @@ from communigate.pbx.events import (
     check_event_name,
 )
 from communigate.pbx.leg import CallLeg, LegError, address_header, new_call_id
+from communigate.pbx.mixing import MixerVerbs
 from communigate.pbx.prompts import frames, tone_frames
 from communigate.routing.addresses import Address, AddressError, parse_address, sip_uri
 from communigate.signal.model import Submitter
@@ -114,7 +115,7 @@ class _Waiter:
         self.token = token
 
 
-class Task(BridgeVerbs, Machine):
+class Task(BridgeVerbs, MixerVerbs, Machine):
     """
     One running program; see the module docstring.
 
@@ -243,6 +244,7 @@ class Task(BridgeVerbs, Machine):
         if waiter is not None and waiter.timer is not None:
             waiter.timer.cancel()
         self._break_bridge_quietly()
+        self._release_mixer()
         if self._bridging_for is not None:
             self._answer_bridge(self._bridging_for, "the bridging task ended")
         call, self.call = self.call, None
@@ -629,6 +631,7 @@ class Task(BridgeVerbs, Machine):
         if call.state == CallState.CALLING:
             self._bridging_failed("cancelled")
         self._break_bridge_quietly()
+        self._release_mixer()
         call.hang_up(code, reason)
         self.call = None
         self.mode = TaskMode.DISCONNECTED
@@ -693,6 +696,7 @@ class Task(BridgeVerbs, Machine):
         if waiting:
             self._mode_before_wait = TaskMode.DISCONNECTED
         self._break_bridge_quietly()
+        self._release_mixer()
         if self._bridging_for is not None:
             self._bridging_failed("disconnected")
         event = Event(DISCONNECT, None, reason)
