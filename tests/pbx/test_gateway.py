@@ -152,3 +152,56 @@ def test_a_rejected_pbx_call_is_recorded_with_its_code():
     finally:
         pbx.pbx.stopService()
         pbx.stop()
+
+
+class _Placing:
+    name = "placing"
+    description = "places one call with a caller ID and credentials, shows how it completed"
+
+    async def run(self, task):
+        await task.start_call(
+            "sip:5551234@127.0.0.1:5099", caller="sip:15551234@127.0.0.1:5099", credentials=("gwuser", "gwpass")
+        )
+        while True:
+            item = await task.read_input(30)
+            if item is None or item.is_call_completed:
+                task.set_status(f"completed {None if item is None else item.parameter}")
+                await task.read_input(30)
+                return
+
+
+def test_a_challenged_call_goes_again_with_the_credentials_on_the_same_call_id_to_the_uri_port():
+    from communigate.sip.message import make_response, serialize
+
+    gateway = ("127.0.0.1", 5099)
+    pbx = PBXHarness(applications={"placing": _Placing()})
+    try:
+        task = pbx.pbx.start_task("placing", "postmaster@example.com")
+        pbx.turn()
+        (first,) = [r for r in pbx.requests_to(gateway) if r.method == "INVITE"]
+        assert str(first.uri) == "sip:5551234@127.0.0.1:5099"
+        assert first.headers.get("From").startswith("<sip:15551234@127.0.0.1:5099>;tag=")
+        assert first.headers.get("Authorization") is None
+        challenge = make_response(first, 401, to_tag="gw1", headers=[
+            ("WWW-Authenticate", 'Digest realm="gateway.test", nonce="n0nce", algorithm=MD5, qop="auth"'),
+        ])
+        pbx.port.receive(serialize(challenge), gateway)
+        pbx.turn()
+        invites = [r for r in pbx.requests_to(gateway) if r.method == "INVITE"]
+        assert len(invites) == 1, invites
+        (second,) = invites
+        assert second.call_id == first.call_id
+        assert second.cseq().number == first.cseq().number + 1
+        assert second.headers.get("From") == first.headers.get("From")
+        authorization = second.headers.get("Authorization")
+        assert 'username="gwuser"' in authorization and 'uri="sip:5551234@127.0.0.1:5099"' in authorization
+        # A second challenge is the answer: no third INVITE.
+        pbx.port.receive(serialize(make_response(second, 401, to_tag="gw2", headers=[
+            ("WWW-Authenticate", 'Digest realm="gateway.test", nonce="n0nce2", algorithm=MD5'),
+        ])), gateway)
+        pbx.turn()
+        assert not [r for r in pbx.requests_to(gateway) if r.method == "INVITE"]
+        assert task.status == "completed 401 Unauthorized"
+    finally:
+        pbx.pbx.stopService()
+        pbx.stop()
