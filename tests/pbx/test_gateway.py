@@ -205,3 +205,23 @@ def test_a_challenged_call_goes_again_with_the_credentials_on_the_same_call_id_t
     finally:
         pbx.pbx.stopService()
         pbx.stop()
+
+
+def test_the_seeds_pstn_records_route_numbers_to_gatewaycaller_and_gateway_calls_to_gatewayincoming(pbx):
+    pbx.route(
+        "<+(6-15d)*> = +*@telnum",
+        "<00(6-15d)*> = +*@telnum",
+        "S:<+36*@telnum> = 0*@pstn",
+        "S:<+*@telnum> = 00*@pstn",
+        "S:<*@pstn> = gatewaycaller{*}#postmaster",
+        "S:<incoming*@[203.0.113.7]> = gatewayincoming{*,bridge}#postmaster",
+        "S:<*@incoming.example.com> = gatewayincoming{+*,bridge,media}#postmaster",
+    )
+    expected = {
+        "0036301234567": "gatewaycaller{0301234567}",
+        "+15553837461": "gatewaycaller{0015553837461}",
+        "incomingGW1@[203.0.113.7]": "gatewayincoming{GW1,bridge}",
+        "15551234@incoming.example.com": "gatewayincoming{+15551234,bridge,media}",
+    }
+    for address, program in expected.items():
+        assert pbx.cli(f'ROUTE "{address}" signal') == ["PBX", "postmaster@example.com", program]
