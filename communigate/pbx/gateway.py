@@ -68,6 +68,8 @@ def fails_over(code: int | None) -> bool:
     unknown, declined) and goes back to the caller.
     """
     return code is not None and (code == 408 or 500 <= code <= 599)
+#: The event that tells a leg its starter's caller is gone.
+HANG_UP = "HangUp"
 #: How long the leg task waits for the caller's StartBridge.
 _BRIDGE_WAIT = 30.0
 _HOST = re.compile(r"^(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9.-]+)(:\d{1,5})?$")
@@ -201,7 +203,14 @@ async def bridge_out(task, destination: str, leg_parameters: tuple[str, ...]) ->
     C{destination}; raises L{CallError} with the failure.
     """
     leg = task.start_task(GATEWAY_LEG, (destination, *leg_parameters))
-    await task.start_bridge(leg)
+    try:
+        await task.start_bridge(leg)
+    except CallError:
+        if task.call is None:
+            # Our caller gave up (CANCEL) while the leg's call rang: so
+            # does the leg.
+            task.send_event(leg, HANG_UP)
+        raise
 
 
 @implementer(ICallApplication)
@@ -245,9 +254,9 @@ class GatewayLeg:
                     return
                 task.set_status(f"connected to {destination}")
                 continue
-            if isinstance(item, Event) and (item.is_disconnect or item.is_break_bridge):
+            if isinstance(item, Event) and (item.is_disconnect or item.is_break_bridge or item.what == HANG_UP):
                 if task.call is not None:
-                    await task.disconnect()
+                    await task.disconnect()  # a CANCEL while it rings
                 return
 
 

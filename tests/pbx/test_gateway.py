@@ -225,3 +225,20 @@ def test_the_seeds_pstn_records_route_numbers_to_gatewaycaller_and_gateway_calls
     }
     for address, program in expected.items():
         assert pbx.cli(f'ROUTE "{address}" signal') == ["PBX", "postmaster@example.com", program]
+
+
+def test_the_callers_cancel_while_the_destination_rings_cancels_the_bridged_call(pbx):
+    from communigate.sip.message import make_response, serialize
+
+    destination = ("127.0.0.1", 5099)
+    pbx.pbx.applications["gatewayincoming"] = GatewayIncoming()
+    pbx.route("S:<incoming> = gatewayincoming{sip:5551234@127.0.0.1:5099,bridge}#postmaster")
+    pbx.invite("sip:incoming@example.com")
+    (invite,) = [r for r in pbx.requests_to(destination) if r.method == "INVITE"]
+    pbx.port.receive(serialize(make_response(invite, 180, to_tag="far")), destination)
+    pbx.turn()
+    assert [r.status for r in pbx.responses() if r.status > 100] == [180]
+    pbx.cancel()
+    pbx.turn()
+    assert [r.method for r in pbx.requests_to(destination)] == ["CANCEL"]
+    assert 487 in [r.status for r in pbx.responses()]
