@@ -3,6 +3,7 @@ The example PBX application: discovered as a plugin from another
 distribution's plugin directory, and working as a menu.
 """
 
+import ast
 import importlib.util
 import os
 import subprocess
@@ -36,7 +37,8 @@ def test_the_example_application_in_another_distributions_plugin_directory_is_di
         env={**os.environ, "PYTHONPATH": str(tmp_path)},
         capture_output=True, text=True, check=True, cwd=tmp_path,
     )
-    assert found.stdout.strip() == "['dtmftest', 'echo', 'ivrmenu']"
+    # The stock applications and the example beside them.
+    assert {"dtmftest", "echo", "ivrmenu"} <= set(ast.literal_eval(found.stdout.strip()))
 
 
 def test_the_example_menu_transfers_the_caller_on_key_2():
