@@ -215,21 +215,22 @@ class BridgeVerbs:
         if bridging is not None:
             self._answer_bridge(bridging, error)
 
-    def start_bridged_call(self, destination: str, event: Event) -> Deferred:
+    def start_bridged_call(self, destination: str, event: Event, **options) -> Deferred:
         """
         Place a call to C{destination} for the task that sent the
         C{StartBridge} C{event}: its provisional responses are passed on to
         that task's caller, and when it connects the bridge forms (the
         starter's C{start_bridge} returns); when it fails the starter's
         C{start_bridge} raises with the error.  Our own C{CallCompleted}
-        comes as usual.
+        comes as usual.  C{options} are C{start_call}'s (C{headers},
+        C{expires}, C{caller}, C{credentials}).
         """
         if not isinstance(event, Event) or not event.is_start_bridge:
             return fail(CallError("not a StartBridge event"))
         starter = self.service.find(event.sender or "")
         if starter is None or starter.ended:
             return fail(CallError("the bridging task is gone"))
-        placed = self.start_call(destination)
+        placed = self.start_call(destination, **options)
         if placed.called and isinstance(placed.result, Failure):
             error = placed.result.value
             self._answer_bridge(event, str(error))

@@ -41,6 +41,7 @@ from communigate.media.sdp import SDPError
 from communigate.pbx.channel import ChannelError
 from communigate.pbx.events import CallError
 from communigate.pbx.leg import CallLeg, LegError
+from communigate.pbx.records import report_call
 from communigate.signal.model import Response, response
 
 __all__ = ["Call", "CallState"]
@@ -120,17 +121,28 @@ class Call:
     @ivar state: a L{CallState} value.
     @ivar channel: the media channel, once media was negotiated or offered.
     @ivar end_reason: why it ended, once it has.
+    @ivar started_at, answered_at: reactor seconds (the call record's).
+    @ivar final_code: the final response to the INVITE, once there is one.
+    @ivar credentials: C{(name, password)} answering one digest challenge
+        to our INVITE, or L{None}.
     """
 
     log = Logger()
 
-    def __init__(self, task, leg: CallLeg, *, responder=None) -> None:
+    def __init__(self, task, leg: CallLeg, *, responder=None, credentials=None) -> None:
         self.task = task
         self.leg = leg
         self.responder = responder
         self.state = CallState.INCOMING if leg.incoming else CallState.CALLING
         self.channel = None
         self.end_reason: str | None = None
+        self.credentials = credentials
+        self.started_at = task.service.clock.seconds()
+        self.answered_at: float | None = None
+        self.final_code: int | None = None
+        self.target: str | None = None  # where we placed it
+        self._placing = None  # what a challenged INVITE is sent again with
+        self._challenged = False
         self._owner = _Owner(self)
         self._registered = False
         self._signal_task = None
@@ -191,6 +203,7 @@ class Call:
         transaction, self._transaction = self._transaction, None
         if transaction is not None and not transaction.called:
             transaction.errback(CallError("disconnected"))
+        report_call(self)
 
     # -- answering (incoming) ----------------------------------------------------
 
@@ -257,6 +270,7 @@ class Call:
             self.leg.answer(200, "OK", body=body, content_type=content_type, contact=self._contact())
         )
         self.state = CallState.CONNECTED
+        self.answered_at, self.final_code = self._service.clock.seconds(), 200
         self._service.dialogs.answered(self.leg.invite, self.leg.local_tag)
 
     def reject(self, code: int, reason: str = "") -> None:
@@ -265,6 +279,7 @@ class Call:
         if not 300 <= code <= 699:
             raise ValueError(f"a rejection code is 300-699, not {code}")
         self.responder.final(self.leg.answer(code, reason or response(code).reason))
+        self.final_code = code
         self._finish(f"rejected {code}")
 
     def redirect(self, addresses) -> None:
@@ -273,6 +288,7 @@ class Call:
         if not addresses:
             raise ValueError("redirect_call needs at least one address")
         self.responder.final(self.leg.answer(302, "Moved Temporarily", contacts=tuple(addresses)))
+        self.final_code = 302
         self._finish("redirected")
 
     def fork(self, addresses) -> None:
@@ -300,9 +316,16 @@ class Call:
             self._finish("no media")
             raise CallError(f"503 {error}", 503) from None
         self._register()
+        self.target = destination
+        self._placing = (destination, submitter, tuple(headers), lifetime, offer)
+        self._submit(())
+
+    def _submit(self, more_headers) -> None:
+        destination, submitter, headers, lifetime, offer = self._placing
         extra = {} if lifetime is None else {"lifetime": lifetime}
         signal = self.leg.invite_signal(
-            destination, submitter, body=offer, content_type=SDP, contact=self._contact(), headers=headers, **extra
+            destination, submitter, body=offer, content_type=SDP, contact=self._contact(),
+            headers=headers + tuple(more_headers), **extra
         )
         task = self._service.signals.submit(signal)
         self._signal_task = task
@@ -340,7 +363,10 @@ class Call:
             return
         if self.state != CallState.CALLING:
             return
+        if answer.code in (401, 407) and self._answer_challenge(answer):
+            return
         if not answer.success:
+            self.final_code = answer.code
             self._finish(error_text(answer))
             self.task._call_completed(self, error_text(answer))
             return
@@ -353,11 +379,33 @@ class Call:
             return
         self._ack()
         self.state = CallState.CONNECTED
+        self.answered_at, self.final_code = self._service.clock.seconds(), answer.code
         if _is_sdp(answer.content_type, answer.body) and not self._take_answer(answer.body):
             self.hang_up(488, "No usable media")
             self.task._call_completed(self, "488 No usable media")
             return
         self.task._call_completed(self, None)
+
+    def _answer_challenge(self, answer: Response) -> bool:
+        """
+        The callee challenged our INVITE: send it again (same Call-ID and
+        tag, the next CSeq) with our credentials, once.  Whether we did.
+        """
+        if self.credentials is None or self._placing is None or self._challenged:
+            return False
+        from communigate.sip.rsip import digest_authorization
+
+        wanted = "www-authenticate" if answer.code == 401 else "proxy-authenticate"
+        name, password = self.credentials
+        header = digest_authorization(
+            answer.code, [v for n, v in answer.headers if n.lower() == wanted], name, password,
+            "INVITE", self._placing[0],
+        )
+        if header is None:
+            return False
+        self._challenged = True
+        self._submit((header,))
+        return True
 
     def _ack(self) -> None:
         self._acked = self.leg.invite_cseq

@@ -576,26 +576,31 @@ class Task(BridgeVerbs, MixerVerbs, Machine):
         addresses = [addresses] if isinstance(addresses, str) else list(addresses)
         return self._verb(lambda: call.fork(addresses), call)
 
-    def start_call(self, destination: str, headers=(), expires: float | None = None) -> Deferred:
+    def start_call(self, destination: str, headers=(), expires: float | None = None, *,
+                   caller: str | None = None, credentials: tuple[str, str] | None = None) -> Deferred:
         """
         Place a call to C{destination} (any address the Router reads: an
         account, a number, a SIP URI, C{#program}).  Returns at once; then
         zero or more C{CallProvision} events and exactly one
         C{CallCompleted} (parameter L{None}: connected; else the error).
         C{headers} are added to the INVITE; C{expires} is how many seconds
-        it may ring (CG/PL's C{Expires}; default 32, then 408).
+        it may ring (CG/PL's C{Expires}; default 32, then 408); C{caller}
+        is the From address (CG/PL's C{From}; default: the task's
+        account); C{credentials} C{(name, password)} answer one digest
+        challenge (401/407) of the callee (CG/PL's C{authUsername} and
+        C{authPassword}).
         """
         try:
             self._check()
             if self.call is not None or self.mode is not TaskMode.DISCONNECTED:
                 raise CallError("the task already has a call")
             domain = self.account.partition("@")[2] or self.service.main_domain()
-            local = address_header(self.account, domain)
+            local = address_header(caller or self.account, domain)
             remote = address_header(destination, domain)
         except (CallError, LegError) as error:
             return fail(error if isinstance(error, CallError) else CallError(f"bad destination: {error}"))
         leg = CallLeg.placing(call_id=new_call_id(self.service.host), local=local, remote=remote)
-        call = Call(self, leg)
+        call = Call(self, leg, credentials=credentials)
         try:
             if expires is not None and not 0 < expires <= 3600:
                 raise CallError("expires is 1-3600 seconds")

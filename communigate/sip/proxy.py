@@ -283,7 +283,30 @@ class RemoteSIP:
         self._proxy = proxy
 
     def endpoint(self, route, signal):
-        return RemoteEndpoint(self._proxy, parse_uri(route.address))
+        return RemoteEndpoint(self._proxy, _as_targeted(parse_uri(route.address), signal))
+
+
+def _as_targeted(uri, signal):
+    """
+    C{uri} (the Router's answer, an address: no port, no parameters) as
+    the Signal's own target gave it when that is the same user and host:
+    C{sip:0301234567@192.0.2.7:5080} keeps its port and parameters.
+    """
+    if not isinstance(uri, SIPURI):
+        return uri
+    for target in signal.targets:
+        try:
+            given = parse_uri(target)
+        except (URIError, ValueError):
+            continue
+        if (
+            isinstance(given, SIPURI)
+            and given.scheme == uri.scheme
+            and given.user == uri.user
+            and given.host.lower().strip("[]") == uri.host.lower().strip("[]")
+        ):
+            return given
+    return uri
 
 
 class Proxy:

@@ -182,7 +182,21 @@ def answer_challenge(response, entry: RSIPEntry, method: str, uri: str) -> tuple
     can answer.
     """
     name = "WWW-Authenticate" if response.status == 401 else "Proxy-Authenticate"
-    for value in response.headers.raw_values(name):
+    return digest_authorization(
+        response.status, response.headers.raw_values(name), entry.auth_name, entry.password, method, uri
+    )
+
+
+def digest_authorization(
+    status: int, challenges, auth_name: str, password: str, method: str, uri: str
+) -> tuple[str, str] | None:
+    """
+    The header (name, value) answering one of the digest C{challenges}
+    (the C{WWW-Authenticate} values of a 401, the C{Proxy-Authenticate}
+    values of a 407) for C{auth_name} and C{password}, or L{None} when
+    none offers what we can answer (MD5 or SHA-256, C{qop=auth} or none).
+    """
+    for value in challenges:
         scheme, _, rest = value.strip().partition(" ")
         if scheme.lower() != "digest":
             continue
@@ -200,20 +214,20 @@ def answer_challenge(response, entry: RSIPEntry, method: str, uri: str) -> tuple
         qops = [q.strip() for q in params.get("qop", "").split(",") if q.strip()]
         qop = "auth" if "auth" in qops else None
         cnonce = os.urandom(8).hex()
-        ha1 = digest_ha1(algorithm, entry.auth_name, realm, entry.password)
+        ha1 = digest_ha1(algorithm, auth_name, realm, password)
         answer = digest_response(
             ha1=ha1, nonce=nonce, method=method, uri=uri, algorithm=algorithm,
             qop=qop, nc="00000001" if qop else None, cnonce=cnonce if qop else None,
         )
         fields = [
-            f'username="{entry.auth_name}"', f'realm="{realm}"', f'nonce="{nonce}"', f'uri="{uri}"',
+            f'username="{auth_name}"', f'realm="{realm}"', f'nonce="{nonce}"', f'uri="{uri}"',
             f'response="{answer}"', f"algorithm={algorithm}",
         ]
         if qop:
             fields += [f'cnonce="{cnonce}"', "qop=auth", "nc=00000001"]
         if "opaque" in params:
             fields.append(f'opaque="{params["opaque"]}"')
-        header = "Authorization" if response.status == 401 else "Proxy-Authorization"
+        header = "Authorization" if status == 401 else "Proxy-Authorization"
         return header, "Digest " + ", ".join(fields)
     return None
 

@@ -37,6 +37,7 @@ def test_the_example_application_in_another_distributions_plugin_directory_is_di
         env={**os.environ, "PYTHONPATH": str(tmp_path)},
         capture_output=True, text=True, check=True, cwd=tmp_path,
     )
+    # The stock applications and the example beside them.
     assert {"dtmftest", "echo", "ivrmenu"} <= set(ast.literal_eval(found.stdout.strip()))
 
 
