@@ -687,6 +687,9 @@ class Task(BridgeVerbs, Machine):
         """
         if call is not self.call:
             return
+        # what a recording heard before the hang-up is kept (record's result)
+        recording = self._waiter is not None and self._waiter.kind == "record"
+        heard = self._finish_recording() if recording else None
         self.call = None
         waiting = self._waiter is not None and self._waiter.kind == "bridge"
         self.mode = TaskMode.DISCONNECTED
@@ -702,6 +705,9 @@ class Task(BridgeVerbs, Machine):
         self._inputs.append(event)
         if waiting:
             self._wake(None, "bridge", error=CallError("disconnected"))
+        if recording:
+            self._wake(heard)
+            return
         self._interrupt()
 
     def _call_provisioned(self, call: Call, answer) -> None:
