@@ -65,6 +65,7 @@ from communigate.pbx.events import (
 )
 from communigate.pbx.leg import CallLeg, LegError, address_header, new_call_id
 from communigate.pbx.prompts import frames, tone_frames
+from communigate.pbx.transfer import TransferVerbs
 from communigate.routing.addresses import Address, AddressError, parse_address, sip_uri
 from communigate.signal.model import Submitter
 
@@ -114,7 +115,7 @@ class _Waiter:
         self.token = token
 
 
-class Task(BridgeVerbs, Machine):
+class Task(BridgeVerbs, TransferVerbs, Machine):
     """
     One running program; see the module docstring.
 
