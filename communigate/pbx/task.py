@@ -243,6 +243,7 @@ class Task(BridgeVerbs, TransferVerbs, Machine):
         waiter, self._waiter = self._waiter, None
         if waiter is not None and waiter.timer is not None:
             waiter.timer.cancel()
+        self._abandon_bridge(waiter)
         self._break_bridge_quietly()
         if self._bridging_for is not None:
             self._answer_bridge(self._bridging_for, "the bridging task ended")
@@ -705,6 +706,7 @@ class Task(BridgeVerbs, TransferVerbs, Machine):
             return
         self._inputs.append(event)
         if waiting:
+            self._abandon_bridge(self._waiter)
             self._wake(None, "bridge", error=CallError("disconnected"))
         if recording:
             self._wake(heard)

@@ -148,3 +148,35 @@ def test_no_choice_without_a_timeout_entry_hangs_up(att):
     caller_connected(att, "sip:plain@example.com")
     run_for(att, 3 * 5.5)
     assert "BYE" in [r.method for r in att.requests_to()]
+
+
+def test_the_callers_cancel_while_the_bridged_call_rings_cancels_the_outgoing_leg():
+    async def b2bua(task):
+        helper = task.start_task("bridgedcall", ("bob",))
+        try:
+            await task.start_bridge(helper)
+        except Exception:
+            return
+
+    from .test_task import Program
+
+    harness = PBXHarness(applications={"b2bua": Program("b2bua", b2bua), "bridgedcall": BridgedCall()})
+    try:
+        harness.register("bob", BOB)
+        harness.route("S:<gw> = b2bua#postmaster")
+        harness.invite("sip:gw@example.com")
+        (invite,) = invites_at(harness, BOB)
+        harness.port.receive(bytes(make_response(invite, 180, to_tag="bobtag")), BOB)
+        harness.turn()
+        assert 180 in [r.status for r in harness.responses()]
+        harness.cancel()
+        assert harness.final().status == 487
+        harness.turn()
+        cancels = [m for m in harness.take(BOB) if isinstance(m, Request) and m.method == "CANCEL"]
+        assert cancels and cancels[0].call_id == invite.call_id
+        harness.port.receive(bytes(make_response(invite, 487, to_tag="bobtag")), BOB)
+        harness.turn()
+        assert harness.pbx.tasks == {}
+    finally:
+        harness.pbx.stopService()
+        harness.stop()

@@ -36,7 +36,7 @@ def test_the_example_application_in_another_distributions_plugin_directory_is_di
         env={**os.environ, "PYTHONPATH": str(tmp_path)},
         capture_output=True, text=True, check=True, cwd=tmp_path,
     )
-    assert found.stdout.strip() == "['dtmftest', 'echo', 'ivrmenu']"
+    assert found.stdout.strip() == "['attendant', 'bridgedcall', 'dtmftest', 'echo', 'ivrmenu', 'voicemail']"
 
 
 def test_the_example_menu_transfers_the_caller_on_key_2():
