@@ -2,7 +2,7 @@
 The stock C{voicemail} application and the mailbox it keeps.
 
 A call to C{voicemail#account} (usually a Router record such as
-C{S:<vm-*> = voicemail#*} or a forwarding rule of the account) reaches
+C{S:<vm-bob> = voicemail#bob} or a forwarding rule of the account) reaches
 the account's mailbox:
 
   - **A caller** hears the account's greeting (C{greeting.wav} in the
