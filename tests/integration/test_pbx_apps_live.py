@@ -9,7 +9,10 @@ C{test_pbx_live} sends and analyses the audio.
     registered as the support account; the caller's BYE ends that leg;
   - a bridged call being set up (a B2BUA task to a ringing phone): the
     caller's CANCEL cancels the outgoing leg too;
-  - a bridged call: the callee's BYE ends the caller's leg.
+  - a bridged call: the callee's BYE ends the caller's leg;
+  - attended transfer: a task hands its caller to the phone another task
+    called: the caller gets a REFER whose Refer-To holds Replaces with both
+    tags (sipp cannot follow it with INVITE/Replaces; the REFER is checked).
 """
 
 from __future__ import annotations
@@ -71,7 +74,61 @@ class B2BUA:
                 return
 
 
+@implementer(IPlugin, ICallApplication)
+class Front:
+    name = "front"
+    description = "answers, has a consult task call its parameter, then transfers the caller there"
+
+    async def run(self, task):
+        await task.accept_call()
+        consult = task.start_task("consult", (task.id, task.parameters[0]))
+        while True:
+            item = await task.read_input(None)
+            if isinstance(item, Event) and item.is_disconnect:
+                return
+            if isinstance(item, Event) and item.what == "Ready":
+                break
+        try:
+            await task.start_transfer(consult)
+            task.set_status("transferred")
+        except CallError as error:
+            task.set_status(f"transfer failed: {error}")
+        while True:
+            item = await task.read_input(None)
+            if isinstance(item, Event) and item.is_disconnect:
+                return
+
+
+@implementer(IPlugin, ICallApplication)
+class Consult:
+    name = "consult"
+    description = "calls its second parameter, tells the first it is ready, accepts a transfer"
+
+    async def run(self, task):
+        front, destination = task.parameters
+        await task.start_call(destination)
+        while True:
+            item = await task.read_input(None)
+            if not isinstance(item, Event):
+                continue
+            if item.is_call_completed:
+                if item.parameter is not None:
+                    return
+                task.send_event(front, "Ready")
+            elif item.what == "StartTransfer":
+                await task.accept_transfer(item)
+                # B would drop this call on the caller's INVITE with Replaces;
+                # a sipp UAS cannot, so the test ends it here.
+                await task.read_input(1)
+                await task.disconnect()
+                return
+            elif item.is_disconnect:
+                return
+
+
 b2bua = B2BUA()
+front = Front()
+consult = Consult()
 '''
 
 
@@ -92,6 +149,7 @@ def apps_server(tmp_path, monkeypatch):
                 "S:<vm> = voicemail#postmaster",
                 "S:<main> = attendant{2=support}#postmaster",
                 "S:<gw> = b2bua{bob}#postmaster",
+                "S:<front> = front{bob}#postmaster",
             ])
             for line in (
                 f'SETROUTERTABLE "{table}"',
@@ -178,3 +236,12 @@ def test_the_callees_bye_on_a_bridged_call_ends_the_callers_leg(apps_server, tmp
     assert code == 0, output + errors(tmp_path)
     code, output = finished(bob)
     assert code == 0, output + errors(tmp_path)
+
+
+def test_an_attended_transfer_refers_the_caller_to_the_consulted_phone_with_replaces(apps_server, tmp_path):
+    bob = phone(apps_server, tmp_path, "bob", "bpw", "uas.xml")
+    with RTPPeer(0) as peer:
+        code, output = finished(call(apps_server, tmp_path, "front", peer.port, "uac_app_referred.xml"))
+    assert code == 0, output + errors(tmp_path)
+    code, output = finished(bob)
+    assert code == 0, output + errors(tmp_path)      # answered the consult call, then its BYE
