@@ -711,6 +711,9 @@ class Task(BridgeVerbs, TransferVerbs, Machine):
         if recording:
             self._wake(heard)
             return
+        if self._waiter is not None and self._waiter.kind == "transfer":
+            self._wake(None, "transfer", error=CallError("disconnected"))
+            return
         self._interrupt()
 
     def _call_provisioned(self, call: Call, answer) -> None:

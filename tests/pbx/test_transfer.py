@@ -165,3 +165,32 @@ def test_a_refused_refer_and_a_task_without_a_call_fail_with_call_error():
     finally:
         harness.pbx.stopService()
         harness.stop()
+
+
+def test_start_transfer_fails_with_disconnected_when_the_caller_hangs_up_while_waiting():
+    log = []
+
+    async def front(task):
+        await task.accept_call()
+        other = task.start_task("deaf")
+        try:
+            await task.start_transfer(other)
+        except CallError as error:
+            log.append(str(error))
+
+    async def deaf(task):
+        await task.read_input(None)              # takes StartTransfer and never answers
+        await task.read_input(None)
+
+    harness = harness_with(front=front, deaf=deaf)
+    try:
+        harness.route("S:<front> = front#postmaster")
+        harness.invite("sip:front@example.com")
+        answer = harness.final()
+        harness.ack(answer)
+        harness.in_dialog("BYE", answer, cseq=2)
+        assert harness.final().status == 200
+        assert log == ["disconnected"]
+    finally:
+        harness.pbx.stopService()
+        harness.stop()
