@@ -210,6 +210,28 @@ class BridgeVerbs:
             return None
         return self.service.find(self._bridging_for.sender or "")
 
+    def _abandon_bridge(self, waiter) -> None:
+        """
+        We stop waiting in C{start_bridge} without an answer (our caller
+        hung up or cancelled, we ended): a call the other task is placing
+        for us is cancelled (L{_bridge_abandoned}).
+        """
+        if waiter is not None and waiter.kind == "bridge" and waiter.token is not None:
+            other = waiter.token
+            other.later(other._bridge_abandoned, self)
+
+    def _bridge_abandoned(self, starter) -> None:
+        bridging = self._bridging_for
+        if bridging is None or bridging.sender != starter.id:
+            return
+        self._bridging_for = None
+        call = self.call
+        if call is not None and call.state == CallState.CALLING:
+            call.cancel()
+            self.call = None
+            self.mode = TaskMode.DISCONNECTED
+        self._queue_input(Event(BREAK_BRIDGE, starter.id))
+
     def _bridging_failed(self, error: str) -> None:
         bridging, self._bridging_for = self._bridging_for, None
         if bridging is not None:

@@ -377,7 +377,8 @@ class MediaChannel(Machine):
         if self.port is not None:
             self.ports.release(self.port)
             self.counters.open -= 1
-        self._player = self._recording = None
+        # a recording stays for stop_recording: what was heard before a hang-up is kept
+        self._player = None
 
     # -- machine ----------------------------------------------------------------
 

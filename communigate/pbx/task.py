@@ -66,6 +66,7 @@ from communigate.pbx.events import (
 from communigate.pbx.leg import CallLeg, LegError, address_header, new_call_id
 from communigate.pbx.mixing import MixerVerbs
 from communigate.pbx.prompts import frames, tone_frames
+from communigate.pbx.transfer import TransferVerbs
 from communigate.routing.addresses import Address, AddressError, parse_address, sip_uri
 from communigate.signal.model import Submitter
 
@@ -115,7 +116,7 @@ class _Waiter:
         self.token = token
 
 
-class Task(BridgeVerbs, MixerVerbs, Machine):
+class Task(BridgeVerbs, MixerVerbs, TransferVerbs, Machine):
     """
     One running program; see the module docstring.
 
@@ -243,6 +244,7 @@ class Task(BridgeVerbs, MixerVerbs, Machine):
         waiter, self._waiter = self._waiter, None
         if waiter is not None and waiter.timer is not None:
             waiter.timer.cancel()
+        self._abandon_bridge(waiter)
         self._break_bridge_quietly()
         self._release_mixer()
         if self._bridging_for is not None:
@@ -695,6 +697,9 @@ class Task(BridgeVerbs, MixerVerbs, Machine):
         """
         if call is not self.call:
             return
+        # what a recording heard before the hang-up is kept (record's result)
+        recording = self._waiter is not None and self._waiter.kind == "record"
+        heard = self._finish_recording() if recording else None
         self.call = None
         waiting = self._waiter is not None and self._waiter.kind == "bridge"
         self.mode = TaskMode.DISCONNECTED
@@ -710,7 +715,14 @@ class Task(BridgeVerbs, MixerVerbs, Machine):
             return
         self._inputs.append(event)
         if waiting:
+            self._abandon_bridge(self._waiter)
             self._wake(None, "bridge", error=CallError("disconnected"))
+        if recording:
+            self._wake(heard)
+            return
+        if self._waiter is not None and self._waiter.kind == "transfer":
+            self._wake(None, "transfer", error=CallError("disconnected"))
+            return
         self._interrupt()
 
     def _call_provisioned(self, call: Call, answer) -> None:

@@ -38,7 +38,9 @@ def test_the_example_application_in_another_distributions_plugin_directory_is_di
         capture_output=True, text=True, check=True, cwd=tmp_path,
     )
     # The stock applications and the example beside them.
-    assert {"dtmftest", "echo", "ivrmenu"} <= set(ast.literal_eval(found.stdout.strip()))
+    assert {"attendant", "bridgedcall", "dtmftest", "echo", "ivrmenu", "voicemail"} <= set(
+        ast.literal_eval(found.stdout.strip())
+    )
 
 
 def test_the_example_menu_transfers_the_caller_on_key_2():
