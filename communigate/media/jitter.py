@@ -42,7 +42,11 @@ A packet for a frame already played or dropped is *late* and refused; a
 second copy of a buffered frame is a *duplicate* and refused.  A packet
 more than ``resync_after`` seconds (default 2) away from the playout point
 in either direction means the source restarted (new timestamp base): the
-buffer empties and starts again from that packet (``resyncs``).  Call
+buffer empties and starts again from that packet (``resyncs``).  So does
+a run of ``late_resync`` late packets in a row (default 10, 200 ms): a
+sender whose timestamps fell behind by less than ``resync_after`` (a
+phone that paused its clock while it sent DTMF events) would otherwise
+have every packet refused until the gap grew to two seconds.  Call
 `reset` when the SSRC changes.
 """
 
@@ -84,6 +88,7 @@ class JitterBuffer:
         window: int = 100,
         silence: bytes | None = None,
         resync_after: float = 2.0,
+        late_resync: int = 10,
     ):
         if not 0 <= min_delay <= max_delay:
             raise ValueError("jitter buffer delays need 0 <= min_delay <= max_delay")
@@ -96,6 +101,8 @@ class JitterBuffer:
         self.window = window
         self.silence = silence
         self.resync_span = round(resync_after * clock_rate)
+        self.late_resync = late_resync
+        self._late_run = 0
         self.played = self.repeated = self.silent = 0
         self.late = self.duplicates = self.dropped = self.misaligned = self.resyncs = 0
         self.reset()
@@ -147,7 +154,13 @@ class JitterBuffer:
             return False
         if self._playout is not None and ts < self._playout:
             self.late += 1
-            return False
+            self._late_run += 1
+            if self._late_run < self.late_resync:
+                return False
+            self.resyncs += 1
+            self.reset()
+            self._grid = ts % self.frame_samples
+        self._late_run = 0
         if ts in self._frames:
             self.duplicates += 1
             return False

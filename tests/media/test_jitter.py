@@ -215,3 +215,19 @@ def test_whatever_the_network_does_output_is_in_order_without_duplicates(count, 
     distinct = len({p[1] for p in arrivals})
     accounted = buffer.played + buffer.dropped + buffer.depth
     assert accounted <= distinct <= accounted + buffer.late
+
+
+def test_a_sender_falling_behind_is_followed_after_a_run_of_late_packets():
+    """
+    A sender whose timestamps fall a second behind (less than the jump
+    that resyncs at once) would have every packet refused as late; after
+    ten late packets in a row the buffer starts again from them.
+    """
+    buffer = JitterBuffer()
+    first = packets(20, [0.0] * 20)
+    behind = [(a + 20 * FRAME, s, t, payload(100 + i))
+              for i, (a, s, t, d) in enumerate(packets(40, [0.0] * 40, start_ts=1000 - 8000 + 160 * 20, start_seq=20))]
+    frames = simulate(buffer, first + behind, 70)
+    played = audio(frames)
+    assert buffer.resyncs == 1 and buffer.late == 10
+    assert played[-20:] == list(range(120, 140))
