@@ -492,6 +492,14 @@ class RSIPService:
             if account is None or owner == account
         ]
 
+    @property
+    def registered_out(self) -> bool:
+        """
+        Whether any registration is kept: without one, requests need no
+        look at their Request-URI for RSIP contacts.
+        """
+        return bool(self._by_contact)
+
     def target_for(self, uri) -> str | None:
         """
         The address a request for one of our registered contacts goes

@@ -458,7 +458,7 @@ class SIPService(Service):
     def request_received(self, request: Request, flow: Flow, transaction) -> None:
         if self.local_dialogs.request(request, flow, transaction):
             return
-        if self.rsip._by_contact:
+        if self.rsip.registered_out:
             # A call for a contact registered out (RSIP) goes to its target.
             target = self.rsip.target_for(request.uri)
             if target is not None:
