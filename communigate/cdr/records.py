@@ -106,7 +106,7 @@ class CallRecords:
         self._pending: list[tuple[str, str]] = []
         self._timer = None
         self._sequence = itertools.count()
-        self._keys: deque[str] = deque(key for key, _ in store.scan(KIND))
+        self._keys: deque[str] = deque(store.keys(KIND))
 
     def __len__(self) -> int:
         return len(self._keys) + len(self._pending)

@@ -154,7 +154,7 @@ class Records:
         return self.store.delete(kind, key)
 
     def keys(self, kind: str, prefix: str = "") -> list[str]:
-        return [key for key, _ in self.store.scan(kind, prefix)]
+        return self.store.keys(kind, prefix)
 
     def items(self, kind: str, prefix: str = "") -> list[tuple[str, object]]:
         return [(key, loads(text)) for key, text in self.store.scan(kind, prefix)]

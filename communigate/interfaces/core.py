@@ -50,6 +50,13 @@ class IStore(Interface):
         C{prefix}, ordered by key, as a list.
         """
 
+    def keys(kind, prefix=""):
+        """
+        The keys of C{kind} starting with C{prefix}, ordered by key, as a
+        list: what L{scan} would give without reading the values, for the
+        callers that only index or count (call records, offline queues).
+        """
+
     def count(kind):
         """
         How many records C{kind} holds.

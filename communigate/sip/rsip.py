@@ -163,7 +163,7 @@ class RSIPStore:
                 self._store.delete(KIND, account)
 
     def accounts(self) -> list[str]:
-        return [key for key, _ in self._store.scan(KIND)]
+        return self._store.keys(KIND)
 
 
 def contact_user(account: str, entry_id: str) -> str:

@@ -80,6 +80,9 @@ class MemoryStore:
             if key.startswith(prefix)
         )
 
+    def keys(self, kind: str, prefix: str = "") -> list[str]:
+        return sorted(key for key in self._kinds.get(kind, {}) if key.startswith(prefix))
+
     def count(self, kind: str) -> int:
         return len(self._kinds.get(kind, {}))
 

@@ -230,20 +230,24 @@ class SQLiteStore:
         return cursor.rowcount > 0
 
     def scan(self, kind: str, prefix: str = "") -> list[tuple[str, str]]:
+        return self._select("key, value", kind, prefix).fetchall()
+
+    def keys(self, kind: str, prefix: str = "") -> list[str]:
+        return [key for (key,) in self._select("key", kind, prefix).fetchall()]
+
+    def _select(self, columns: str, kind: str, prefix: str):
         end = _prefix_end(prefix)
         if end is None:
-            rows = self._execute(
-                "SELECT key, value FROM records"
+            return self._execute(
+                f"SELECT {columns} FROM records"
                 " WHERE kind = ? AND key >= ? ORDER BY key",
                 (kind, prefix),
             )
-        else:
-            rows = self._execute(
-                "SELECT key, value FROM records"
-                " WHERE kind = ? AND key >= ? AND key < ? ORDER BY key",
-                (kind, prefix, end),
-            )
-        return rows.fetchall()
+        return self._execute(
+            f"SELECT {columns} FROM records"
+            " WHERE kind = ? AND key >= ? AND key < ? ORDER BY key",
+            (kind, prefix, end),
+        )
 
     def count(self, kind: str) -> int:
         (number,) = self._execute(

@@ -54,7 +54,7 @@ class OfflineMessages:
             return False
         value = json.dumps({"at": self._clock.seconds(), "stanza": serialized(element)}, separators=(",", ":"))
         with self._store.transaction():
-            keys = [key for key, _ in self._store.scan(KIND, account + "/")]
+            keys = self._store.keys(KIND, account + "/")
             if len(keys) >= limit:
                 self.log.info("Offline queue of {account} is full ({limit})", account=account, limit=limit)
                 return False
@@ -100,7 +100,7 @@ class OfflineMessages:
         Drop every message waiting for C{account} (the account is gone).
         """
         with self._store.transaction():
-            keys = [key for key, _ in self._store.scan(KIND, account + "/")]
+            keys = self._store.keys(KIND, account + "/")
             for key in keys:
                 self._store.delete(KIND, key)
         return len(keys)

@@ -590,6 +590,7 @@ class StoresAgreeWithADictionary(RuleBasedStateMachine):
         )
         for store in self.stores:
             assert store.scan(kind, prefix) == expected
+            assert store.keys(kind, prefix) == [key for key, _ in expected]
 
     @invariant()
     def contents_equal_the_model(self):
@@ -608,3 +609,11 @@ StoresAgreeWithADictionary.TestCase.settings = settings(
     suppress_health_check=[HealthCheck.too_slow],
 )
 test_stores_agree_with_a_dictionary_model = StoresAgreeWithADictionary.TestCase
+
+
+def test_keys_are_the_scanned_keys_without_values(store):
+    for key in ["example.com/bob", "example.com/alice", "example.org/carol", "example.com0"]:
+        store.put("account", key, "value of " + key)
+    assert store.keys("account") == [key for key, _ in store.scan("account")]
+    assert store.keys("account", "example.com/") == ["example.com/alice", "example.com/bob"]
+    assert store.keys("nothing") == []
