@@ -153,6 +153,8 @@ def build_core(config: Config, store: IStore, reactor) -> ServerContext:
         clock=reactor,
     )
     message_waiting = MessageWaiting(store)
+    directory.watch_accounts(roster)
+    directory.watch_accounts(message_waiting)
     signals = presence = call_records = scheduler = dialogs = None
     if reactor is not None:
         scheduler = Scheduler(reactor, registry=registry)

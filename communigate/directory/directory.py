@@ -107,6 +107,21 @@ class Directory:
         self._store = store
         self._records = Records(store, recheck_after=recheck_after)
         self._derive = derive
+        self._watchers: list = []
+
+    def watch_accounts(self, watcher) -> None:
+        self._watchers.append(watcher)
+
+    def _tell_watchers(self, method: str, *addresses: str) -> None:
+        for watcher in list(self._watchers):
+            try:
+                getattr(watcher, method)(*addresses)
+            except Exception:
+                self.log.failure(
+                    "{watcher!r} failed to follow account {addresses}",
+                    watcher=watcher,
+                    addresses=" -> ".join(addresses),
+                )
 
     def transaction(self):
         """
@@ -178,7 +193,8 @@ class Directory:
                     f"domain {domain!r} still has {len(objects)} objects; "
                     f"delete them first or use FORCE"
                 )
-            for local in self._records.names_in(ACCOUNT, domain):
+            removed = self._records.names_in(ACCOUNT, domain)
+            for local in removed:
                 self._remove_account(domain, local)
             for kind in (NAME, FORWARDER, GROUP):
                 for local in self._records.names_in(kind, domain):
@@ -187,6 +203,8 @@ class Directory:
                 self._records.remove(DOMAIN_ALIAS, alias)
             self._records.remove(DOMAIN, domain)
         self.log.info("domain {domain} deleted", domain=domain)
+        for local in removed:
+            self._tell_watchers("account_removed", f"{local}@{domain}")
 
     def domain_aliases(self, name: str) -> list[str]:
         return self._domain(name)[1]["Aliases"]
@@ -392,6 +410,7 @@ class Directory:
             local, domain, _ = self._account(address)
             self._remove_account(domain, local)
         self.log.info("account {local}@{domain} deleted", local=local, domain=domain)
+        self._tell_watchers("account_removed", f"{local}@{domain}")
 
     def _remove_account(self, domain: str, local: str) -> None:
         key = object_key(domain, local)
@@ -440,6 +459,8 @@ class Directory:
         self.log.info(
             "account {old} renamed to {new}", old=f"{local}@{domain}", new=new_name
         )
+        if new_name != f"{local}@{domain}":
+            self._tell_watchers("account_renamed", f"{local}@{domain}", new_name)
         return new_name
 
     def list_accounts(self, domain_name: str) -> dict[str, str]:

@@ -130,6 +130,20 @@ class ICallApplication(Interface):
         """
 
 
+class IKeepsAccountData(Interface):
+    """
+    A L{ICallApplication} that stores data per account (a voice mailbox)
+    and so must follow accounts that are deleted or renamed.
+    """
+
+    def account_data(service):
+        """
+        An L{communigate.interfaces.IAccountWatcher} for what the
+        application keeps under the PBX C{service}, or L{None} when it
+        keeps nothing there (no data directory).
+        """
+
+
 class IDialogOwner(Interface):
     """
     The local end of a dialog: a PBX task's call leg, which this server

@@ -158,6 +158,36 @@ class IDirectory(IPasswordSecretsSource):
         The name of the main domain, or L{None} before the first domain.
         """
 
+    def watch_accounts(watcher):
+        """
+        Tell C{watcher} (an L{IAccountWatcher}) of every account this
+        directory deletes or renames from now on, after the change is
+        committed.
+        """
+
+
+class IAccountWatcher(Interface):
+    """
+    A keeper of data by account name (a roster, offline messages, phone
+    registrations, a mailbox) that must not outlive or lose the account.
+
+    The directory calls it after the change is committed; a watcher that
+    raises is logged and the others are still told.  Accounts deleted or
+    renamed by another process sharing the data directory (the admin tool)
+    are told only to that process's watchers.
+    """
+
+    def account_removed(address):
+        """
+        The account C{address} (C{user@domain}) is gone: drop what is
+        kept for it, so a new account of the same name starts empty.
+        """
+
+    def account_renamed(old, new):
+        """
+        The account C{old} is now C{new}: what was kept for it moves.
+        """
+
 
 class IAccount(Interface):
     """

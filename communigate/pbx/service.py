@@ -30,7 +30,7 @@ from twisted.logger import Logger
 from twisted.plugin import getPlugins
 from zope.interface import implementer
 
-from communigate.interfaces import ICallApplication, IDelivery, IEndpoint, IRouteHandler
+from communigate.interfaces import ICallApplication, IDelivery, IEndpoint, IKeepsAccountData, IRouteHandler
 from communigate.pbx.channel import MediaChannel, MediaCounters, PortRange
 from communigate.pbx.leg import LegError
 from communigate.pbx.mixing import ConferenceRooms
@@ -264,6 +264,11 @@ class PBXService(Service):
         self._ids = itertools.count(1)
         if context.metrics is not None:
             context.metrics.register(PBXCollector(self))
+        for application in self.applications.values():
+            if IKeepsAccountData.providedBy(application):
+                keeper = application.account_data(self)
+                if keeper is not None:
+                    context.directory.watch_accounts(keeper)
 
     # -- lifecycle ----------------------------------------------------------------
 

@@ -29,17 +29,18 @@ plain blocking I/O in the task's turn, as prompts are read.
 from __future__ import annotations
 
 import os
+import shutil
 
 from twisted.logger import Logger
 from twisted.plugin import IPlugin
 from zope.interface import implementer
 
-from communigate.interfaces import ICallApplication
+from communigate.interfaces import IAccountWatcher, ICallApplication, IKeepsAccountData
 from communigate.media.wav import WAVError, parse_wav
 from communigate.pbx.events import CallError, Event
 from communigate.presence.mwi import MessageCounts
 
-__all__ = ["Mailbox", "VoiceMail", "voicemail_settings"]
+__all__ = ["Mailbox", "Mailboxes", "VoiceMail", "voicemail_settings"]
 
 DEFAULT_SECONDS = 120
 DEFAULT_MESSAGES = 50
@@ -149,7 +150,38 @@ class Mailbox:
         os.remove(os.path.join(self.path, name))
 
 
-@implementer(IPlugin, ICallApplication)
+@implementer(IAccountWatcher)
+class Mailboxes:
+    """
+    The mailboxes under C{root} follow their accounts: a deleted account's
+    messages and greeting are removed (a new account of the same name does
+    not inherit them), a renamed one's mailbox moves.
+    """
+
+    log = Logger()
+
+    def __init__(self, root: str) -> None:
+        self.root = root
+
+    def account_removed(self, address: str) -> None:
+        path = Mailbox(self.root, address).path
+        if os.path.isdir(path):
+            shutil.rmtree(path)
+            self.log.info("Removed the voice mailbox of deleted {account}", account=address)
+
+    def account_renamed(self, old: str, new: str) -> None:
+        source, target = Mailbox(self.root, old).path, Mailbox(self.root, new).path
+        if not os.path.isdir(source):
+            return
+        if os.path.exists(target):
+            # Never merge into or overwrite another mailbox's messages.
+            self.log.warn("The voice mailbox of {old} stays where it is: {new} already has one", old=old, new=new)
+            return
+        os.makedirs(os.path.dirname(target), exist_ok=True)
+        os.rename(source, target)
+
+
+@implementer(IPlugin, ICallApplication, IKeepsAccountData)
 class VoiceMail:
     """
     @param directory: where mailboxes are; default: C{pbx/voicemail} in the
@@ -163,11 +195,18 @@ class VoiceMail:
     def __init__(self, directory: str | None = None) -> None:
         self.directory = directory
 
-    def _root(self, task) -> str | None:
+    def _root_under(self, service) -> str | None:
         if self.directory is not None:
             return self.directory
-        data_dir = getattr(task.service.context.config, "data_dir", "")
+        data_dir = getattr(service.context.config, "data_dir", "")
         return os.path.join(data_dir, "pbx", "voicemail") if data_dir else None
+
+    def _root(self, task) -> str | None:
+        return self._root_under(task.service)
+
+    def account_data(self, service) -> Mailboxes | None:
+        root = self._root_under(service)
+        return None if root is None else Mailboxes(root)
 
     def _publish(self, task, mailbox: Mailbox) -> None:
         waiting = getattr(task.service.context, "message_waiting", None)

@@ -17,7 +17,7 @@ import attrs
 from twisted.logger import Logger
 from zope.interface import implementer
 
-from communigate.interfaces import IMessageWaiting, IStore
+from communigate.interfaces import IAccountWatcher, IMessageWaiting, IStore
 
 KIND = "mwi"
 MAX_COUNT = 1_000_000
@@ -62,7 +62,7 @@ class _Watch:
         self._owner._forget(self)
 
 
-@implementer(IMessageWaiting)
+@implementer(IMessageWaiting, IAccountWatcher)
 class MessageWaiting:
     """
     The message-waiting counts of every account, over an L{IStore}.
@@ -96,6 +96,17 @@ class MessageWaiting:
         if counts != old:
             for watch in list(self._watches.get(account, ())):
                 self._tell(watch, counts)
+
+    # IAccountWatcher: the counts follow the account (its subscribers are
+    # told of the change like any other).
+    def account_removed(self, account: str) -> None:
+        self.set_counts(account, NONE)
+
+    def account_renamed(self, old: str, new: str) -> None:
+        counts = self.counts(old)
+        if counts != NONE:
+            self.set_counts(new, counts)
+            self.set_counts(old, NONE)
 
     def watch(self, account: str, callback) -> _Watch:
         watch = _Watch(self, account, callback)

@@ -46,7 +46,7 @@ import attrs
 from twisted.logger import Logger
 from zope.interface import implementer
 
-from communigate.interfaces import IRoster, IStore
+from communigate.interfaces import IAccountWatcher, IRoster, IStore
 from communigate.presence.subscription import (
     SUBSCRIPTIONS,
     Kind,
@@ -305,7 +305,7 @@ def _max_items(value) -> int:
     return max(number, 0)
 
 
-@implementer(IRoster)
+@implementer(IRoster, IAccountWatcher)
 class Roster:
     """
     The rosters of every account, over an L{IStore}.
@@ -589,6 +589,21 @@ class Roster:
         with self._store.transaction():
             self._store.delete(KIND, owner)
         self._cache.pop(owner, None)
+
+    # IAccountWatcher: a deleted account's roster goes with it (another
+    # account created with the name later starts empty); a renamed one's
+    # follows it.  Other rosters that list the account keep their items:
+    # they are those users' data, and the contact simply stays offline.
+    account_removed = forget
+
+    def account_renamed(self, old: str, new: str) -> None:
+        with self._store.transaction():
+            text = self._store.get(KIND, old)
+            if text is not None:
+                self._store.put(KIND, new, text)
+                self._store.delete(KIND, old)
+        self._cache.pop(old, None)
+        self._cache.pop(new, None)
 
     def count(self) -> int:
         """How many rosters are stored."""

@@ -54,9 +54,10 @@ from collections.abc import Callable
 import attrs
 from twisted.internet.interfaces import IDelayedCall, IReactorTime
 from twisted.logger import Logger
+from zope.interface import implementer
 
 from communigate.formats import cgdata
-from communigate.interfaces import IStore
+from communigate.interfaces import IAccountWatcher, IStore
 
 __all__ = [
     "Binding",
@@ -387,6 +388,7 @@ def _rank(binding: Binding):
     return (-binding.q, -binding.updated_at, binding.contact)
 
 
+@implementer(IAccountWatcher)
 class Bindings:
     """
     The bindings of every account: an in-memory index in front of the
@@ -606,6 +608,15 @@ class Bindings:
                 self._forget(aor, key)
             self.log.info("Removed the {count} bindings of {aor}", count=len(stored), aor=aor)
         return sorted((binding for binding in stored.values() if binding.expires_at > now), key=_rank)
+
+    # IAccountWatcher: a deleted account's phones are no longer reachable
+    # through it; a renamed one's must register under the new name (their
+    # credentials name the account), so their bindings go as well.
+    def account_removed(self, aor: str) -> None:
+        self.remove(aor)
+
+    def account_renamed(self, old: str, new: str) -> None:
+        self.remove(old)
 
     def remove_flow(self, source, local=None) -> list[Binding]:
         """

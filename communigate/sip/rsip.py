@@ -33,10 +33,12 @@ import re
 
 import attrs
 from twisted.logger import Logger
+from zope.interface import implementer
 
 from communigate.auth.credentials import digest_response
 from communigate.auth.passwords import digest_ha1
 from communigate.formats.cgdata import dumps, loads
+from communigate.interfaces import IAccountWatcher
 from communigate.sip.digest import parse_auth_params
 from communigate.sip.headers import HeaderError
 from communigate.sip.message import Headers, Request
@@ -416,6 +418,7 @@ def _granted_expiry(response, user: str, asked: int) -> int:
     return max(1, header if header is not None else asked)
 
 
+@implementer(IAccountWatcher)
 class RSIPService:
     """
     Every account's registrations, kept as the stored descriptions say,
@@ -484,6 +487,20 @@ class RSIPService:
                 self._running[(account, entry_id)] = registration
                 self._by_contact[registration.contact_user] = registration
                 registration.start()
+
+    # IAccountWatcher: a deleted account stops registering out (its
+    # registrations are not refreshed; providers let them expire) and a
+    # renamed one's move with it.
+    def account_removed(self, account: str) -> None:
+        self.records.save(account, {})
+        self.reconfigure(account)
+
+    def account_renamed(self, old: str, new: str) -> None:
+        data = self.records.load(old)
+        if data:
+            self.records.save(new, data)
+            self.account_removed(old)
+            self.reconfigure(new)
 
     def statuses(self, account: str | None = None) -> list[dict]:
         return [

@@ -187,6 +187,8 @@ class SIPService(Service):
         self.proxy = Proxy(self)
         self.rsip = RSIPService(context.store, reactor, RSIPSender(self), self._rsip_allowed)
         self._rsip_start = None
+        directory.watch_accounts(self.bindings)
+        directory.watch_accounts(self.rsip)
         # Dialogs this server holds as a user agent (PBX tasks' calls).
         self.local_dialogs = SIPDialogCarrier(self)
         self.presence = SIPPresence(self)

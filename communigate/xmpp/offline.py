@@ -23,12 +23,15 @@ from collections.abc import Callable
 
 from twisted.logger import Logger
 from twisted.words.xish import domish
+from zope.interface import implementer
 
+from communigate.interfaces import IAccountWatcher
 from communigate.xmpp.stanzas import delay, parse_stored, serialized
 
 KIND = "xmpp-offline"
 
 
+@implementer(IAccountWatcher)
 class OfflineMessages:
     """
     The offline queues of every account, over an L{IStore}.
@@ -104,3 +107,15 @@ class OfflineMessages:
             for key in keys:
                 self._store.delete(KIND, key)
         return len(keys)
+
+    # IAccountWatcher
+    def account_removed(self, account: str) -> None:
+        dropped = self.forget(account)
+        if dropped:
+            self.log.info("Dropped {count} offline messages of deleted {account}", count=dropped, account=account)
+
+    def account_renamed(self, old: str, new: str) -> None:
+        with self._store.transaction():
+            for key, value in self._store.scan(KIND, old + "/"):
+                self._store.put(KIND, new + key[len(old):], value)
+                self._store.delete(KIND, key)

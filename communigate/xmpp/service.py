@@ -106,6 +106,7 @@ class XMPPService(MultiService):
         self.disco.install()
         self._stream_features: list = []
         self.offline = OfflineMessages(context.store, self.clock, lambda: self.settings.max_offline_messages)
+        context.directory.watch_accounts(self.offline)
         self.carbons = Carbons(self)
         self.roster = XMPPRoster(self)
         self.presence = XMPPPresence(self)

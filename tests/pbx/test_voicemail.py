@@ -151,3 +151,9 @@ def test_another_caller_than_the_owner_cannot_hear_the_messages(vm):
     peer = vm.peer(answer)
     run_for(vm, 0.5)
     assert abs(dominant_frequency(peer.heard()[:3200]) - 440) < 5   # the greeting, not the message
+
+
+def test_deleting_the_account_removes_its_mailbox(vm):
+    Mailbox(str(vm.root), "alice@example.com").store(b"RIFF", 1.0)
+    vm.core.directory.delete_account("alice@example.com")
+    assert not (vm.root / "example.com" / "alice").exists()

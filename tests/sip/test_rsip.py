@@ -190,3 +190,12 @@ def test_an_unchanged_entry_keeps_its_registration_across_reconfiguration():
     service.set(ACCOUNT, dict(GOOD, p2={"domain": "other.test"}))
     clock.advance(0)
     assert [request.uri.host for request, _, _ in sender.sent] == ["provider.test", "other.test"]
+
+
+def test_the_sip_service_forgets_a_deleted_accounts_phones_and_registrations_out(sip):
+    sip.register("alice", ("127.0.0.1", 5070))
+    assert sip.service.bindings.lookup("alice@example.com")
+    sip.service.rsip.records.save("alice@example.com", {"p1": GOOD["p1"]})
+    sip.core.directory.delete_account("alice@example.com")
+    assert sip.service.bindings.lookup("alice@example.com") == []
+    assert sip.service.rsip.records.load("alice@example.com") == {}

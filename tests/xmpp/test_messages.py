@@ -289,3 +289,11 @@ def test_prepared_jids_are_cached_within_a_bound_and_bad_ones_still_refused():
     assert c2s._cached_jid.cache_info().currsize <= c2s._CACHED_JIDS
     long = "u" * 200 + "@" + "d" * 100 + ".example"
     assert c2s.parse_jid(long) is not c2s.parse_jid(long)
+
+
+def test_a_deleted_accounts_offline_messages_are_not_inherited_by_a_new_one(alice, context, service):
+    alice.send(chat("bob@example.com", "for the old bob"))
+    assert service.offline.count("bob@example.com") == 1
+    context.directory.delete_account("bob@example.com")
+    context.directory.create_account("bob@example.com", {"Password": "new"})
+    assert service.offline.count("bob@example.com") == 0
