@@ -396,8 +396,16 @@ def rewrite(sdp: bytes | str, address: str, port_map: Mapping[int, int]):
     0 (a rejected stream stays rejected), and the port (and address, if
     given) of a relayed m-line's ``a=rtcp``.  When the session-level
     ``c=`` changes and an m-line that is not relayed relied on it, that
-    m-line gets its own ``c=`` with the old address.  Every other octet,
-    line ends included, is kept.  Returns the type it was given.
+    m-line gets its own ``c=`` with the old address.
+
+    Removed: the ICE attributes (RFC 8839) of relayed streams, and those of
+    the session when no stream left unrelayed has candidates.  The relay
+    answers no connectivity checks, and an ICE agent that saw the peer's
+    own candidates would send around it; without them both ends use the
+    m=/c= address, which is the relay's.
+
+    Every other octet, line ends included, is kept.  Returns the type it
+    was given.
     """
     is_bytes = not isinstance(sdp, str)
     text = bytes(sdp).decode("utf-8", "surrogateescape") if is_bytes else sdp
@@ -412,6 +420,13 @@ def rewrite(sdp: bytes | str, address: str, port_map: Mapping[int, int]):
         i for i, media in enumerate(description.media)
         if i not in relayed and i not in own_c and media.port != 0
     } if rewrite_session_c else set()
+
+    strip_session_ice = not any(
+        name == "candidate"
+        for i, media in enumerate(description.media)
+        if i not in relayed and media.port != 0
+        for name, _ in media.attributes
+    )
 
     pieces = _LINE_END.split(text)
     ends = _LINE_END.findall(text) + [""]
@@ -436,11 +451,23 @@ def rewrite(sdp: bytes | str, address: str, port_map: Mapping[int, int]):
                 line = f"c={line[2:].split()[0]} {new_type} {address}"
         elif line.startswith("a=rtcp:") and index in relayed:
             line = _replace_rtcp(line, port_map[index] + 1, address, new_type)
+        elif kind == "a=" and _is_ice_attribute(line) and (index in relayed if index >= 0 else strip_session_ice):
+            continue
         out.append(line + end)
     if pending_c is not None:
         out.append(eol + pending_c + eol)
     result = "".join(out)
     return result.encode("utf-8", "surrogateescape") if is_bytes else result
+
+
+_ICE_ATTRIBUTES = frozenset({
+    "candidate", "remote-candidates", "end-of-candidates", "ice-ufrag", "ice-pwd",
+    "ice-options", "ice-lite", "ice-mismatch", "ice-pacing",
+})
+
+
+def _is_ice_attribute(line: str) -> bool:
+    return line[2:].partition(":")[0].strip() in _ICE_ATTRIBUTES
 
 
 def _replace_port(line: str, port: int) -> str:

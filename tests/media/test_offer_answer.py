@@ -316,3 +316,32 @@ def test_rewritten_description_reads_the_relay_address_and_port(port, address):
     changed = {b"c=", b"m=", b"a=rtcp"}
     keep = [line for line in RELAYED.split(b"\r\n") if not any(line.startswith(c) for c in changed)]
     assert keep == [line for line in out.split(b"\r\n") if not any(line.startswith(c) for c in changed)]
+
+
+ICE_OFFER = (
+    b"v=0\r\no=- 1 1 IN IP4 10.0.0.5\r\ns=-\r\nc=IN IP4 10.0.0.5\r\nt=0 0\r\n"
+    b"a=ice-lite\r\na=ice-options:trickle\r\n"
+    b"m=audio 4000 RTP/AVP 0\r\n"
+    b"a=ice-ufrag:F7gI\r\na=ice-pwd:x9cml/YzichV2+XlhiMu8g\r\n"
+    b"a=candidate:1 1 UDP 2130706431 10.0.0.5 4000 typ host\r\n"
+    b"a=candidate:2 1 UDP 1694498815 198.51.100.9 41000 typ srflx raddr 10.0.0.5 rport 4000\r\n"
+    b"a=end-of-candidates\r\na=sendrecv\r\n"
+    b"m=video 5000 RTP/AVP 31\r\n"
+    b"a=candidate:1 1 UDP 2130706431 10.0.0.5 5000 typ host\r\n"
+)
+
+
+def test_rewrite_removes_the_ice_attributes_of_relayed_streams():
+    out = rewrite(ICE_OFFER, "203.0.113.7", {0: 30000, 1: 30002})
+    assert b"candidate" not in out and b"ice-" not in out
+    assert out.endswith(b"m=video 30002 RTP/AVP 31\r\n")
+    assert b"m=audio 30000 RTP/AVP 0\r\na=sendrecv\r\n" in out
+
+
+def test_rewrite_keeps_ice_for_a_stream_it_does_not_relay():
+    out = rewrite(ICE_OFFER, "203.0.113.7", {0: 30000})
+    sd = parse_sdp(out)
+    assert [name for name, _ in sd.media[0].attributes] == ["sendrecv"]
+    assert [name for name, _ in sd.media[1].attributes] == ["candidate"]
+    # The unrelayed stream's candidates still need the session's ICE options.
+    assert [name for name, _ in sd.attributes] == ["ice-lite", "ice-options"]
