@@ -53,7 +53,7 @@ from zope.interface import implementer
 from communigate.interfaces import IMediaRelay, IRelaySession
 from communigate.media.latch import LATCHED, Drop, Peer, classify, malformation
 from communigate.media.offer_answer import rewrite, streams
-from communigate.media.sdp import parse_sdp
+from communigate.media.sdp import SDPError, parse_sdp
 from communigate.network import OncePerInterval
 
 __all__ = [
@@ -392,6 +392,8 @@ class MediaRelay:
         self._cursor = 0
         self.drops = {reason: 0 for reason in Drop}
         self.latches = 0
+        #: streams left alone because their SDP already named the relay.
+        self.loops = 0
         self.refused: dict[str, int] = {}
         self.released: dict[str, int] = {}
         # Packets and octets of released sessions, by the side they came from.
@@ -423,6 +425,17 @@ class MediaRelay:
 
     def get(self, key):
         return self._sessions.get(key)
+
+    def owns(self, address: str, port: int) -> bool:
+        """
+        Whether C{(address, port)} is one of this relay's own open ports:
+        SDP naming it was already rewritten by us (a call spiralling
+        through this server again), and relaying it once more would send
+        the stream into the relay itself.
+        """
+        if port not in self._in_use:
+            return False
+        return any(address in (leg.advertise, leg.bind) for session in self._sessions.values() for leg in session.legs)
 
     def sessions(self) -> list:
         return list(self._sessions.values())
@@ -516,6 +529,14 @@ class MediaRelay:
             caller_packets=caller[0], callee_packets=callee[0], drops=session.drops,
         )
 
+    def loop_avoided(self, session, address: str, port: int) -> None:
+        self.loops += 1
+        if self._log_once(("loop", session.key)):
+            self.log.info(
+                "media relay {key}: SDP already names relay port {address}:{port} (a spiral); not relayed again",
+                key=session.key, address=address, port=port,
+            )
+
     def _refuse(self, reason: str) -> None:
         self.refused[reason] = self.refused.get(reason, 0) + 1
 
@@ -528,6 +549,10 @@ def relay_description(session, side: Side, sdp: bytes, latch_any) -> bytes | Non
     the session now sends that stream to C{side}'s party where its SDP
     says (until the latch).  C{latch_any(host)} says whether C{side}'s
     party, naming C{host} as its address, is to be latched from anywhere.
+
+    A stream whose SDP already names one of the relay's own ports (the
+    call came back through this server: a spiral) is left as it is, so a
+    stream never loops through the relay; such SDP is relayed once.
 
     Returns L{None} when no stream can be relayed (nothing is changed).
     Raises L{communigate.media.sdp.SDPError} for an SDP that does not
@@ -542,12 +567,31 @@ def relay_description(session, side: Side, sdp: bytes, latch_any) -> bytes | Non
             or info.proto.upper() not in RELAYED_PROTOCOLS
         ):
             continue
+        if session.relay.owns(info.address, info.port):
+            session.relay.loop_avoided(session, info.address, info.port)
+            continue
         port_map[info.index] = session.ports(other, info.index)
         rtcp = None if info.rtcp_port is None else (info.rtcp_address or info.address, info.rtcp_port)
         session.expect(side, info.index, (info.address, info.port), rtcp, latch_any(info.address))
     if not port_map:
         return None
     return rewrite(sdp, session.address(other), port_map)
+
+
+def names_relay(relay, sdp: bytes) -> bool:
+    """
+    Whether C{sdp} sends a stream to one of C{relay}'s own ports (it
+    was written by the relay: a call spiralling through this server).
+    SDP that does not parse names nothing.
+    """
+    try:
+        description = parse_sdp(sdp)
+    except SDPError:
+        return False
+    return any(
+        info.address is not None and info.port and relay.owns(info.address, info.port)
+        for info in streams(description)
+    )
 
 
 class MediaRelayCollector(Collector):
@@ -589,6 +633,9 @@ class MediaRelayCollector(Collector):
             dropped.add_metric([reason.value], count)
         yield dropped
         yield CounterMetricFamily("communigate_media_relay_latches", "Sources latched to.", value=relay.latches)
+        yield CounterMetricFamily(
+            "communigate_media_relay_loops", "Streams not relayed again: their SDP named the relay.", value=relay.loops
+        )
         refused = CounterMetricFamily(
             "communigate_media_relay_refused", "Sessions or streams refused, by reason.", labels=["reason"]
         )

@@ -59,7 +59,7 @@ import attrs
 from twisted.logger import Logger
 
 from communigate.directory.errors import DirectoryError
-from communigate.media.relay import LegAddress, RelayRefused, Side, relay_description
+from communigate.media.relay import LegAddress, RelayRefused, Side, names_relay, relay_description
 from communigate.media.sdp import SDPError
 from communigate.sip.headers import HeaderError, parse_name_addr
 from communigate.sip.message import Request
@@ -286,6 +286,10 @@ class MediaRelayPolicy:
             return
         session = self.relay.get(_key(request.call_id, _tag(request.headers.get("From"), "From")))
         if session is None:
+            return
+        if request.body and names_relay(self.relay, request.body):
+            # An inner pass of a call spiralling through this server: the
+            # outer pass, which opened the session, decides its fate.
             return
         if answer.code >= 300:
             session.release("cancel" if answer.code == 487 else "failure")

@@ -400,3 +400,27 @@ def test_sdp_with_nothing_to_relay_is_left_alone(reactor):
     assert reactor.udp_ports == []
     with pytest.raises(SDPError):
         relay_description(session, Side.CALLER, b"v=0\r\nthis is not sdp", lambda host: True)
+
+
+def test_sdp_that_already_names_the_relay_is_not_relayed_into_itself(reactor):
+    relay = relay_on(reactor, port_low=30000, port_high=30099)
+    session = relay.open("k", CALLER, LegAddress("198.51.100.1", "192.0.2.1"))
+    once = relay_description(session, Side.CALLER, OFFER, lambda host: True)
+    ports = len(reactor.udp_ports)
+    # The same call back through this server (a spiral), with the same
+    # Call-ID and tag: its SDP points at the callee leg already.
+    assert relay_description(session, Side.CALLER, once, lambda host: True) is None
+    assert len(reactor.udp_ports) == ports
+    assert session.summary()["Caller"]["Expected"] == ["10.0.0.5:4000", "10.0.0.5:4002"]
+    assert relay.loops == 2 and metric(relay, "communigate_media_relay_loops_total") == 2
+    # Another session's relay port is the relay's too.
+    other = relay.open("k2", CALLER, CALLEE)
+    assert relay_description(other, Side.CALLER, once, lambda host: True) is None
+
+
+def test_an_address_on_a_relay_port_number_that_is_not_the_relays_is_relayed(reactor):
+    relay = relay_on(reactor, port_low=30000, port_high=30099)
+    session = relay.open("k", CALLER, CALLEE)
+    session.ports(Side.CALLER, 0)
+    assert not relay.owns("10.9.9.9", 30000)
+    assert relay.owns("198.51.100.1", 30000) and not relay.owns("198.51.100.1", 30050)

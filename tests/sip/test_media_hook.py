@@ -360,3 +360,22 @@ def test_an_unrelayed_branch_answering_releases_the_relay(call):
     (ok,) = [r for r in responses(call) if r.status == 200]
     assert media_of(ok) == ("127.0.0.1", 6000)
     assert relays(call) == [] and call.core.media_relay.released == {"unused": 1}
+
+
+def test_a_call_spiralling_back_through_the_server_is_relayed_once_and_kept(call):
+    call.cli("UPDATEACCOUNTSETTINGS bob {MediaRelay = YES;}")
+    call.send(invite(call, via=f"{CALLER[0]}:{CALLER[1]}", body=sdp("127.0.0.1", 4000)).decode())
+    outer = forwarded(call)
+    (session,) = relays(call)
+    callee_leg = session.ports(1, 0)
+    # The INVITE comes back (a forwarding rule out to a name that is this
+    # server): same Call-ID and tag, SDP already naming the relay.
+    again = bytes(outer).replace(b"INVITE sip:bob@127.0.0.1:5080 ", b"INVITE sip:bob@example.com ", 1)
+    call.port.receive(again, ("127.0.0.1", 5062))
+    inner = forwarded(call)
+    assert inner.call_id == outer.call_id and len(inner.headers.raw_values("Via")) == 3
+    assert media_of(inner) == ("127.0.0.1", callee_leg)  # not relayed into itself
+    assert relays(call) == [session] and call.core.media_relay.loops == 1
+    # bob answers the inner pass; its ending does not release the call's relay.
+    answer(call, inner, 200, sdp("127.0.0.1", 6000))
+    assert relays(call) == [session]
