@@ -32,6 +32,8 @@ import socket
 import attrs
 from twisted.logger import Logger
 
+from communigate.core.server_settings import CachedSettings, SettingsRecord
+
 __all__ = [
     "AddressList",
     "AddressListError",
@@ -291,6 +293,9 @@ DEFAULT_SETTINGS = {
 }
 
 
+RECORD = SettingsRecord(SETTINGS_KEY, DEFAULT_SETTINGS)
+
+
 class NetworkSettingsError(ValueError):
     """
     A network setting that is not valid; the message names it.
@@ -415,54 +420,16 @@ class NetworkSettings:
         return wan
 
 
-class NetworkConfiguration:
+class NetworkConfiguration(CachedSettings):
     """
-    The network settings of one store, parsed once per change.
-
-    @param clock: with a clock, the store's generation is checked at most
-        every C{recheck} seconds, so asking for every SIP request costs one
-        C{seconds()} call; without one (the admin tool), on every call.
+    The network settings of one store, parsed once per change
+    (L{CachedSettings}: at once when this process changes them, within
+    C{recheck} seconds when the admin tool does).
     """
-
-    log = Logger()
 
     def __init__(self, store, clock=None, recheck: float = 1.0) -> None:
-        self._store = store
-        self._clock = clock
-        self._recheck = recheck
-        self._next_check = float("-inf")
-        self._generation: object = None
-        self._current = NetworkSettings()
-        self._stored: dict = {}
-
-    @property
-    def current(self) -> NetworkSettings:
-        if self._clock is not None:
-            now = self._clock.seconds()
-            if now < self._next_check:
-                return self._current
-            self._next_check = now + self._recheck
-        generation = self._store.generation()
-        if generation != self._generation:
-            self._reload(generation)
-        return self._current
-
-    def _reload(self, generation) -> None:
-        from communigate.formats.cgdata import loads
-
-        text = self._store.get("server", SETTINGS_KEY)
-        stored = {} if text is None else loads(text)
-        self._generation = generation
-        if stored == self._stored:
-            return
-        try:
-            self._current = NetworkSettings.from_data(stored)
-        except (NetworkSettingsError, TypeError) as e:
-            # Everything written here is checked first; this is a record
-            # someone edited by hand.  Keep what works.
-            self.log.error("stored network settings ignored: {error}", error=e)
-            return
-        self._stored = stored
+        super().__init__(store, RECORD, NetworkSettings.from_data, NetworkSettings(),
+                         what="network settings", clock=clock, recheck=recheck)
 
     def settings(self) -> dict:
         """
@@ -476,21 +443,7 @@ class NetworkConfiguration:
         stored settings, in one transaction; a bad value raises
         L{NetworkSettingsError} and stores nothing.  In force at once.
         """
-        from communigate.directory.settings import updated
-        from communigate.formats.cgdata import dumps, loads
-
-        with self._store.transaction():
-            text = self._store.get("server", SETTINGS_KEY)
-            current = {} if text is None else loads(text)
-            merged = updated(current, changes)
-            parsed = NetworkSettings.from_data(merged)
-            explicit = {k: v for k, v in merged.items() if DEFAULT_SETTINGS.get(k) != v}
-            self._store.put("server", SETTINGS_KEY, dumps(explicit))
-        self._current = parsed
-        self._stored = explicit
-        self._generation = None
-        self._next_check = float("-inf")
-        return parsed
+        return self.change(changes)
 
 
 class OncePerInterval:

@@ -23,8 +23,8 @@ most once a second) after the admin tool did.
 from __future__ import annotations
 
 import attrs
-from twisted.logger import Logger
 
+from communigate.core.server_settings import CachedSettings, SettingsRecord
 from communigate.network import address_setting
 
 __all__ = ["DEFAULT_SETTINGS", "SETTINGS_KEY", "RelaySettings", "RelayConfiguration", "stored_settings"]
@@ -112,57 +112,26 @@ class RelaySettings:
         return (self.port_high - (self.port_low + self.port_low % 2) + 1) // 2
 
 
+RECORD = SettingsRecord(SETTINGS_KEY, DEFAULT_SETTINGS)
+
+
 def stored_settings(store) -> dict:
     """
     Every setting as the CLI shows it: the stored values over the
     built-in ones.
     """
-    from communigate.formats.cgdata import loads
-
-    text = store.get("server", SETTINGS_KEY)
-    stored = {} if text is None else loads(text)
-    return {**DEFAULT_SETTINGS, **stored}
+    return RECORD.effective(store)
 
 
-class RelayConfiguration:
+class RelayConfiguration(CachedSettings):
     """
-    The media server settings of one store, parsed once per change.
-
-    @param clock: with a clock, the store's generation is checked at most
-        every C{recheck} seconds; without one (the admin tool), every time.
+    The media server settings of one store, parsed once per change
+    (L{CachedSettings}).
     """
-
-    log = Logger()
 
     def __init__(self, store, clock=None, recheck: float = 1.0) -> None:
-        self._store = store
-        self._clock = clock
-        self._recheck = recheck
-        self._next_check = float("-inf")
-        self._generation: object = None
-        self._current = RelaySettings()
-
-    @property
-    def current(self) -> RelaySettings:
-        if self._clock is not None:
-            now = self._clock.seconds()
-            if now < self._next_check:
-                return self._current
-            self._next_check = now + self._recheck
-        generation = self._store.generation()
-        if generation != self._generation:
-            self._generation = generation
-            try:
-                self._current = RelaySettings.from_data(stored_settings(self._store))
-            except ValueError as e:
-                # Everything this module writes is checked first: this is
-                # a record edited by hand.  Keep what works.
-                self.log.error("stored media server settings ignored: {error}", error=e)
-        return self._current
-
-    def settings(self) -> dict:
-        """Every setting, explicit or built-in, as data."""
-        return stored_settings(self._store)
+        super().__init__(store, RECORD, RelaySettings.from_data, RelaySettings(),
+                         what="media server settings", clock=clock, recheck=recheck)
 
     def replace(self, settings: dict, *, merge: bool) -> RelaySettings:
         """
@@ -170,19 +139,6 @@ class RelayConfiguration:
         a built-in value) or replacing them.  A bad value raises
         L{ValueError} and stores nothing.  In force at once.
         """
-        from communigate.directory.settings import replaced, updated
-        from communigate.formats.cgdata import dumps, loads
-
         if not isinstance(settings, dict):
             raise ValueError("the media server settings are a dictionary, like {PortRange = 30000-39999;}")
-        with self._store.transaction():
-            text = self._store.get("server", SETTINGS_KEY)
-            current = {} if text is None else loads(text)
-            explicit = updated(current, settings) if merge else replaced(settings)
-            parsed = RelaySettings.from_data(explicit)
-            explicit = {k: v for k, v in explicit.items() if DEFAULT_SETTINGS.get(k) != v}
-            self._store.put("server", SETTINGS_KEY, dumps(explicit))
-        self._current = parsed
-        self._generation = None
-        self._next_check = float("-inf")
-        return parsed
+        return self.change(settings, merge=merge)

@@ -4,6 +4,7 @@ CLI commands of the SIP module: registrations and the SIP log.
 
 from communigate.cli.arguments import CommandError
 from communigate.cli.directory_commands import qualified
+from communigate.core.server_settings import SettingsRecord
 from communigate.sip.tls import DEFAULT_TLS_SETTINGS, load_client_tls, tls_settings
 
 
@@ -85,16 +86,14 @@ DEFAULT_SETTINGS = {
     **DEFAULT_TLS_SETTINGS,
 }
 
+RECORD = SettingsRecord(SETTINGS_KEY, DEFAULT_SETTINGS)
+
 
 def sip_settings(store) -> dict:
     """
     The SIP settings in force: the stored ones over the built-in values.
     """
-    from communigate.formats.cgdata import loads
-
-    text = store.get("server", SETTINGS_KEY)
-    stored = {} if text is None else loads(text)
-    return {**DEFAULT_SETTINGS, **stored}
+    return RECORD.effective(store)
 
 
 def dns_servers(settings: dict) -> list[tuple[str, int]]:
@@ -155,22 +154,17 @@ class SIPSettingsCommands:
 
     def command_UPDATESIPSETTINGS(self, context, arguments):
         """UPDATESIPSETTINGS newSettings"""
-        from communigate.directory.settings import updated
-        from communigate.formats.cgdata import dumps
-
         changes = arguments.dictionary("SIP settings")
         arguments.end()
-        store = self._service.context.store
-        with store.transaction():
-            current = sip_settings(store)
-            merged = {**DEFAULT_SETTINGS, **updated(current, changes)}
-            try:
-                checked_sip_settings(merged)
-                load_client_tls(merged)
-            except ValueError as e:
-                raise CommandError(f"SIP settings not changed: {e}") from e
-            explicit = {k: v for k, v in merged.items() if DEFAULT_SETTINGS.get(k) != v}
-            store.put("server", SETTINGS_KEY, dumps(explicit))
+
+        def check(settings: dict) -> None:
+            checked_sip_settings(settings)
+            load_client_tls(settings)
+
+        try:
+            merged, _ = RECORD.change(self._service.context.store, changes, check)
+        except ValueError as e:
+            raise CommandError(f"SIP settings not changed: {e}") from e
         self._service.apply_settings(merged)
 
 

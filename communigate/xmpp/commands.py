@@ -10,7 +10,7 @@ from twisted.words.protocols.jabber.jid import InvalidFormat
 
 from communigate.cli.arguments import CommandError
 from communigate.cli.directory_commands import qualified
-from communigate.xmpp.settings import DEFAULT_SETTINGS, SETTINGS_KEY, checked, stored_settings
+from communigate.xmpp.settings import RECORD, checked, stored_settings
 from communigate.xmpp.tls import CertificateError, load_context
 
 
@@ -29,25 +29,21 @@ class XMPPSettingsCommands:
 
     def command_UPDATEXMPPSETTINGS(self, context, arguments):
         """UPDATEXMPPSETTINGS newSettings"""
-        from communigate.directory.settings import updated
-        from communigate.formats.cgdata import dumps
-
         changes = arguments.dictionary("XMPP settings")
         arguments.end()
-        store = self._service.context.store
-        with store.transaction():
-            merged = {**DEFAULT_SETTINGS, **updated(stored_settings(store), changes)}
-            try:
-                settings = checked(merged)
-            except ValueError as e:
-                raise CommandError(f"XMPP settings not changed: {e}") from e
+
+        def check(every: dict) -> None:
+            settings = checked(every)
             if settings.certificate_file:
                 try:
                     load_context(self._service.certificate_path(settings.certificate_file))
                 except CertificateError as e:
-                    raise CommandError(f"XMPP settings not changed: CertificateFile: {e}") from e
-            explicit = {k: v for k, v in merged.items() if DEFAULT_SETTINGS.get(k) != v}
-            store.put("server", SETTINGS_KEY, dumps(explicit))
+                    raise ValueError(f"CertificateFile: {e}") from e
+
+        try:
+            merged, _ = RECORD.change(self._service.context.store, changes, check)
+        except ValueError as e:
+            raise CommandError(f"XMPP settings not changed: {e}") from e
         self._service.apply_settings(merged)
 
 

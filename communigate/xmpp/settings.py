@@ -11,6 +11,7 @@ import os
 
 import attrs
 
+from communigate.core.server_settings import SettingsRecord
 from communigate.dnsclient import parse_server_address
 
 SETTINGS_KEY = "xmpp-settings"
@@ -51,6 +52,8 @@ DEFAULT_SETTINGS = {
     # be resumed (XEP-0198); 0: sessions are not resumable.
     "ResumeTimeout": "300",
 }
+
+RECORD = SettingsRecord(SETTINGS_KEY, DEFAULT_SETTINGS)
 
 _LIMITS = {
     "MaxStanzaSize": (1024, 16 * 1024 * 1024),
@@ -93,11 +96,7 @@ def stored_settings(store) -> dict:
     """
     The stored settings over the built-in values, as text.
     """
-    from communigate.formats.cgdata import loads
-
-    text = store.get("server", SETTINGS_KEY)
-    stored = {} if text is None else loads(text)
-    return {**DEFAULT_SETTINGS, **stored}
+    return RECORD.effective(store)
 
 
 def checked(settings: dict) -> XMPPSettings:
@@ -162,14 +161,9 @@ def ensure_dialback_secret(store) -> str:
     The stored C{DialbackSecret}, generating and storing one (256 random
     bits in hex) when there is none.
     """
-    from communigate.formats.cgdata import dumps, loads
-
     with store.transaction():
-        text = store.get("server", SETTINGS_KEY)
-        stored = {} if text is None else loads(text)
-        secret = stored.get("DialbackSecret")
+        secret = RECORD.explicit(store).get("DialbackSecret")
         if not secret:
             secret = os.urandom(32).hex()
-            stored["DialbackSecret"] = secret
-            store.put("server", SETTINGS_KEY, dumps(stored))
+            RECORD.change(store, {"DialbackSecret": secret}, lambda every: None)
     return secret
