@@ -123,6 +123,10 @@ class CommunigateServer(MultiService):
         return d.addBoth(close_store)
 
 
+#: Seconds a running server trusts the store's generation it last saw.
+STORE_RECHECK = 0.02
+
+
 def build_core(config: Config, store: IStore, reactor) -> ServerContext:
     """
     The core objects, without any front end: what protocol modules, the
@@ -130,11 +134,13 @@ def build_core(config: Config, store: IStore, reactor) -> ServerContext:
     """
     registry = new_registry()
     # A running server may see the admin tool's commits up to 20 ms late;
-    # in exchange, most SIP requests cost no query for the store's version.
-    directory = Directory(store, recheck_after=0.02 if reactor is not None else 0.0)
+    # in exchange, most SIP requests and Signals cost no query for the
+    # store's version (the directory's and the Router's caches).
+    recheck_after = STORE_RECHECK if reactor is not None else 0.0
+    directory = Directory(store, recheck_after=recheck_after)
     registry.register(DirectoryCollector(store))
     portal = build_portal(directory)
-    router_configuration = RouterConfiguration(store)
+    router_configuration = RouterConfiguration(store, recheck_after=recheck_after)
     # Without a reactor (the admin tool on a data directory) nothing may
     # touch the network, so ENUM is left out there.
     enum = None if reactor is None else EnumRouting(reactor, router_configuration, registry)

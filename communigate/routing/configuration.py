@@ -9,6 +9,7 @@ committed, and even then parsed again only if its text changed.
 """
 
 import re
+import time
 
 from twisted.internet import defer
 from twisted.logger import Logger
@@ -36,16 +37,31 @@ _ENUM_SUFFIX = re.compile(r"(?=.{1,200}\Z)[A-Za-z0-9_](?:[A-Za-z0-9_-]{0,61}[A-Z
 class RouterConfiguration:
     """
     The Router table and settings of one store, parsed once per change.
+
+    Every Signal asks for the table, and asking the store for its
+    generation is a query; with C{recheck_after} seconds a generation seen
+    that recently is trusted (as the directory's cache does), so a change
+    by another process (the admin tool) is seen within that time and one
+    made through this object at once.  C{clock} is a callable giving
+    seconds.
     """
 
-    def __init__(self, store: IStore) -> None:
+    def __init__(self, store: IStore, *, recheck_after: float = 0.0, clock=time.monotonic) -> None:
         self._store = store
+        self._recheck_after = recheck_after
+        self._clock = clock
+        self._checked_at = float("-inf")
         self._generation: int | None = None
         self._table = parse_router_table("")
         self._settings: dict = {}
         self._e164 = E164Settings()
 
     def _refresh(self) -> None:
+        if self._recheck_after:
+            now = self._clock()
+            if now - self._checked_at < self._recheck_after:
+                return
+            self._checked_at = now
         generation = self._store.generation()
         if generation == self._generation:
             return
@@ -80,6 +96,7 @@ class RouterConfiguration:
         """
         table = parse_router_table(text)
         self._store.put(SERVER, TABLE_KEY, dumps(text))
+        self._checked_at = float("-inf")
         return table
 
     def update_settings(self, changes: dict) -> None:
@@ -102,6 +119,7 @@ class RouterConfiguration:
         E164Settings.from_settings(settings)
         enum_settings(settings)
         self._store.put(SERVER, SETTINGS_KEY, dumps(settings))
+        self._checked_at = float("-inf")
 
 
 def enum_settings(settings: dict) -> tuple[bool, tuple[str, ...], tuple[tuple[str, int], ...]]:

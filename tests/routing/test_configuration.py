@@ -461,3 +461,22 @@ def test_the_router_skips_enum_when_enum_routing_is_off(reactor, store, registry
     assert fired(d) == Route(Module.SYSTEM, "NULL")
     assert reactor.sent == []
     assert isinstance(d, defer.Deferred)
+
+
+def test_with_a_recheck_time_the_store_is_asked_at_most_that_often_but_own_changes_show_at_once():
+    store, now = MemoryStore(), [100.0]
+    configuration = RouterConfiguration(store, recheck_after=0.02, clock=lambda: now[0])
+    asked = []
+    generation = store.generation
+    store.generation = lambda: asked.append(1) or generation()
+    configuration.table
+    configuration.table
+    assert len(asked) == 1
+    configuration.set_table("S:<x> = y@example.com")
+    assert configuration.table.text == "S:<x> = y@example.com"
+    # Another process's change (here: written around this object) is seen
+    # once the recheck time has passed.
+    RouterConfiguration(store).set_table("S:<z> = y@example.com")
+    assert configuration.table.text == "S:<x> = y@example.com"
+    now[0] += 0.05
+    assert configuration.table.text == "S:<z> = y@example.com"
