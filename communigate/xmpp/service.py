@@ -42,6 +42,7 @@ from communigate.xmpp.dispatch import ACCOUNT, SERVER, StanzaDispatcher, error_r
 from communigate.xmpp.im import MessageRouter
 from communigate.xmpp.metrics import XMPPMetrics
 from communigate.xmpp.namespaces import NS_SESSION
+from communigate.xmpp.accounts import XMPPAccountEnds
 from communigate.xmpp.offline import OfflineMessages
 from communigate.xmpp.presence import XMPPPresence
 from communigate.xmpp.roster import XMPPRoster
@@ -106,7 +107,7 @@ class XMPPService(MultiService):
         self.disco.install()
         self._stream_features: list = []
         self.offline = OfflineMessages(context.store, self.clock, lambda: self.settings.max_offline_messages)
-        context.directory.watch_accounts(self.offline)
+        context.directory.watch_accounts(XMPPAccountEnds(self))
         self.carbons = Carbons(self)
         self.roster = XMPPRoster(self)
         self.presence = XMPPPresence(self)

@@ -154,3 +154,13 @@ def test_all_sessions_of_an_account_are_killed(cli, connect):
     assert cli("KILLACCOUNTSESSIONS alice").ok
     assert phone.closed_with() == desk.closed_with() == "policy-violation"
     assert bob.closed_with() is None
+
+
+def test_deleting_or_renaming_an_account_ends_its_streams(cli, connect):
+    phone = connect().bound("phone")
+    bob = connect().bound("x", "bob", "builder")
+    assert cli("RENAMEACCOUNT alice INTO alicia").ok
+    assert phone.closed_with() == "not-authorized"
+    assert bob.closed_with() is None
+    assert cli("DELETEACCOUNT bob").ok
+    assert bob.closed_with() == "not-authorized"
