@@ -57,7 +57,7 @@ def test_an_echo_call_reports_rtcp_and_keeps_the_quality_in_its_call_record(pbx)
 
     metrics = generate_latest(pbx.core.metrics).decode()
     assert 'communigate_pbx_rtcp_total{direction="received"} 1.0' in metrics
-    assert 'communigate_pbx_rtcp_total{direction="malformed"} 0.0' in metrics
+    assert "communigate_pbx_rtcp_malformed_total 0.0" in metrics
     pbx.in_dialog("BYE", answer, cseq=2)
     assert pbx.final().status == 200
     pbx.turn()
