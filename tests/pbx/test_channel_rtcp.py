@@ -275,3 +275,32 @@ def test_a_channel_that_never_negotiated_sends_no_rtcp(setup):
     setup.seconds(8)
     channel.close()
     assert rtcp.written == [] and setup.counters.rtcp_sent == 0
+
+
+def test_behind_nat_rtcp_follows_the_host_rtp_came_from(setup):
+    channel = setup.channel()
+    channel.answer_offer(offer(address="10.0.0.5"))  # a private address in SDP
+    peer = Peer(setup, channel, source=("198.51.100.7", 61000))
+    rtcp = setup.port(channel.port + 1)
+    peer.send(int(FIRST_LATEST / 0.02))
+    assert {address for _, address in rtcp_out(rtcp)} == {("198.51.100.7", 61001)}
+    # The NAT's RTCP mapping is another port: its first report latches ours.
+    rtcp.receive(compound(ReceiverReport(PEER_SSRC), "peer"), ("198.51.100.7", 61555))
+    peer.send(int(7 / 0.02))
+    assert {address for _, address in rtcp_out(rtcp)} == {("198.51.100.7", 61555)}
+    # From the SDP's private host, now that RTP latched elsewhere: foreign.
+    rtcp.receive(compound(ReceiverReport(PEER_SSRC), "peer"), ("10.0.0.5", 41001))
+    assert setup.counters.foreign == 1
+
+
+def test_the_peers_goodbye_shows_in_the_status(setup):
+    channel = setup.channel()
+    assert channel.rtcp.status()["Sent"] == "0"  # a channel not yet negotiated has a status too
+    channel.answer_offer(offer())
+    peer = Peer(setup, channel)
+    peer.send(5)
+    setup.port(channel.port + 1).receive(
+        compound(ReceiverReport(PEER_SSRC), "peer", Goodbye((PEER_SSRC,), "hanging up")), PEER_RTCP
+    )
+    status = channel.rtcp.status()
+    assert status["PeerLeft"] == "YES" and status["PeerSSRC"] == f"{PEER_SSRC:08X}"
