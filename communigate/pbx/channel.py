@@ -35,8 +35,8 @@ RTCP (reports on a randomised ~5 s interval, the peer's reports read,
 BYE on close) is L{communigate.pbx.rtcp_reports}, called from the tick,
 the datagram shells and C{close}.
 
-Not here yet: codecs other than G.711, ptimes other than 20 ms (packets off the 20 ms grid are
-refused by the jitter buffer and counted), SRTP.
+Not here yet: codecs other than G.711, ptimes other than 20 ms (packets
+off the 20 ms grid are refused by the jitter buffer and counted), SRTP.
 """
 
 from __future__ import annotations
