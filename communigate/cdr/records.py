@@ -40,6 +40,14 @@ class CallRecord:
     @ivar status: the final response code (200 for an answered call).
     @ivar cause: how it ended, in words: C{"BYE from caller"}, C{"486 Busy
         Here"}, C{"cancelled"}, C{"expired"}.
+    @ivar rtcp_loss: for a leg whose media the server terminated (a PBX
+        task's), the percentage of the peer's RTP packets lost on the way
+        to us, as our RTCP reports gave it; C{rtcp_peer_loss} the
+        percentage of ours lost on the way to the peer, by its RTCP
+        reports; C{jitter_ms} the interarrival jitter of the peer's
+        stream (RFC 3550 A.8); C{rtt_ms} the last round-trip time from
+        the peer's reports.  None when not known (no media, no RTCP from
+        the peer, a proxied call).
     """
 
     protocol: str
@@ -53,6 +61,10 @@ class CallRecord:
     ended: float
     status: int
     cause: str
+    rtcp_loss: float | None = None
+    rtcp_peer_loss: float | None = None
+    jitter_ms: float | None = None
+    rtt_ms: float | None = None
 
     @property
     def duration(self) -> float:
@@ -76,6 +88,12 @@ class CallRecord:
             data["Account"] = self.caller_account
         if self.answered is not None:
             data["Answered"] = f"{self.answered:.3f}"
+        for key, value, text in (
+            ("Loss", self.rtcp_loss, "{:.2f}%"), ("PeerLoss", self.rtcp_peer_loss, "{:.2f}%"),
+            ("Jitter", self.jitter_ms, "{:.1f}ms"), ("RTT", self.rtt_ms, "{:.1f}ms"),
+        ):
+            if value is not None:
+                data[key] = text.format(value)
         return data
 
 

@@ -108,11 +108,17 @@ class ReceiverStats:
         self.received_count += 1
         return True
 
-    def received(self, sequence: int, timestamp: int, arrival: float) -> bool:
+    def received(self, sequence: int, timestamp: int, arrival: float, *, timing: bool = True) -> bool:
         """Account for one packet arriving at ``arrival`` seconds; whether
-        it counts (False on probation or after a bad sequence jump)."""
+        it counts (False on probation or after a bad sequence jump).
+
+        ``timing=False`` counts the packet's sequence number only, leaving
+        the jitter alone: for packets whose timestamp is not their sampling
+        instant (RFC 4733 events all carry their event's start)."""
         if not self._update_seq(sequence):
             return False
+        if not timing:
+            return True
         transit = arrival * self.clock_rate - timestamp
         if self._transit is not None:
             # Difference of transit times, taken modulo 2**32 so that a

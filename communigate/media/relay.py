@@ -51,7 +51,7 @@ from twisted.python.failure import Failure
 from zope.interface import implementer
 
 from communigate.interfaces import IMediaRelay, IRelaySession
-from communigate.media.latch import LATCHED, Drop, Peer, classify, malformation
+from communigate.media.latch import LATCHED, Drop, PacketKind, Peer, classify, malformation
 from communigate.media.offer_answer import rewrite, streams
 from communigate.media.sdp import SDPError, parse_sdp
 from communigate.network import OncePerInterval
@@ -76,6 +76,7 @@ MAX_STREAMS = 4
 RELAYED_PROTOCOLS = frozenset({"RTP/AVP", "RTP/AVPF", "RTP/SAVP", "RTP/SAVPF"})
 #: Largest datagram read from a relay port.
 MAX_DATAGRAM = 8192
+_RTCP = PacketKind.RTCP
 
 
 class Side(enum.IntEnum):
@@ -129,10 +130,12 @@ class _RelaySocket(DatagramProtocol):
         self.number = 0
         self.packets = 0
         self.octets = 0
+        self.rtcp_packets = 0  # of the packets above, RTCP (on either port)
         self._seconds = session.relay.clock.seconds
 
     def datagramReceived(self, data, source) -> None:
-        if classify(data) is None:
+        kind = classify(data)
+        if kind is None:
             self.session.dropped(Drop.MALFORMED, self, source, malformation(data))
             return
         admitted = self.peer.admit(source)
@@ -154,6 +157,8 @@ class _RelaySocket(DatagramProtocol):
             return
         self.packets += 1
         self.octets += len(data)
+        if kind is _RTCP:
+            self.rtcp_packets += 1
 
 
 @implementer(IRelaySession)
@@ -254,6 +259,12 @@ class RelaySession:
                     octets += socket.octets
         return packets, octets
 
+    def rtcp_packets(self, side: Side) -> int:
+        """Of L{packets}, the RTCP packets forwarded from C{side}'s party."""
+        return sum(
+            socket.rtcp_packets for (leg, _), pair in self._sockets.items() if leg == side for socket in pair
+        )
+
     def open_ports(self) -> int:
         return 0 if self.closed else 2 * len(self._sockets)
 
@@ -322,6 +333,7 @@ class RelaySession:
             "NAT": "YES" if nat else "NO",
             "Packets": str(packets),
             "Bytes": str(octets),
+            "RTCP": str(self.rtcp_packets(side)),
         }
 
     def _schedule(self) -> None:
@@ -398,6 +410,7 @@ class MediaRelay:
         self.released: dict[str, int] = {}
         # Packets and octets of released sessions, by the side they came from.
         self._done = {side: [0, 0] for side in Side}
+        self._done_rtcp = {side: 0 for side in Side}
         self._log_once = OncePerInterval(reactor, 60.0)
         if registry is not None:
             registry.register(MediaRelayCollector(self))
@@ -461,6 +474,10 @@ class MediaRelay:
             octets += o
         return packets, octets
 
+    def forwarded_rtcp(self, side: Side) -> int:
+        """Of L{forwarded}'s packets, the RTCP ones, ever."""
+        return self._done_rtcp[side] + sum(session.rtcp_packets(side) for session in self._sessions.values())
+
     def open_ports(self) -> int:
         return sum(session.open_ports() for session in self._sessions.values())
 
@@ -520,6 +537,7 @@ class MediaRelay:
             packets, octets = session.packets(side)
             self._done[side][0] += packets
             self._done[side][1] += octets
+            self._done_rtcp[side] += session.rtcp_packets(side)
         self.released[reason] = self.released.get(reason, 0) + 1
         caller, callee = session.packets(Side.CALLER), session.packets(Side.CALLEE)
         self.log.info(
@@ -626,6 +644,13 @@ class MediaRelayCollector(Collector):
             octets.add_metric([label], o)
         yield packets
         yield octets
+        rtcp = CounterMetricFamily(
+            "communigate_media_relay_rtcp_packets",
+            "Of the datagrams forwarded, RTCP ones, by the party they came from.", labels=["direction"],
+        )
+        for side in Side:
+            rtcp.add_metric(["from_caller" if side is Side.CALLER else "from_callee"], relay.forwarded_rtcp(side))
+        yield rtcp
         dropped = CounterMetricFamily(
             "communigate_media_relay_dropped", "Datagrams dropped, by reason.", labels=["reason"]
         )

@@ -31,9 +31,12 @@ What the channel reports (DTMF, a prompt played to its end, a recording
 that reached its limit) goes to the callbacks it was given, which post
 events to the task; the channel itself never runs task code.
 
-Not here yet: RTCP reports (received RTCP is counted and ignored), codecs
-other than G.711, ptimes other than 20 ms (packets off the 20 ms grid are
-refused by the jitter buffer and counted), SRTP.
+RTCP (reports on a randomised ~5 s interval, the peer's reports read,
+BYE on close) is L{communigate.pbx.rtcp_reports}, called from the tick,
+the datagram shells and C{close}.
+
+Not here yet: codecs other than G.711, ptimes other than 20 ms (packets
+off the 20 ms grid are refused by the jitter buffer and counted), SRTP.
 """
 
 from __future__ import annotations
@@ -63,6 +66,7 @@ from communigate.media.offer_answer import (
 from communigate.media.rtp import RTPError, RTPPacket, is_rtcp, parse_rtp
 from communigate.media.sdp import parse_sdp
 from communigate.pbx.prompts import FRAME
+from communigate.pbx.rtcp_reports import ChannelRTCP
 
 __all__ = [
     "ChannelError",
@@ -122,6 +126,8 @@ class MediaCounters:
     frames_received: int = 0
     events_sent: int = 0
     rtcp_received: int = 0
+    rtcp_sent: int = 0
+    rtcp_malformed: int = 0
     malformed: int = 0
     foreign: int = 0
     unexpected_payload: int = 0
@@ -315,6 +321,8 @@ class MediaChannel(Machine):
         self._last_tick = -1
         self.frames_sent = 0
         self.frames_received = 0
+        self.octets_sent = 0
+        self.rtcp = ChannelRTCP(self)
 
     def __repr__(self) -> str:
         return f"<MediaChannel {self.name} port {self.port} {self.codec or 'unnegotiated'}>"
@@ -366,6 +374,7 @@ class MediaChannel(Machine):
         if self.closed:
             return
         self.closed = True
+        self.rtcp.close()
         self.unbridge()
         self.stop()
         for listening in self._listening:
@@ -434,6 +443,7 @@ class MediaChannel(Machine):
         self._configure(mine.payload_type, mine.codec.encoding, mine.event_payload_type)
         self._follow(theirs.address, theirs.port, sends=mine.sends and not theirs.old_style_hold,
                      receives=mine.receives)
+        self.rtcp.follow(theirs.rtcp_address, theirs.rtcp_port)
         self._offered = False
         return ours.serialize()
 
@@ -485,6 +495,7 @@ class MediaChannel(Machine):
         ours_receive = self.direction in ("sendrecv", "recvonly")
         self._follow(stream.address, stream.port, sends=ours_send and stream.receives,
                      receives=ours_receive and stream.sends)
+        self.rtcp.follow(stream.rtcp_address, stream.rtcp_port)
 
     @property
     def negotiated(self) -> bool:
@@ -610,7 +621,7 @@ class MediaChannel(Machine):
         if self.closed:
             return
         if is_rtcp(data):  # RTCP multiplexed on the RTP port (RFC 5761)
-            self.counters.rtcp_received += 1
+            self.rtcp.datagram(data, source, muxed=True)
             return
         try:
             packet = parse_rtp(data)
@@ -632,6 +643,8 @@ class MediaChannel(Machine):
             self.counters.foreign += 1
             self.log.debug("RTP from {source} dropped: latched to {remote}", source=source, remote=self.remote)
             return
+        now = self.reactor.seconds()
+        self.rtcp.rtp_received(packet, now, event=kind == self.event_payload_type)
         if kind == self.event_payload_type:
             self._event_packet(packet)
             return
@@ -641,7 +654,7 @@ class MediaChannel(Machine):
             self._remote_ssrc = packet.ssrc
         self.frames_received += 1
         self.counters.frames_received += 1
-        if self._jitter.push(packet.sequence, packet.timestamp, packet.payload, self.reactor.seconds()):
+        if self._jitter.push(packet.sequence, packet.timestamp, packet.payload, now):
             self._heard = True
         else:
             self.counters.late_or_duplicate += 1
@@ -662,7 +675,13 @@ class MediaChannel(Machine):
             self.on_dtmf(key, method)
 
     def rtcp_received(self, data: bytes, source) -> None:
-        self.counters.rtcp_received += 1
+        if not self.closed:
+            self.rtcp.datagram(data, source)
+
+    @property
+    def rtcp_port(self):
+        """The listening RTCP port, or None when not bound."""
+        return self._listening[1] if self._listening else None
 
     # -- the tick -------------------------------------------------------------
 
@@ -673,9 +692,11 @@ class MediaChannel(Machine):
         self._last_tick = tick
         if self.codec is None:
             return
+        now = self.reactor.seconds()
         if self._heard:
-            self._hear(self._jitter.tick(self.reactor.seconds()))
+            self._hear(self._jitter.tick(now))
         self._speak()
+        self.rtcp.tick(now)
         self.timestamp = (self.timestamp + SAMPLES * advance) & 0xFFFFFFFF
 
     def _hear(self, frame) -> None:
@@ -728,6 +749,7 @@ class MediaChannel(Machine):
             return
         self.sequence = (self.sequence + 1) & 0xFFFF
         self.frames_sent += 1
+        self.octets_sent += len(data) - 12
         self.counters.frames_sent += 1
 
     def _next_payload(self) -> bytes:

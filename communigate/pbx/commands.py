@@ -170,6 +170,7 @@ def _status(task, now: float) -> dict:
                 "Remote": "" if channel.remote is None else f"{channel.remote[0]}:{channel.remote[1]}",
                 "Sent": str(channel.frames_sent),
                 "Received": str(channel.frames_received),
+                "RTCP": channel.rtcp.status(),
             }
     if task.bridge is not None:
         status["Bridged"] = task.bridge.id

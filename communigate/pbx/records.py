@@ -18,6 +18,10 @@ caller's leg into the task and the leg the other task placed.
     or the failure otherwise, 487 for a call cancelled unanswered);
   - cause: C{BYE from caller} / C{BYE from callee} (which side hung up),
     the failure (C{486 Busy Here}), C{cancelled}, C{no ACK} ...
+  - the media quality from RTCP, when the call had a channel: the loss
+    both ways (percent), the jitter of the peer's stream and the last
+    round-trip time (ms), those that are known
+    (L{communigate.pbx.rtcp_reports.ChannelRTCP.quality}).
 """
 
 from __future__ import annotations
@@ -81,6 +85,7 @@ def call_record(call, now: float) -> CallRecord:
         caller, callee = email_of(leg.local), email_of(leg.remote)
         target = call.target or callee
         account = call.task.account
+    quality = _quality(call.channel)
     return CallRecord(
         protocol="pbx",
         call_id=leg.call_id,
@@ -93,7 +98,23 @@ def call_record(call, now: float) -> CallRecord:
         ended=now,
         status=_status(call),
         cause=_cause(call, incoming),
+        **quality,
     )
+
+
+def _quality(channel) -> dict:
+    rtcp = getattr(channel, "rtcp", None)
+    if rtcp is None:
+        return {}
+    figures = rtcp.quality()
+    fields = {}
+    for name, field, scale in (
+        ("loss", "rtcp_loss", 100), ("peer_loss", "rtcp_peer_loss", 100),
+        ("jitter_ms", "jitter_ms", 1), ("rtt_ms", "rtt_ms", 1),
+    ):
+        if name in figures:
+            fields[field] = round(figures[name] * scale, 2)
+    return fields
 
 
 def report_call(call) -> None:

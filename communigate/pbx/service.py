@@ -431,3 +431,10 @@ class PBXCollector(Collector):
         dropped.add_metric(["payload"], counters.unexpected_payload)
         dropped.add_metric(["late"], counters.late_or_duplicate)
         yield dropped
+        rtcp = CounterMetricFamily("communigate_pbx_rtcp", "RTCP datagrams, by direction.",
+                                   labels=["direction"])
+        rtcp.add_metric(["sent"], counters.rtcp_sent)
+        rtcp.add_metric(["received"], counters.rtcp_received)
+        yield rtcp
+        yield CounterMetricFamily("communigate_pbx_rtcp_malformed", "RTCP datagrams received malformed and dropped.",
+                                  value=counters.rtcp_malformed)

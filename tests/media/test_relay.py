@@ -178,6 +178,23 @@ def test_packets_cross_to_the_other_party_out_of_the_other_leg_both_ways(reactor
     assert metric(relay, "communigate_media_relay_latches_total") == 3
 
 
+def test_rtcp_is_counted_apart_on_either_port_and_after_release(reactor):
+    relay = relay_on(reactor)
+    session, a_rtp, a_rtcp, b_rtp, b_rtcp = open_call(reactor, relay)
+    a_rtp.receive(rtp(), PHONE_A)
+    a_rtcp.receive(RTCP, (PHONE_A[0], PHONE_A[1] + 1))
+    a_rtp.receive(RTCP, PHONE_A)  # multiplexed on the RTP port (RFC 5761)
+    b_rtcp.receive(RTCP, (PHONE_B[0], PHONE_B[1] + 1))
+    assert b_rtcp.written == [(RTCP, (PHONE_B[0], PHONE_B[1] + 1))]
+    assert session.packets(Side.CALLER)[0] == 3
+    assert (session.rtcp_packets(Side.CALLER), session.rtcp_packets(Side.CALLEE)) == (2, 1)
+    assert session.summary()["Caller"]["RTCP"] == "2"
+    assert metric(relay, "communigate_media_relay_rtcp_packets_total", direction="from_caller") == 2
+    session.release("bye")
+    assert relay.forwarded_rtcp(Side.CALLER) == 2 and relay.forwarded_rtcp(Side.CALLEE) == 1
+    assert metric(relay, "communigate_media_relay_rtcp_packets_total", direction="from_callee") == 1
+
+
 def test_a_natted_party_is_unreachable_until_it_sends(reactor):
     relay = relay_on(reactor)
     session, a_rtp, _, b_rtp, _ = open_call(reactor, relay)
@@ -341,6 +358,7 @@ def test_the_summary_shows_both_legs_for_the_operator(reactor):
     assert summary["Caller"] == {
         "Address": "198.51.100.1", "Ports": ["30000/30001"], "Expected": ["10.0.0.5:4000"],
         "Latched": ["203.0.113.7:40000"], "NAT": "YES", "Packets": "1", "Bytes": str(len(rtp())),
+        "RTCP": "0",
     }
     assert summary["Callee"]["Address"] == "192.0.2.1"
     assert summary["Callee"]["Expected"] == ["192.0.2.20:5000"] and summary["Callee"]["NAT"] == "NO"
