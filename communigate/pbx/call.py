@@ -113,6 +113,11 @@ class _Owner:
     def unacknowledged(self) -> None:
         self._call.task.later(self._call.unacknowledged)
 
+    def replace(self, signal, replaces, responder) -> None:
+        from communigate.pbx.replaces import take_over
+
+        self._call.task.later(take_over, self._call, signal, replaces, responder)
+
 
 class Call:
     """
@@ -616,6 +621,37 @@ class Call:
 
     def _peer_OPTIONS(self, signal, responder) -> None:
         responder.final(response(200))
+
+    # -- replaced by an INVITE with Replaces (communigate.pbx.replaces) -------------
+
+    def accept_replacing(self, channel) -> None:
+        """
+        Answer this call's INVITE (one with C{Replaces}) with C{channel},
+        the media channel of the call it replaces, which goes on as it is.
+
+        @raise CallError: the INVITE was rejected (488 ...); the channel
+            is left to the old call.
+        """
+        self.channel = channel
+        try:
+            self._negotiate_answer()
+        except CallError as error:
+            self.channel = None
+            self.reject(error.code or 488, str(error).partition(" ")[2])
+            raise
+        self.accept()
+
+    def replaced(self) -> None:
+        """
+        Another call took this one's place: its channel has gone to that
+        call; the peer gets a BYE (a CANCEL while we were placing it).
+        """
+        self.channel = None
+        if self.state == CallState.CALLING:
+            self.cancel()
+        elif self.state == CallState.CONNECTED:
+            self._bye()
+            self._finish("replaced")
 
     def unacknowledged(self) -> None:
         if self.state == CallState.CONNECTED:

@@ -579,7 +579,8 @@ class Task(BridgeVerbs, MixerVerbs, TransferVerbs, Machine):
         return self._verb(lambda: call.fork(addresses), call)
 
     def start_call(self, destination: str, headers=(), expires: float | None = None, *,
-                   caller: str | None = None, credentials: tuple[str, str] | None = None) -> Deferred:
+                   caller: str | None = None, credentials: tuple[str, str] | None = None,
+                   replaces: str | None = None) -> Deferred:
         """
         Place a call to C{destination} (any address the Router reads: an
         account, a number, a SIP URI, C{#program}).  Returns at once; then
@@ -590,7 +591,10 @@ class Task(BridgeVerbs, MixerVerbs, TransferVerbs, Machine):
         is the From address (CG/PL's C{From}; default: the task's
         account); C{credentials} C{(name, password)} answer one digest
         challenge (401/407) of the callee (CG/PL's C{authUsername} and
-        C{authPassword}).
+        C{authPassword}); C{replaces} (CG/PL's C{Replaces},
+        C{callid;to-tag=..;from-tag=..}) asks the callee to put this call
+        in the place of that dialog of its own (RFC 3891: sent with
+        C{Require: replaces}).
         """
         try:
             self._check()
@@ -599,6 +603,7 @@ class Task(BridgeVerbs, MixerVerbs, TransferVerbs, Machine):
             domain = self.account.partition("@")[2] or self.service.main_domain()
             local = address_header(caller or self.account, domain)
             remote = address_header(destination, domain)
+            headers = tuple(headers) + _replaces_headers(replaces)
         except (CallError, LegError) as error:
             return fail(error if isinstance(error, CallError) else CallError(f"bad destination: {error}"))
         leg = CallLeg.placing(call_id=new_call_id(self.service.host), local=local, remote=remote)
@@ -883,6 +888,18 @@ class Task(BridgeVerbs, MixerVerbs, TransferVerbs, Machine):
         channel.stop_playing()
         channel.stop_recording()
         channel.loopback = False
+
+
+def _replaces_headers(replaces: str | None) -> tuple:
+    if replaces is None:
+        return ()
+    from communigate.sip.replaces import parse_replaces
+
+    try:
+        value = parse_replaces(replaces).value()
+    except ValueError as error:
+        raise CallError(f"bad replaces: {error}") from None
+    return (("Replaces", value), ("Require", "replaces"))
 
 
 def _as_wav(pcm: bytes | None) -> bytes | None:
