@@ -617,7 +617,9 @@ class Call:
             self.task._call_transferred(self)
 
     def _peer_REFER(self, signal, responder) -> None:
-        responder.final(response(603, "Transfers of this call are not accepted"))
+        from communigate.pbx.refer import answer_refer
+
+        answer_refer(self, signal, responder)
 
     def _peer_OPTIONS(self, signal, responder) -> None:
         responder.final(response(200))

@@ -66,6 +66,7 @@ from communigate.pbx.events import (
 from communigate.pbx.leg import CallLeg, LegError, address_header, new_call_id
 from communigate.pbx.mixing import MixerVerbs
 from communigate.pbx.prompts import frames, tone_frames
+from communigate.pbx.refer import PeerReferVerbs
 from communigate.pbx.transfer import TransferVerbs
 from communigate.routing.addresses import Address, AddressError, parse_address, sip_uri
 from communigate.signal.model import Submitter
@@ -116,7 +117,7 @@ class _Waiter:
         self.token = token
 
 
-class Task(BridgeVerbs, MixerVerbs, TransferVerbs, Machine):
+class Task(BridgeVerbs, MixerVerbs, TransferVerbs, PeerReferVerbs, Machine):
     """
     One running program; see the module docstring.
 
