@@ -44,9 +44,9 @@ from __future__ import annotations
 
 from twisted.logger import Logger
 
-from communigate.pbx.call import CallState
+from communigate.pbx.call import Call, CallState
 from communigate.pbx.events import CALL_TRANSFERRED, CallError, Event
-from communigate.pbx.leg import CallLeg, new_call_id
+from communigate.pbx.leg import CallLeg, address_header, new_call_id
 from communigate.signal.model import response
 from communigate.sip.headers import HeaderError, parse_name_addr
 from communigate.sip.uri import SIPURI
@@ -189,15 +189,11 @@ class _Transfer:
             headers += [("Replaces", replaces[0]), ("Require", "replaces")]
         destination = str(self.target.without_headers())
         domain = task.account.partition("@")[2] or task.service.main_domain()
-        from communigate.pbx.leg import address_header
-
         leg = CallLeg.placing(
             call_id=new_call_id(task.service.host),
             local=address_header(task.account, domain),
             remote=f"<{destination}>",
         )
-        from communigate.pbx.call import Call
-
         new = Call(self, leg)
         new.channel = old.channel
         old.task = self
@@ -237,8 +233,10 @@ class _Transfer:
             self._failed(reason)
 
     def _call_provisioned(self, call, answer) -> None:
-        if call is self.new and answer.body:
-            self.early_media = True
+        if call is self.new and answer.body and not self.early_media:
+            self.early_media = True  # the channel follows the new peer already
+            if call.channel is not None:
+                call.channel.forget_peer()
         if call is self.new and self.old.is_live and answer.code > 100:
             _notify(self.old, f"{answer.code} {answer.reason}".strip(), final=False)
 
@@ -268,6 +266,8 @@ class _Transfer:
             new.hang_up()
             return
         task.call = new
+        if new.channel is not None and not self.early_media:
+            new.channel.forget_peer()
         if old.is_live:
             _notify(old, "200 OK", final=True)
             old.replaced()

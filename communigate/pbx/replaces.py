@@ -125,6 +125,8 @@ def take_over(call: Call, signal, replaces: Replaces, responder) -> None:
         log.info("Task {id}: a Replaces INVITE was refused: {error}", id=task.id, error=error)
         return
     placing = call.state == CallState.CALLING
+    if new.channel is not None:
+        new.channel.forget_peer()
     task.call = new
     call.replaced()
     log.info(

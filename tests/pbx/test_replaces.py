@@ -250,3 +250,21 @@ def test_the_program_is_not_told_its_call_was_replaced(harness):
     replacing(harness, answer, user="caller")
     assert [m.status for m in harness.responses(NEWCOMER) if m.status >= 200] == [200]
     assert events == []
+
+
+def test_the_old_callers_late_packets_do_not_capture_the_channel(harness):
+    answer = echo_call(harness)
+    old = harness.peer(answer)
+    old.send_audio(tone(440, 0.2))
+    replacing(harness, answer, user="caller")
+    (taken,) = [m for m in harness.responses(NEWCOMER) if m.status >= 200]
+    old.send_audio(tone(440, 0.2))          # still sending after its BYE
+    new = harness.peer(taken)
+    new.source = NEWCOMER_MEDIA
+    new.sequence, new.timestamp = 1000, 50_000  # the same SSRC and numbers as the caller's start
+    new.send_audio(tone(1000, 0.6))
+    harness.reactor.advance(0.2)
+    heard = new.heard()
+    assert abs(frequency_of(heard[-3200:]) - 1000) < 5
+    (task,) = harness.pbx.tasks.values()
+    assert task.call.channel.remote == NEWCOMER_MEDIA
