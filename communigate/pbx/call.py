@@ -18,9 +18,12 @@ SIP-level rules of a user agent:
     is answered by the channel (hold and unhold from the peer); our own
     re-INVITE holds and unholds the peer; INFO with C{application/dtmf-relay}
     or C{application/dtmf} is a key press; NOTIFY is answered (transfer
-    progress); a REFER from the peer is declined [D]; a request with an
+    progress); a REFER from the peer is the task's C{refer} signal option's
+    (L{communigate.pbx.refer}); a request with an
     older CSeq than the last gets 500 (RFC 3261 12.2.2); one while our
-    re-INVITE is out, 491.
+    re-INVITE is out, 491;
+  - replaced: an INVITE with C{Replaces} naming this call's dialog takes
+    its place with its channel (L{communigate.pbx.replaces}).
 
 Everything here runs inside the task's handler (the task posts every
 outside input to itself first), so a L{Call} never sees two inputs at

@@ -11,7 +11,7 @@ import pytest
 from communigate.pbx.events import Event, TaskMode
 from communigate.sip.message import make_response
 
-from .conftest import CALLER, frequency_of, tone
+from .conftest import frequency_of, tone
 from .test_task import BOB, BOB_MEDIA, bob_answers, made, requests_at  # noqa: F401  (made: a fixture)
 
 
