@@ -68,9 +68,13 @@ class DialogTable:
 
     log = Logger()
 
+    #: How many ended dialogs the table remembers (for Replaces: 603).
+    ENDED_KEPT = 1024
+
     def __init__(self) -> None:
         self._owners: dict[tuple[str, str], object] = {}
         self._carriers: dict[str, object] = {}
+        self._ended: dict[tuple[str, str], None] = {}  # oldest first
 
     def __len__(self) -> int:
         return len(self._owners)
@@ -84,7 +88,18 @@ class DialogTable:
         self._owners[key] = owner
 
     def remove(self, call_id: str, local_tag: str) -> None:
-        self._owners.pop((call_id, local_tag), None)
+        key = (call_id, local_tag)
+        if self._owners.pop(key, None) is not None:
+            self._ended[key] = None
+            if len(self._ended) > self.ENDED_KEPT:
+                del self._ended[next(iter(self._ended))]
+
+    def ended(self, call_id: str, local_tag: str) -> bool:
+        """
+        Whether the dialog was a local owner's and has ended (among the
+        last L{ENDED_KEPT}).
+        """
+        return (call_id, local_tag) in self._ended
 
     def owner(self, call_id: str, local_tag: str | None):
         if local_tag is None:

@@ -164,6 +164,8 @@ class _Transfer:
     and channel until the new call is answered.
     """
 
+    stands_in = True  # for the task, whose calls report here meanwhile
+
     def __init__(self, task, call, signal, target: SIPURI) -> None:
         self._task = task
         self.old = call
@@ -352,6 +354,8 @@ class _NotifyRelay:
     relayed REFER: that peer's NOTIFYs (C{Event: refer}) are passed on to
     the referring peer as ours, until the subscription ends.
     """
+
+    stands_in = True
 
     def __init__(self, task, call, referrer_call) -> None:
         self._task = task

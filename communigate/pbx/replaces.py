@@ -20,9 +20,12 @@ L{take_over} runs in the task's turn:
 
 Refusals (RFC 3891 section 3):
 
-  - no such dialog (or one that has ended, which the table no longer
-    holds) → 481 when the INVITE was sent to our own address; an INVITE
-    to another target is routed as usual (the dialog may be a phone's);
+  - no such dialog → 481 when the INVITE was sent to our own address; an
+    INVITE to another target is routed as usual (the dialog may be a
+    phone's);
+  - a dialog of ours that has ended → 603 (the table remembers the last
+    1024 ended dialogs);
+  - a call whose transfer (a peer's REFER) is being carried out → 491;
   - more than one C{Replaces}, or one that does not parse → 400;
   - the C{from-tag} is not the peer's tag → 481;
   - an early dialog the peer started (a call the task has not answered
@@ -93,8 +96,11 @@ def take_over(call: Call, signal, replaces: Replaces, responder) -> None:
     the task's call over to it, or refuse it (see the module docstring).
     """
     task = call.task
+    if getattr(task, "stands_in", False):
+        _refuse(responder, 491, "A transfer of this call is in progress")
+        return
     if task.ended or task.call is not call or not call.is_live:
-        _refuse(responder, 481, "The dialog to replace has ended")
+        _refuse(responder, 603, "The dialog to replace has ended")
         return
     if call.state == CallState.CONNECTED:
         if replaces.from_tag != call.leg.remote_tag:

@@ -256,8 +256,9 @@ class SIPDialogCarrier:
         Signal, names the caller's account when it authenticated), carries
         C{Replaces} (RFC 3891) and was handled here: given to the owner of
         the local dialog it names (L{communigate.pbx.replaces}), or refused
-        (400 for a bad or repeated header; 481 when sent to our own address
-        and no local dialog matches).  An INVITE to another target naming no
+        (400 for a bad or repeated header; 603 when it names a local dialog
+        that has ended; 481 when sent to our own address and no local
+        dialog matches).  An INVITE to another target naming no
         local dialog is left to the proxy: the dialog may be a phone's.
         """
         values = request.headers.get_all("Replaces")
@@ -274,6 +275,9 @@ class SIPDialogCarrier:
             transaction.respond(rules.refuse(request, 400, str(error)))
             return True
         if self.table.replace(signal, replaces, _TransactionResponder(self, request, transaction, flow)):
+            return True
+        if self.table.ended(replaces.call_id, replaces.to_tag):
+            transaction.respond(rules.refuse(request, 603, "The dialog to replace has ended"))
             return True
         if self._to_us(request):
             transaction.respond(rules.refuse(request, 481, "No dialog to replace"))

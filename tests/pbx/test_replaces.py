@@ -268,3 +268,24 @@ def test_the_old_callers_late_packets_do_not_capture_the_channel(harness):
     assert abs(frequency_of(heard[-3200:]) - 1000) < 5
     (task,) = harness.pbx.tasks.values()
     assert task.call.channel.remote == NEWCOMER_MEDIA
+
+
+def test_replaces_naming_a_dialog_that_has_ended_gets_603(harness):
+    answer = echo_call(harness)
+    harness.in_dialog("BYE", answer, cseq=2)
+    harness.turn()
+    replacing(harness, answer, user="caller")
+    assert [m.status for m in harness.responses(NEWCOMER) if m.status >= 200] == [603]
+
+
+def test_a_task_answers_and_calls_with_supported_replaces(harness):
+    answer = echo_call(harness)
+    assert answer.headers.get("Supported") == "replaces"
+
+
+def test_replaces_during_a_transfer_the_server_carries_out_gets_491(harness):
+    answer = echo_call(harness)
+    harness.register("bob", BOB)
+    harness.in_dialog("REFER", answer, cseq=2, headers=[("Refer-To", "<sip:bob@example.com>")])
+    replacing(harness, answer, user="caller")
+    assert [m.status for m in harness.responses(NEWCOMER) if m.status >= 200] == [491]
