@@ -209,6 +209,11 @@ class _Transfer:
     # -- what the two calls report ---------------------------------------------
 
     def later(self, fn, *args) -> None:
+        if self._task.ended:
+            # The task ended meanwhile: the new call must still be wound up
+            # (acknowledged and hung up), and nothing else will do it.
+            self._in_turn(fn, args)
+            return
         self._task.later(self._in_turn, fn, args)
 
     def _in_turn(self, fn, args) -> None:
@@ -264,8 +269,7 @@ class _Transfer:
         new.task = task
         old.task = task
         if self._task_gone():
-            new.channel = None if new.channel is not None and new.channel.closed else new.channel
-            new.hang_up()
+            new.hang_up()  # the program hung up or ended meanwhile
             return
         task.call = new
         if new.channel is not None and not self.early_media:

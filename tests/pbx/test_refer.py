@@ -234,3 +234,14 @@ def test_refer_peer_without_a_bridge_answers_603(setup):
     harness, answer, events = setup(options=[("refer", "peer")])
     harness.in_dialog("REFER", answer, cseq=2, headers=[("Refer-To", "<sip:bob@example.com>")])
     assert [r.status for r in harness.responses() if r.status >= 200] == [603]
+
+
+def test_a_task_that_ends_during_the_transfer_hangs_up_the_new_call_when_answered(setup):
+    harness, answer, events = setup()
+    (task,) = harness.pbx.tasks.values()
+    harness.in_dialog("REFER", answer, cseq=2, headers=[("Refer-To", "<sip:bob@example.com>")])
+    task.kill()
+    harness.turn()
+    invite = bob_answers(harness)
+    assert [r.method for r in requests_at(harness, BOB) if r.call_id == invite.call_id] == ["ACK", "BYE"]
+    assert len(harness.core.dialogs) == 0
