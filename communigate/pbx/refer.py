@@ -112,6 +112,11 @@ def _notify(call, status: str, final: bool) -> None:
     call._send(signal)
 
 
+def _notify_if_live(call, status: str, final: bool) -> None:
+    if call.is_live:
+        _notify(call, status, final)
+
+
 def _refer_target(signal):
     """
     The C{Refer-To} URI of a REFER, or a C{(code, reason)} refusal.
@@ -330,11 +335,14 @@ def _relay_in_turn(other, other_call, call, target: str, referred_by: str, respo
         return
     relay = _NotifyRelay(other, other_call, call)
 
-    def answered(_):
+    def accepted() -> None:  # in the referrer's task's turn
         if call.is_live:
             responder.final(call.leg.answer(202, "Accepted", contact=call._contact()))
         else:
             responder.final(response(481))
+
+    def answered(_):
+        call.task.later(accepted)
 
     def refused(failure):
         if other_call.task is relay:
@@ -380,7 +388,8 @@ class _NotifyRelay:
                 state = (signal.header("Subscription-State") or "").strip().lower()
                 status = signal.body.decode("utf-8", "replace").split("\r\n", 1)[0]
                 status = status[len("SIP/2.0 "):] if status.startswith("SIP/2.0 ") else status
-                _notify(self.referrer, status or "100 Trying", final=state.startswith("terminated"))
+                self.referrer.task.later(
+                    _notify_if_live, self.referrer, status or "100 Trying", state.startswith("terminated"))
                 if state.startswith("terminated"):
                     self.call.task = self._task
         fn(*args)
