@@ -289,3 +289,14 @@ def test_replaces_during_a_transfer_the_server_carries_out_gets_491(harness):
     harness.in_dialog("REFER", answer, cseq=2, headers=[("Refer-To", "<sip:bob@example.com>")])
     replacing(harness, answer, user="caller")
     assert [m.status for m in harness.responses(NEWCOMER) if m.status >= 200] == [491]
+
+
+def test_a_tasks_dialog_owner_and_the_table_provide_their_interfaces(harness):
+    from zope.interface.verify import verifyObject
+
+    from communigate.interfaces import IDialogOwner, ILocalDialogs
+
+    answer = echo_call(harness)
+    owner = harness.core.dialogs.owner(answer.call_id, answer.to().tag)
+    assert verifyObject(IDialogOwner, owner)
+    assert verifyObject(ILocalDialogs, harness.core.dialogs)
