@@ -70,6 +70,7 @@ from communigate.pbx.refer import PeerReferVerbs
 from communigate.pbx.transfer import TransferVerbs
 from communigate.routing.addresses import Address, AddressError, parse_address, sip_uri
 from communigate.signal.model import Submitter
+from communigate.sip.replaces import parse_replaces
 
 __all__ = ["Task"]
 
@@ -894,8 +895,6 @@ class Task(BridgeVerbs, MixerVerbs, TransferVerbs, PeerReferVerbs, Machine):
 def _replaces_headers(replaces: str | None) -> tuple:
     if replaces is None:
         return ()
-    from communigate.sip.replaces import parse_replaces
-
     try:
         value = parse_replaces(replaces).value()
     except ValueError as error:
