@@ -171,6 +171,14 @@ class IDialogOwner(Interface):
         13.3.1.4): the dialog must end (BYE).
         """
 
+    def replace(signal, replaces, responder):
+        """
+        A new INVITE C{signal} whose C{Replaces} header (C{replaces}, a
+        L{communigate.pbx.replaces.Replaces}) names this dialog (RFC 3891):
+        take it in this dialog's place, or refuse it (481, 486, 403 ...),
+        answering through C{responder}.
+        """
+
 
 class IDialogCarrier(Interface):
     """
@@ -245,6 +253,14 @@ class ILocalDialogs(Interface):
         An in-dialog request that arrived for a local dialog: hand it to
         its owner (the To tag is the local tag).  Returns whether a local
         owner took it.
+        """
+
+    def replace(signal, replaces, responder):
+        """
+        A new INVITE C{signal} with C{Replaces} (RFC 3891, C{replaces} a
+        L{communigate.pbx.replaces.Replaces}): when the dialog it names
+        (Call-ID, C{to-tag} our local tag) has a local owner, hand it to
+        L{IDialogOwner.replace} and return L{True}; else L{False}.
         """
 
     def send(signal, responder, protocol):

@@ -18,9 +18,12 @@ SIP-level rules of a user agent:
     is answered by the channel (hold and unhold from the peer); our own
     re-INVITE holds and unholds the peer; INFO with C{application/dtmf-relay}
     or C{application/dtmf} is a key press; NOTIFY is answered (transfer
-    progress); a REFER from the peer is declined [D]; a request with an
+    progress); a REFER from the peer is the task's C{refer} signal option's
+    (L{communigate.pbx.refer}); a request with an
     older CSeq than the last gets 500 (RFC 3261 12.2.2); one while our
-    re-INVITE is out, 491.
+    re-INVITE is out, 491;
+  - replaced: an INVITE with C{Replaces} naming this call's dialog takes
+    its place with its channel (L{communigate.pbx.replaces}).
 
 Everything here runs inside the task's handler (the task posts every
 outside input to itself first), so a L{Call} never sees two inputs at
@@ -112,6 +115,11 @@ class _Owner:
 
     def unacknowledged(self) -> None:
         self._call.task.later(self._call.unacknowledged)
+
+    def replace(self, signal, replaces, responder) -> None:
+        from communigate.pbx.replaces import take_over
+
+        self._call.task.later(take_over, self._call, signal, replaces, responder)
 
 
 class Call:
@@ -612,10 +620,43 @@ class Call:
             self.task._call_transferred(self)
 
     def _peer_REFER(self, signal, responder) -> None:
-        responder.final(response(603, "Transfers of this call are not accepted"))
+        from communigate.pbx.refer import answer_refer
+
+        answer_refer(self, signal, responder)
 
     def _peer_OPTIONS(self, signal, responder) -> None:
         responder.final(response(200))
+
+    # -- replaced by an INVITE with Replaces (communigate.pbx.replaces) -------------
+
+    def accept_replacing(self, channel) -> None:
+        """
+        Answer this call's INVITE (one with C{Replaces}) with C{channel},
+        the media channel of the call it replaces, which goes on as it is.
+
+        @raise CallError: the INVITE was rejected (488 ...); the channel
+            is left to the old call.
+        """
+        self.channel = channel
+        try:
+            self._negotiate_answer()
+        except CallError as error:
+            self.channel = None
+            self.reject(error.code or 488, str(error).partition(" ")[2])
+            raise
+        self.accept()
+
+    def replaced(self) -> None:
+        """
+        Another call took this one's place: its channel has gone to that
+        call; the peer gets a BYE (a CANCEL while we were placing it).
+        """
+        self.channel = None
+        if self.state == CallState.CALLING:
+            self.cancel()
+        elif self.state == CallState.CONNECTED:
+            self._bye()
+            self._finish("replaced")
 
     def unacknowledged(self) -> None:
         if self.state == CallState.CONNECTED:

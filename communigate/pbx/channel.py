@@ -516,6 +516,26 @@ class MediaChannel(Machine):
         self._silence = g711.silence(encoding)
         self._detector = None if event_payload_type is not None else DTMFDetector()
 
+    #: Where the peer's packets came from when last latched.
+    _latched_from: tuple | None = None
+    #: The source of the party before the last L{forget_peer}.
+    _stale_source: tuple | None = None
+
+    def forget_peer(self) -> None:
+        """
+        Another party takes the call over (a replaced or transferred call):
+        packets from the one before are refused from now on (unless the new
+        SDP names that very address), the channel latches to the next
+        sender, and its stream starts afresh in the jitter buffer whatever
+        its SSRC.
+        """
+        self._stale_source = self._latched_from or self.remote
+        self._latched_from = None
+        self.latched = False
+        self._remote_ssrc = None
+        if self._jitter is not None:
+            self._jitter.reset()
+
     def _follow(self, host: str | None, port: int, *, sends: bool, receives: bool) -> None:
         self.sending = sends
         self.receiving = receives
@@ -637,8 +657,13 @@ class MediaChannel(Machine):
             self.counters.unexpected_payload += 1
             return
         if not self.latched:
+            if source == self._stale_source and source != self.remote:
+                # The party before (forget_peer) still sending.
+                self.counters.foreign += 1
+                return
             self.remote = source
             self.latched = True
+            self._latched_from = source
         elif source != self.remote:
             self.counters.foreign += 1
             self.log.debug("RTP from {source} dropped: latched to {remote}", source=source, remote=self.remote)

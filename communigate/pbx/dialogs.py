@@ -12,6 +12,9 @@ must reach the task instead.  L{DialogTable} is where the two meet:
     L{IDialogCarrier}, asks L{DialogTable.deliver} whether an in-dialog
     request it received belongs to a local owner, and sends what owners
     hand to L{DialogTable.send};
+  - a new INVITE with C{Replaces} naming a local dialog goes to its owner
+    (L{DialogTable.replace}), which takes the new call in the old one's
+    place (L{communigate.pbx.replaces});
   - a call between two tasks (one placed a call the Router gave to an
     application) never leaves the process: each leg's in-dialog requests
     go straight to the other leg, found by the tags.
@@ -65,9 +68,13 @@ class DialogTable:
 
     log = Logger()
 
+    #: How many ended dialogs the table remembers (for Replaces: 603).
+    ENDED_KEPT = 1024
+
     def __init__(self) -> None:
         self._owners: dict[tuple[str, str], object] = {}
         self._carriers: dict[str, object] = {}
+        self._ended: dict[tuple[str, str], None] = {}  # oldest first
 
     def __len__(self) -> int:
         return len(self._owners)
@@ -81,7 +88,18 @@ class DialogTable:
         self._owners[key] = owner
 
     def remove(self, call_id: str, local_tag: str) -> None:
-        self._owners.pop((call_id, local_tag), None)
+        key = (call_id, local_tag)
+        if self._owners.pop(key, None) is not None:
+            self._ended[key] = None
+            if len(self._ended) > self.ENDED_KEPT:
+                del self._ended[next(iter(self._ended))]
+
+    def ended(self, call_id: str, local_tag: str) -> bool:
+        """
+        Whether the dialog was a local owner's and has ended (among the
+        last L{ENDED_KEPT}).
+        """
+        return (call_id, local_tag) in self._ended
 
     def owner(self, call_id: str, local_tag: str | None):
         if local_tag is None:
@@ -124,6 +142,24 @@ class DialogTable:
                 responder.final(response(503, f"No {protocol} service to carry the dialog"))
             return _Delivered()
         return carrier.send(signal, responder)
+
+    def replace(self, signal, replaces, responder) -> bool:
+        """
+        A new INVITE C{signal} with C{Replaces} (RFC 3891; C{replaces} a
+        L{communigate.pbx.replaces.Replaces}): when the dialog it names is a
+        local owner's (by Call-ID and C{to-tag}, our tag), hand it over
+        (the owner answers through C{responder}) and say so.
+        """
+        owner = self.owner(replaces.call_id, replaces.to_tag)
+        take = getattr(owner, "replace", None)
+        if take is None:
+            return False
+        try:
+            take(signal, replaces, responder)
+        except Exception:
+            self.log.failure("The owner of dialog {call_id} failed on Replaces", call_id=replaces.call_id)
+            responder.final(response(500, "Dialog owner failed"))
+        return True
 
     def contact(self, signal, protocol: str) -> str | None:
         """

@@ -41,7 +41,9 @@ CALL_COMPLETED = "CallCompleted"
 START_BRIDGE = "StartBridge"
 #: The bridged task broke the bridge or ended (sender: its ID).
 BREAK_BRIDGE = "BreakBridge"
-#: A blind transfer we asked for was reported done by the peer.
+#: A blind transfer we asked for was reported done by the peer; or, with the
+#: C{transferReport} signal option, the peer transferred our call (a REFER
+#: the server carried out; parameter: the new peer's URI).
 CALL_TRANSFERRED = "CallTransferred"
 
 _NAME = re.compile(r"[A-Za-z][A-Za-z0-9_.-]*\Z")
@@ -92,6 +94,10 @@ class Event:
     @property
     def is_break_bridge(self) -> bool:
         return self.what == BREAK_BRIDGE
+
+    @property
+    def is_call_transferred(self) -> bool:
+        return self.what == CALL_TRANSFERRED
 
 
 def check_event_name(name) -> str:

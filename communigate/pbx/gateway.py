@@ -197,6 +197,25 @@ async def _until_either_hangs_up(task) -> None:
             return
 
 
+async def _mixed(task, destination: str) -> None:
+    """
+    C{gatewayincoming{DEST,mixer}}: L{communigate.pbx.gateway_mixer.mix_out},
+    a failure answered to the gateway as the bridge's is.
+    """
+    from communigate.pbx.gateway_mixer import mix_out
+
+    task.set_status(f"calling {destination}")
+    try:
+        await mix_out(task, destination, _uri_of(task.remote_uri()) or "")
+    except CallError as error:
+        if task.call is not None:
+            code = _code(error)
+            if code is None or code == 503 or not 300 <= code <= 699:
+                await task.reject_call(480, "The destination cannot be reached")
+            else:
+                await task.reject_call(code, str(error)[4:])
+
+
 async def bridge_out(task, destination: str, leg_parameters: tuple[str, ...]) -> None:
     """
     Bridge C{task}'s incoming call with a new L{GatewayLeg} task that calls
@@ -330,8 +349,9 @@ class GatewayIncoming:
       - C{media}: the media must pass through the server: the same B2BUA
         (simple bridging already relays every frame through the two
         tasks' channels), also when C{bridge} is not given;
-      - C{mixer}: would join the two through a mixer; no mixer in the task
-        API yet, so it is the simple bridge too (and logged once per call).
+      - C{mixer}: the second task's call and ours are joined through a
+        conference mixer, in a two-party room the ingress task owns
+        (L{communigate.pbx.gateway_mixer}), so more parties can join it.
 
     Without a flag the call is redirected to the destination (the Signal
     service rings it; the task steps out).
@@ -349,7 +369,8 @@ class GatewayIncoming:
         if unknown:
             log.warn("gatewayincoming: unknown parameters {flags} ignored", flags=sorted(unknown))
         if "mixer" in flags:
-            log.info("gatewayincoming: no mixer yet; bridging the call to {destination}", destination=destination)
+            await _mixed(task, destination)
+            return
         if not flags & {"bridge", "media", "mixer"}:
             await task.redirect_call(destination)
             return

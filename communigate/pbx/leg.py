@@ -47,6 +47,9 @@ __all__ = ["CallLeg", "LegError", "new_tag", "new_call_id", "address_header", "e
 
 #: The requests a task's leg answers; sent in Allow.
 ALLOW = "INVITE, ACK, CANCEL, BYE, OPTIONS, INFO, NOTIFY, REFER, UPDATE"
+#: The extensions a task's leg supports (RFC 3891: an INVITE with Replaces
+#: may take its place; communigate.pbx.replaces); sent in Supported.
+SUPPORTED = "replaces"
 
 
 class LegError(ValueError):
@@ -247,6 +250,7 @@ class CallLeg:
         if contact:
             items.append(("Contact", f"<{contact}>"))
         items.append(("Allow", ALLOW))
+        items.append(("Supported", SUPPORTED))
         items.extend(headers)
         signal = Signal(
             method="INVITE",
@@ -310,6 +314,7 @@ class CallLeg:
             items.append(("Contact", f"<{contact}>"))
         if 200 <= code < 300:
             items.append(("Allow", ALLOW))
+            items.append(("Supported", SUPPORTED))
         items.extend(headers)
         return Response(
             code=code,

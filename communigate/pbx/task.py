@@ -66,9 +66,11 @@ from communigate.pbx.events import (
 from communigate.pbx.leg import CallLeg, LegError, address_header, new_call_id
 from communigate.pbx.mixing import MixerVerbs
 from communigate.pbx.prompts import frames, tone_frames
+from communigate.pbx.refer import PeerReferVerbs
 from communigate.pbx.transfer import TransferVerbs
 from communigate.routing.addresses import Address, AddressError, parse_address, sip_uri
 from communigate.signal.model import Submitter
+from communigate.sip.replaces import parse_replaces
 
 __all__ = ["Task"]
 
@@ -116,7 +118,7 @@ class _Waiter:
         self.token = token
 
 
-class Task(BridgeVerbs, MixerVerbs, TransferVerbs, Machine):
+class Task(BridgeVerbs, MixerVerbs, TransferVerbs, PeerReferVerbs, Machine):
     """
     One running program; see the module docstring.
 
@@ -579,7 +581,8 @@ class Task(BridgeVerbs, MixerVerbs, TransferVerbs, Machine):
         return self._verb(lambda: call.fork(addresses), call)
 
     def start_call(self, destination: str, headers=(), expires: float | None = None, *,
-                   caller: str | None = None, credentials: tuple[str, str] | None = None) -> Deferred:
+                   caller: str | None = None, credentials: tuple[str, str] | None = None,
+                   replaces: str | None = None) -> Deferred:
         """
         Place a call to C{destination} (any address the Router reads: an
         account, a number, a SIP URI, C{#program}).  Returns at once; then
@@ -590,7 +593,10 @@ class Task(BridgeVerbs, MixerVerbs, TransferVerbs, Machine):
         is the From address (CG/PL's C{From}; default: the task's
         account); C{credentials} C{(name, password)} answer one digest
         challenge (401/407) of the callee (CG/PL's C{authUsername} and
-        C{authPassword}).
+        C{authPassword}); C{replaces} (CG/PL's C{Replaces},
+        C{callid;to-tag=..;from-tag=..}) asks the callee to put this call
+        in the place of that dialog of its own (RFC 3891: sent with
+        C{Require: replaces}).
         """
         try:
             self._check()
@@ -599,6 +605,7 @@ class Task(BridgeVerbs, MixerVerbs, TransferVerbs, Machine):
             domain = self.account.partition("@")[2] or self.service.main_domain()
             local = address_header(caller or self.account, domain)
             remote = address_header(destination, domain)
+            headers = tuple(headers) + _replaces_headers(replaces)
         except (CallError, LegError) as error:
             return fail(error if isinstance(error, CallError) else CallError(f"bad destination: {error}"))
         leg = CallLeg.placing(call_id=new_call_id(self.service.host), local=local, remote=remote)
@@ -883,6 +890,16 @@ class Task(BridgeVerbs, MixerVerbs, TransferVerbs, Machine):
         channel.stop_playing()
         channel.stop_recording()
         channel.loopback = False
+
+
+def _replaces_headers(replaces: str | None) -> tuple:
+    if replaces is None:
+        return ()
+    try:
+        value = parse_replaces(replaces).value()
+    except ValueError as error:
+        raise CallError(f"bad replaces: {error}") from None
+    return (("Replaces", value), ("Require", "replaces"))
 
 
 def _as_wav(pcm: bytes | None) -> bytes | None:

@@ -27,6 +27,10 @@ C{sip} carrier.
   - Every 2xx to a task's INVITE is shown to the task before the
     transaction layer takes it; one it has acknowledged already comes
     again because its ACK was lost, and the task repeats the ACK.
+  - A new INVITE with C{Replaces} (RFC 3891) that the proxy accepted goes
+    to the owner of the local dialog it names (L{SIPDialogCarrier.replacing},
+    L{communigate.pbx.replaces}); sent to our own address and naming no
+    local dialog, it gets 481.
   - What a task sends inside its dialog has our Route values popped and
     goes to the next hop (the first remaining Route, else the peer's
     Contact), located by RFC 3263 like the proxy's in-dialog requests; an
@@ -97,8 +101,9 @@ class _TransactionResponder:
         else:  # an RFC 2543 peer: no transaction to answer through
             carrier.send_response(self._request, self._flow, sip)
         if self._request.method == "INVITE" and answer.success:
-            to = self._request.to()
-            carrier.await_ack(self._request, to.tag, self._flow, sip)
+            # A new INVITE (one with Replaces) has its tag in our answer only.
+            tag = _to_tag(sip) or self._request.to().tag
+            carrier.await_ack(self._request, tag, self._flow, sip)
 
 
 class _Unacknowledged:
@@ -226,19 +231,58 @@ class SIPDialogCarrier:
         return True
 
     def _unknown_dialog(self, request, transaction) -> bool:
-        if request.method == "SUBSCRIBE":
-            return False
-        uri = request.uri
-        if not isinstance(uri, SIPURI) or uri.user or (uri.host, uri.port or 5060) not in self.service.local_hosts():
-            return False
-        try:
-            if request.routes():
-                return False
-        except HeaderError:
+        if request.method == "SUBSCRIBE" or not self._to_us(request):
             return False
         if request.method != "ACK" and transaction is not None:
             transaction.respond(rules.refuse(request, 481))
         return True
+
+    def _to_us(self, request) -> bool:
+        """
+        Whether C{request} is sent to our own address (no user part, no
+        Route): a Contact of a task's call.
+        """
+        uri = request.uri
+        if not isinstance(uri, SIPURI) or uri.user or (uri.host, uri.port or 5060) not in self.service.local_hosts():
+            return False
+        try:
+            return not request.routes()
+        except HeaderError:
+            return False
+
+    def replacing(self, request, signal, flow, transaction) -> bool:
+        """
+        Whether C{request}, a new INVITE the proxy accepted (C{signal}, its
+        Signal, names the caller's account when it authenticated), carries
+        C{Replaces} (RFC 3891) and was handled here: given to the owner of
+        the local dialog it names (L{communigate.pbx.replaces}), or refused
+        (400 for a bad or repeated header; 603 when it names a local dialog
+        that has ended; 481 when sent to our own address and no local
+        dialog matches).  An INVITE to another target naming no
+        local dialog is left to the proxy: the dialog may be a phone's.
+        """
+        values = request.headers.get_all("Replaces")
+        if not values or self.table is None or transaction is None:
+            return False
+        from communigate.sip.replaces import parse_replaces
+
+        if len(values) > 1:
+            transaction.respond(rules.refuse(request, 400, "More than one Replaces"))
+            return True
+        try:
+            replaces = parse_replaces(values[0])
+        except ValueError as error:
+            transaction.respond(rules.refuse(request, 400, str(error)))
+            return True
+        if self.table.replace(signal, replaces, _TransactionResponder(self, request, transaction, flow)):
+            return True
+        if self.table.ended(replaces.call_id, replaces.to_tag):
+            transaction.respond(rules.refuse(request, 603, "The dialog to replace has ended"))
+            return True
+        if self._to_us(request):
+            transaction.respond(rules.refuse(request, 481, "No dialog to replace"))
+            return True
+        return False
 
     def response_seen(self, response) -> None:
         """
@@ -395,6 +439,13 @@ class _NoAnswer:
     """
 
     provisional = final = staticmethod(_ignore)
+
+
+def _to_tag(message) -> str | None:
+    try:
+        return message.to().tag
+    except (HeaderError, AttributeError):
+        return None
 
 
 def _request_of(signal) -> Request:

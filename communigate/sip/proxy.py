@@ -459,6 +459,8 @@ class Proxy:
         if signal.in_dialog:
             self._forward_in_dialog(request, signal, transaction)
             return
+        if request.method == "INVITE" and self.service.local_dialogs.replacing(request, signal, flow, transaction):
+            return  # Replaces naming a PBX task's call (RFC 3891)
         signals = self.service.context.signals
         task = signals.submit(signal)
         self._tasks[transaction] = task

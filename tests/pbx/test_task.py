@@ -507,8 +507,9 @@ def test_transfer_call_sends_refer_and_returns_on_202(made):
     assert results[1] == Event("CallTransferred")
 
 
-def test_a_refer_from_the_peer_is_declined(made):
+def test_a_refer_from_the_peer_is_declined_when_the_refer_option_is_disabled(made):
     async def run(task):
+        task.signal_option("refer", "disabled")
         await task.accept_call()
         await task.read_input(None)
 
