@@ -43,11 +43,14 @@ second copy of a buffered frame is a *duplicate* and refused.  A packet
 more than ``resync_after`` seconds (default 2) away from the playout point
 in either direction means the source restarted (new timestamp base): the
 buffer empties and starts again from that packet (``resyncs``).  So does
-a run of ``late_resync`` late packets in a row (default 10, 200 ms): a
-sender whose timestamps fell behind by less than ``resync_after`` (a
-phone that paused its clock while it sent DTMF events) would otherwise
-have every packet refused until the gap grew to two seconds.  Call
-`reset` when the SSRC changes.
+a run of ``late_resync`` late packets in a row (default 10, 200 ms) whose
+sequence numbers are new (past every one seen): a sender whose
+timestamps fell behind by less than ``resync_after`` (a phone that
+paused its clock while it sent DTMF events) would otherwise have every
+packet refused until the gap grew to two seconds.  Packets late because
+the network held them, and copies, carry sequence numbers already passed
+and never start such a run, so output stays in order.  Call `reset` when
+the SSRC changes.
 """
 
 from __future__ import annotations
@@ -114,6 +117,7 @@ class JitterBuffer:
         self._min_transit = 0.0
         self._spread = 0.0
         self._reference: int | None = None  # last extended timestamp seen
+        self._newest_sequence: int | None = None
         self._grid = 0
         self._playout: int | None = None
         self._last_kind = FrameKind.SILENCE
@@ -152,9 +156,13 @@ class JitterBuffer:
         if (ts - self._grid) % self.frame_samples:
             self.misaligned += 1
             return False
+        fresh = self._newest_sequence is None or 0 < (sequence - self._newest_sequence) % 65536 < 32768
+        if fresh:
+            self._newest_sequence = sequence
         if self._playout is not None and ts < self._playout:
             self.late += 1
-            self._late_run += 1
+            if fresh:
+                self._late_run += 1
             if self._late_run < self.late_resync:
                 return False
             self.resyncs += 1

@@ -8,7 +8,7 @@ the depth plays in order without duplicates or losses.
 import random
 
 import pytest
-from hypothesis import given, settings, strategies as st
+from hypothesis import example, given, settings, strategies as st
 
 from communigate.media.jitter import FrameKind, JitterBuffer, JitterFrame
 
@@ -199,6 +199,7 @@ def test_any_arrival_order_within_the_depth_plays_everything_in_order_once(depth
     spread=st.floats(0.0, 0.3),
     duplicates=st.integers(0, 5),
 )
+@example(count=15, seed=5, spread=0.25, duplicates=2)  # ten stragglers once restarted the buffer
 def test_whatever_the_network_does_output_is_in_order_without_duplicates(count, seed, spread, duplicates):
     rng = random.Random(seed)
     arrivals = packets(count, [rng.uniform(0, spread) for _ in range(count)])
@@ -231,3 +232,18 @@ def test_a_sender_falling_behind_is_followed_after_a_run_of_late_packets():
     played = audio(frames)
     assert buffer.resyncs == 1 and buffer.late == 10
     assert played[-20:] == list(range(120, 140))
+
+
+def test_packets_the_network_held_back_never_restart_the_buffer_however_many():
+    """
+    Packets that arrive after their frame played are late whatever their
+    number; being copies or stragglers (sequence numbers already passed),
+    they must not be taken for a sender whose clock fell behind.
+    """
+    buffer = JitterBuffer()
+    on_time = packets(30, [0.0] * 30)
+    # Frames 0-29 played; then the network delivers 15 stragglers of them.
+    stragglers = [(30 * FRAME + 0.001 * i, s, t, p) for i, (a, s, t, p) in enumerate(on_time[5:20])]
+    frames = simulate(buffer, on_time + stragglers, 50)
+    played = audio(frames)
+    assert played == sorted(set(played)) and buffer.resyncs == 0 and buffer.late == 15
