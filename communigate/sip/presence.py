@@ -1,7 +1,8 @@
 """
 SIP presence: SUBSCRIBE (RFC 6665) for the C{presence} (RFC 3856),
-C{message-summary} (RFC 3842) and C{dialog} (RFC 4235) packages of local
-accounts, and PUBLISH (RFC 3903) of C{presence}.
+C{message-summary} (RFC 3842), C{dialog} (RFC 4235) and C{presence.winfo}
+(RFC 3857, L{communigate.sip.winfo}) packages of local accounts, and
+PUBLISH (RFC 3903) of C{presence}.
 
 The SIP service hands us every SUBSCRIBE and PUBLISH first
 (L{SIPPresence.subscribe}, L{SIPPresence.publish}); what is not ours (a
@@ -20,7 +21,8 @@ Request-URI names a user in a local domain:
   3. authorization: C{presence} through the account's roster (the
      presence service answers: an unauthorised watcher is C{pending} and
      files a request the owner answers from any protocol);
-     C{message-summary} only for the account itself; C{dialog} only when
+     C{message-summary} and C{presence.winfo} only for the account
+     itself; C{dialog} only when
      the account's C{DialogInfo} is C{YES} and its roster authorises the
      watcher (403 otherwise);
   4. the subscription dialog (L{communigate.sip.notifier}): 200 with our
