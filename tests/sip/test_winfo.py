@@ -208,3 +208,26 @@ def test_a_fetch_gets_the_full_state_once(sip):
     assert document(notify).state == "full"
     assert listed(notify) == {"xmpp:carol@example.com": ("pending", "subscribe")}
     assert len(sip.service.presence.notifier) == 0
+
+
+def test_a_failed_notify_ends_a_watcher_and_other_packages_are_no_watchers(sip):
+    watch_watchers(sip)
+    subscribe(sip, event="message-summary", user="alice", source=("127.0.0.1", 5091), call_id="mwi@alice")
+    sip.reactor.advance(0)
+    assert notifies(sip) == []
+    sip.cli("ROSTER alice {what = Update; peer = bob@example.com; subscription = from;}")
+    assert listed(next_notify(sip)) == {"xmpp:bob@example.com": ("active", "subscribe")}
+    _, _, (first,) = subscribe(sip)
+    assert listed(next_notify(sip)) == {"sip:bob@example.com": ("active", "subscribe")}
+    sip.answer(first, 481, source=BOB)
+    assert listed(next_notify(sip)) == {"sip:bob@example.com": ("terminated", "timeout")}
+
+
+def test_the_owners_own_failed_notify_ends_the_following(sip):
+    response, _, requests = subscribe(sip, user="alice", event=WINFO, source=ALICE, call_id="winfo@alice")
+    (first,) = requests
+    sip.answer(first, 481, source=ALICE)
+    assert sip.service.presence.watchers.counts()["accounts_followed"] == 0
+    subscribe(sip)
+    sip.reactor.advance(0)
+    assert notifies(sip) == []
