@@ -233,7 +233,7 @@ class _WatcherInfoPackage(_Package):
             raise _Refusal(403, "Only the account itself may watch its watchers")
 
     def start(self, subscription: Subscription, fetch: bool) -> None:
-        self._module.watchers.start(subscription, fetch)
+        self._module.watchers.subscribed(subscription, fetch)
 
     def refreshed(self, subscription: Subscription) -> None:
         self._module.watchers.refreshed(subscription)
@@ -282,6 +282,8 @@ class SIPPresence:
 
     def start(self) -> None:
         self._purger = self._clock.callLater(PURGE_INTERVAL, self._purge)
+        if self.watchers is not None:
+            self.watchers.start()
 
     def _purge(self) -> None:
         self.calls.purge()

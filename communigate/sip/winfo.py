@@ -88,10 +88,16 @@ class PresenceWatchers:
         self._subscribers: dict[str, list[Subscription]] = {}
         self._changes: dict[str, dict[str, Watcher]] = {}
         self._flushes: dict[str, object] = {}
-        self._stopped = False
-        roster.add_listener(self._roster_changed)
+        self._stopped = True
+
+    def start(self) -> None:
+        """Follow the roster (with the SIP service)."""
+        if self._stopped:
+            self._stopped = False
+            self._roster.add_listener(self._roster_changed)
 
     def stop(self) -> None:
+        """Stop following; every subscription is about to be forgotten."""
         self._stopped = True
         self._roster.remove_listener(self._roster_changed)
         for call in self._flushes.values():
@@ -176,7 +182,7 @@ class PresenceWatchers:
 
     # -- winfo subscriptions -------------------------------------------------------
 
-    def start(self, subscription: Subscription, fetch: bool) -> None:
+    def subscribed(self, subscription: Subscription, fetch: bool) -> None:
         """A C{presence.winfo} subscription begins: the full state at once."""
         account = subscription.account
         self._flush(account)

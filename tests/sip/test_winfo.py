@@ -231,3 +231,12 @@ def test_the_owners_own_failed_notify_ends_the_following(sip):
     subscribe(sip)
     sip.reactor.advance(0)
     assert notifies(sip) == []
+
+
+def test_a_restarted_service_follows_the_roster_again(sip):
+    sip.service.stopService()
+    sip.service.startService()
+    sip.port = sip.reactor.udp_ports[-1]
+    watch_watchers(sip)
+    sip.core.roster.exchange("carol@example.com", "alice@example.com", Kind.SUBSCRIBE)
+    assert listed(next_notify(sip)) == {"xmpp:carol@example.com": ("pending", "subscribe")}
