@@ -172,9 +172,12 @@ class PresenceWatchers:
         name = (item.name or None) if item is not None else None
         if old is not None and old.status == status and old.display_name == name:
             return
-        if old is None or old.status == status:
-            event_name = "subscribe" if old is None else old.event
+        if old is not None and old.status == status:
+            event_name = old.event
         else:
+            # A contact the roster lets see the presence was let in by the
+            # owner (or the administrator): approved, as a full document
+            # built from the roster says too.
             event_name = "approved" if status == "active" else "subscribe"
         watcher = Watcher(_roster_id(contact), f"xmpp:{contact}", status, event_name, display_name=name)
         known[contact] = watcher

@@ -158,7 +158,9 @@ def test_xmpp_requests_approvals_and_removals_are_watchers_too(sip):
     assert listed(next_notify(sip)) == {"xmpp:dave@example.com": ("terminated", "giveup")}
     sip.cli("ROSTER alice {what = Update; peer = erin@example.com; name = Erin; subscription = both;}")
     (erin,) = document(next_notify(sip)).lists[0].watchers
-    assert (erin.uri, erin.status, erin.display_name) == ("xmpp:erin@example.com", "active", "Erin")
+    assert (erin.uri, erin.status, erin.event, erin.display_name) == (
+        "xmpp:erin@example.com", "active", "approved", "Erin"
+    )
     sip.cli("ROSTER alice {what = remove; peer = erin@example.com;}")
     assert listed(next_notify(sip)) == {"xmpp:erin@example.com": ("terminated", "rejected")}
 
@@ -216,7 +218,7 @@ def test_a_failed_notify_ends_a_watcher_and_other_packages_are_no_watchers(sip):
     sip.reactor.advance(0)
     assert notifies(sip) == []
     sip.cli("ROSTER alice {what = Update; peer = bob@example.com; subscription = from;}")
-    assert listed(next_notify(sip)) == {"xmpp:bob@example.com": ("active", "subscribe")}
+    assert listed(next_notify(sip)) == {"xmpp:bob@example.com": ("active", "approved")}
     _, _, (first,) = subscribe(sip)
     assert listed(next_notify(sip)) == {"sip:bob@example.com": ("active", "subscribe")}
     sip.answer(first, 481, source=BOB)
