@@ -242,3 +242,13 @@ def test_a_restarted_service_follows_the_roster_again(sip):
     watch_watchers(sip)
     sip.core.roster.exchange("carol@example.com", "alice@example.com", Kind.SUBSCRIBE)
     assert listed(next_notify(sip)) == {"xmpp:carol@example.com": ("pending", "subscribe")}
+
+
+def test_a_full_document_too_long_for_udp_ends_the_subscription(sip):
+    sip.cli("UPDATEACCOUNTSETTINGS alice {MaxRosterItems = unlimited;}")
+    for n in range(800):
+        sip.core.roster.set_subscription("alice@example.com", f"contact{n:04}@remote.example", "from")
+    response, _, requests = subscribe(sip, user="alice", event=WINFO, source=ALICE, call_id="big@alice")
+    assert response.status == 200 and requests == []
+    assert len(sip.service.presence.notifier) == 0
+    assert sip.service.presence.watchers.counts()["accounts_followed"] == 0
