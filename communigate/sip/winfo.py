@@ -39,7 +39,6 @@ import itertools
 
 import attrs
 from twisted.internet.interfaces import IReactorTime
-from twisted.logger import Logger
 
 from communigate.formats import watcherinfo
 from communigate.formats.watcherinfo import Watcher, WatcherInfo, WatcherList
@@ -75,8 +74,6 @@ class PresenceWatchers:
     @param roster: the L{communigate.interfaces.IRoster}; its listeners
         report XMPP and CLI subscriptions and every approval.
     """
-
-    log = Logger()
 
     def __init__(self, clock: IReactorTime, notifier: Notifier, roster) -> None:
         self._clock = clock
