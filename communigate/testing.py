@@ -26,6 +26,7 @@ from twisted.internet.testing import StringTransport
 from zope.interface import implementer
 from twisted.internet import defer
 from twisted.internet.address import IPv4Address, IPv6Address
+from twisted.internet.error import MessageLengthError
 from twisted.internet.task import Clock
 from twisted.internet.testing import MemoryReactorClock
 from twisted.names import dns as tdns
@@ -320,7 +321,13 @@ class FakeUDPPort:
     def getHost(self):
         return self._host
 
+    #: The longest datagram a real IPv4 UDP socket sends.
+    max_datagram = 65507
+
     def write(self, data: bytes, addr=None) -> None:
+        if len(data) > self.max_datagram:
+            # What a real port's sendto does with EMSGSIZE.
+            raise MessageLengthError("message too long")
         self.written.append((data, addr))
 
     def receive(self, data: bytes, addr: tuple) -> None:

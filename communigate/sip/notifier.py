@@ -78,6 +78,11 @@ class Subscription:
     @ivar flow: where NOTIFYs are sent.
     @ivar on_end: called once when the subscription ends (the package
         stops watching its resource).
+    @ivar reason: why it ended (the C{Subscription-State} reason), L{None}
+        while it lasts and when it was dropped without a word.
+    @ivar final: L{None}, or C{() -> (body, content type)} for the final
+        NOTIFY of a subscription that ran out, for packages whose last body
+        will not do (C{presence.winfo}: partial documents are versioned).
     """
 
     call_id: str
@@ -99,6 +104,8 @@ class Subscription:
     cseq: int = 0
     version: int = 0
     on_end: object = None
+    reason: str | None = None
+    final: object = None
     timer: object = None
     in_flight: bool = False
     queued: tuple | None = None
@@ -255,6 +262,7 @@ class Notifier:
         if state is not State.TERMINATED:
             subscription.last = (body, content_type)
         if state is State.TERMINATED:
+            subscription.reason = reason or "noresource"
             self._remove(subscription)
         if subscription.in_flight:
             subscription.queued = (state, body, content_type, reason)
@@ -269,6 +277,13 @@ class Notifier:
             if queued is not None:
                 self._send(subscription, *queued)
 
+    def waiting(self, subscription: Subscription) -> bool:
+        """
+        Whether a NOTIFY of C{subscription} waits unsent behind the one in
+        flight: the next L{notify} would replace it.
+        """
+        return subscription.in_flight and subscription.queued is not None
+
     def renotify(self, subscription: Subscription) -> None:
         """Send the current state again (after a refresh, RFC 6665 4.2.1.2)."""
         self.notify(subscription, subscription.state, *subscription.last)
@@ -279,7 +294,12 @@ class Notifier:
         simply ran out (C{timeout}: expired, unsubscribed, a fetch) carries
         the last state too.
         """
-        body, content_type = subscription.last if reason == "timeout" else (b"", None)
+        if reason != "timeout":
+            body, content_type = b"", None
+        elif subscription.final is not None and subscription.state is not State.TERMINATED:
+            body, content_type = subscription.final()
+        else:
+            body, content_type = subscription.last
         self.notify(subscription, State.TERMINATED, body, content_type, reason=reason)
 
     def drop(self, subscription: Subscription) -> None:

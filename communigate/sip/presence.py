@@ -1,7 +1,8 @@
 """
 SIP presence: SUBSCRIBE (RFC 6665) for the C{presence} (RFC 3856),
-C{message-summary} (RFC 3842) and C{dialog} (RFC 4235) packages of local
-accounts, and PUBLISH (RFC 3903) of C{presence}.
+C{message-summary} (RFC 3842), C{dialog} (RFC 4235) and C{presence.winfo}
+(RFC 3857, L{communigate.sip.winfo}) packages of local accounts, and
+PUBLISH (RFC 3903) of C{presence}.
 
 The SIP service hands us every SUBSCRIBE and PUBLISH first
 (L{SIPPresence.subscribe}, L{SIPPresence.publish}); what is not ours (a
@@ -20,7 +21,8 @@ Request-URI names a user in a local domain:
   3. authorization: C{presence} through the account's roster (the
      presence service answers: an unauthorised watcher is C{pending} and
      files a request the owner answers from any protocol);
-     C{message-summary} only for the account itself; C{dialog} only when
+     C{message-summary} and C{presence.winfo} only for the account
+     itself; C{dialog} only when
      the account's C{DialogInfo} is C{YES} and its roster authorises the
      watcher (403 otherwise);
   4. the subscription dialog (L{communigate.sip.notifier}): 200 with our
@@ -45,7 +47,7 @@ import os
 
 from twisted.logger import Logger
 
-from communigate.formats import dialoginfo, message_summary, pidf
+from communigate.formats import dialoginfo, message_summary, pidf, watcherinfo
 from communigate.presence.roster import RosterError
 from communigate.presence.service import TooManySources, TooManyWatchers, WatchStatus
 from communigate.presence.state import ONLINE, REGISTRATION
@@ -57,6 +59,7 @@ from communigate.sip.message import make_response
 from communigate.sip.notifier import LimitReached, Notifier, State, Subscription
 from communigate.sip.publication import Publications, TooManyPublications
 from communigate.sip.uri import SIPURI
+from communigate.sip.winfo import EVENT as WINFO_EVENT, PresenceWatchers
 
 MIN_EXPIRES = 60
 MAX_EXPIRES = 3600
@@ -131,6 +134,10 @@ class _Package:
         else:
             subscription.on_end = handle.cancel
 
+    def refreshed(self, subscription: Subscription) -> None:
+        """A refresh: the current state again (RFC 6665 4.2.1.2)."""
+        self._notifier.renotify(subscription)
+
 
 class _PresencePackage(_Package):
     name = "presence"
@@ -151,6 +158,8 @@ class _PresencePackage(_Package):
                 self._notifier.notify(subscription, State.PENDING)
             return
 
+        watchers = self._module.watchers
+
         def changed(event):
             if event.status is WatchStatus.ACTIVE:
                 body = self.body(subscription.account, event.state)
@@ -159,8 +168,21 @@ class _PresencePackage(_Package):
                 self._notifier.notify(subscription, State.PENDING)
             else:
                 self._notifier.terminate(subscription, event.reason or "rejected")
+                return
+            if watchers is not None:
+                watchers.presence_status(subscription, event.status.value)
 
-        self.attach(subscription, presence.watch(subscription.account, subscription.watcher, changed, ask=True))
+        handle = presence.watch(subscription.account, subscription.watcher, changed, ask=True)
+
+        def ended():
+            handle.cancel()
+            if watchers is not None:
+                watchers.presence_ended(subscription)
+
+        if subscription.state is State.TERMINATED:
+            ended()
+        else:
+            subscription.on_end = ended
 
 
 class _MessageSummaryPackage(_Package):
@@ -200,6 +222,23 @@ class _DialogPackage(_Package):
         self.attach(subscription, self._module.calls.watch(subscription.account, changed))
 
 
+class _WatcherInfoPackage(_Package):
+    """C{presence.winfo} (RFC 3857): the owner's view of its watchers."""
+
+    name = WINFO_EVENT
+    content_type = watcherinfo.CONTENT_TYPE
+
+    def authorize(self, account: str, watcher: str, authenticated: str | None) -> None:
+        if authenticated != account or self._module.watchers is None:
+            raise _Refusal(403, "Only the account itself may watch its watchers")
+
+    def start(self, subscription: Subscription, fetch: bool) -> None:
+        self._module.watchers.subscribed(subscription, fetch)
+
+    def refreshed(self, subscription: Subscription) -> None:
+        self._module.watchers.refreshed(subscription)
+
+
 class SIPPresence:
     """
     The presence part of one SIP service.
@@ -226,9 +265,15 @@ class SIPPresence:
             self._clock, self._send_request, service.address_for, registry=context.metrics
         )
         self.publications = None if self.presence is None else Publications(self._clock, self.presence)
+        self.watchers = (
+            None if self.presence is None or self.roster is None
+            else PresenceWatchers(self._clock, self.notifier, self.roster)
+        )
         self.packages = {
             package.name: package
-            for package in (_PresencePackage(self), _MessageSummaryPackage(self), _DialogPackage(self))
+            for package in (
+                _PresencePackage(self), _MessageSummaryPackage(self), _DialogPackage(self), _WatcherInfoPackage(self)
+            )
         }
         self.allow_events = ", ".join(self.packages)
         self._purger = None
@@ -237,6 +282,8 @@ class SIPPresence:
 
     def start(self) -> None:
         self._purger = self._clock.callLater(PURGE_INTERVAL, self._purge)
+        if self.watchers is not None:
+            self.watchers.start()
 
     def _purge(self) -> None:
         self.calls.purge()
@@ -246,6 +293,8 @@ class SIPPresence:
         if self._purger is not None and self._purger.active():
             self._purger.cancel()
         self._purger = None
+        if self.watchers is not None:
+            self.watchers.stop()
         self.notifier.stop()
         if self.publications is not None:
             self.publications.stop()
@@ -536,7 +585,7 @@ class SIPPresence:
             return
         self.notifier.refresh(subscription, expires, cseq)
         transaction.respond(make_response(request, 200, headers=[("Expires", str(expires))]))
-        self.notifier.renotify(subscription)
+        self.packages[subscription.package].refreshed(subscription)
 
     # -- PUBLISH -----------------------------------------------------------------------
 

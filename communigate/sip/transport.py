@@ -18,7 +18,7 @@ answer with 400 or to drop.
 import attrs
 from prometheus_client import CollectorRegistry, Counter, Gauge
 from twisted.internet import defer
-from twisted.internet.error import ConnectionDone
+from twisted.internet.error import ConnectionDone, MessageLengthError
 from twisted.internet.endpoints import SSL4ClientEndpoint, TCP4ClientEndpoint, connectProtocol
 from twisted.internet.protocol import DatagramProtocol, Factory, Protocol
 from twisted.logger import Logger
@@ -291,7 +291,10 @@ class SIPTransport:
             socket = self._udp.get(flow.local) or next(iter(self._udp.values()), None)
             if socket is None:
                 raise OSError("no UDP listener to send from")
-            socket.write(data, flow.remote)
+            try:
+                socket.write(data, flow.remote)
+            except MessageLengthError:
+                raise OSError(f"a message of {len(data)} bytes is too long for UDP") from None
         else:
             stream = self._streams.get((flow.transport, flow.remote))
             if stream is None:

@@ -2,7 +2,8 @@
 SIP presence against a running server: a raw-UDP watcher subscribes (with
 digest) to alice's presence and gets NOTIFYs; a sipp phone publishes
 "busy" and the watcher sees it; an unauthorised watcher waits until the
-CLI authorises it; message-summary follows the CLI's counts; dialog
+CLI authorises it; alice's sipp phone, subscribed to presence.winfo,
+learns that bob's sipp phone asks to watch her; message-summary follows the CLI's counts; dialog
 NOTIFYs follow a sipp call through the proxy; bad input gets its error.
 """
 
@@ -16,7 +17,7 @@ import pytest
 
 from communigate.admin.client import CLIClient
 from communigate.auth.credentials import digest_ha1, digest_response
-from communigate.formats import dialoginfo, pidf
+from communigate.formats import dialoginfo, pidf, watcherinfo
 from communigate.sip.message import Request, Response, make_response, parse_message
 from communigate.testing import free_port
 
@@ -192,6 +193,49 @@ def test_an_unauthorised_watcher_waits_until_the_cli_authorises_it(server, ua):
     active = carol.notify()
     assert active.headers.get("Subscription-State").startswith("active;")
     assert active.headers.get("Content-Type") == pidf.CONTENT_TYPE
+
+
+def _watcherinfo_documents(log):
+    """The watcherinfo bodies of the NOTIFYs a sipp message log shows, in order."""
+    return [
+        watcherinfo.parse(body.encode())
+        for body in re.findall(r"<\?xml[^>]*>\s*<watcherinfo .*?</watcherinfo>", log, re.S)
+    ]
+
+
+def test_the_owner_learns_over_presence_winfo_that_bob_asks_to_watch_her(server, tmp_path):
+    (tmp_path / "alice.csv").write_text("SEQUENTIAL\nalice;example.com;[authentication username=alice password=apw]\n")
+    owner = subprocess.Popen(
+        ["sipp", "-sf", os.path.join(SCENARIOS, "subscribe_winfo.xml"), "-inf", "alice.csv", "-m", "1", "-p", "0",
+         *SIPP, "-trace_msg", "-message_file", "alice_messages.log", "-timeout", "20s", "-timeout_error",
+         f"127.0.0.1:{server.sip_port}"],
+        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, cwd=tmp_path,
+    )
+    log = tmp_path / "alice_messages.log"
+    deadline = time.monotonic() + 5
+    while time.monotonic() < deadline and "watcherinfo" not in (log.read_text() if log.exists() else ""):
+        time.sleep(0.1)
+    (tmp_path / "bob.csv").write_text(
+        "SEQUENTIAL\nbob;example.com;alice;[authentication username=bob password=bpw];presence\n"
+    )
+    watcher = subprocess.run(
+        ["sipp", "-sf", os.path.join(SCENARIOS, "subscribe.xml"), "-inf", "bob.csv", "-m", "1", "-p", "0", *SIPP,
+         "-timeout", "20s", "-timeout_error", f"127.0.0.1:{server.sip_port}"],
+        capture_output=True, text=True, cwd=tmp_path, timeout=30,
+    )
+    assert watcher.returncode == 0, errors(tmp_path) + watcher.stderr
+    assert owner.wait(timeout=30) == 0, errors(tmp_path) + owner.stderr.read()
+    owner.stderr.close()
+
+    documents = _watcherinfo_documents(log.read_text())
+    assert (documents[0].version, documents[0].state) == (0, "full")
+    for version, document in enumerate(documents):
+        assert document.version == version
+        assert document.state == ("full" if version == 0 else "partial")
+        assert [(w.resource, w.package) for w in document.lists] == [("sip:alice@example.com", "presence")]
+    watchers = {(w.uri, w.status, w.event) for w in documents[-1].lists[0].watchers}
+    assert ("sip:bob@example.com", "pending", "subscribe") in watchers
+    assert ("xmpp:bob@example.com", "pending", "subscribe") in watchers
 
 
 def test_message_summary_follows_the_counts_the_cli_sets(server, ua):

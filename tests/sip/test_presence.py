@@ -233,7 +233,9 @@ def test_dialog_subscriptions_need_dialog_info_and_the_roster(sip):
 
 def test_unknown_events_bad_bodies_and_bad_headers_are_refused(sip):
     unknown, _, _ = subscribe(sip, event="conference")
-    assert unknown.status == 489 and unknown.headers.get("Allow-Events") == "presence, message-summary, dialog"
+    assert unknown.status == 489 and unknown.headers.get("Allow-Events") == (
+        "presence, message-summary, dialog, presence.winfo"
+    )
     request = sip.request("SUBSCRIBE", ALICE_URI, user="dave", domain="remote.example",
                           headers=[("Contact", "<sip:dave@127.0.0.1:5070>")])
     sip.port.receive(request, BOB)
