@@ -30,7 +30,8 @@ from twisted.internet.defer import Deferred, fail, succeed
 from twisted.python.failure import Failure
 
 from communigate.pbx.call import CallState
-from communigate.pbx.events import START_BRIDGE, BREAK_BRIDGE, CallError, Event, TaskMode
+from communigate.pbx.events import START_BRIDGE, BREAK_BRIDGE, BridgeMode, CallError, Event, TaskMode
+from communigate.pbx.transparent import glare_delay
 
 if TYPE_CHECKING:
     from communigate.pbx.task import Task
@@ -51,13 +52,21 @@ class BridgeVerbs:
             raise CallError("a task cannot bridge itself")
         return other
 
-    def start_bridge(self, target) -> Deferred:
+    def start_bridge(self, target, mode=BridgeMode.SIMPLE) -> Deferred:
         """
         Ask task C{target} to bridge with this one and wait (mode
         C{waiting}) until it accepts (L{None}; our media then flows to and
         from its peer, and an unanswered call of ours is answered) or
-        rejects (L{CallError} with its error).
+        rejects (L{CallError} with its error).  C{mode} (a L{BridgeMode}
+        or its name) goes with the C{StartBridge} event as its parameter:
+        C{simple} (the default) joins the two channels, C{transparent}
+        has the two peers exchange SDP (and falls back to C{simple} when a
+        peer refuses the re-INVITE).
         """
+        try:
+            mode = BridgeMode.of(mode)
+        except ValueError as error:
+            return fail(error)
         try:
             self._check()
             if self.mode not in (TaskMode.INCOMING, TaskMode.PROVISIONED, TaskMode.CONNECTED):
@@ -72,25 +81,29 @@ class BridgeVerbs:
         waiting = self._wait("bridge", token=other)
         self._mode_before_wait = self.mode
         self.mode = TaskMode.WAITING
-        if not other.deliver_event(Event(START_BRIDGE, self.id)):
+        if not other.deliver_event(Event(START_BRIDGE, self.id, mode.value)):
             self._wake(None, "bridge", error=CallError("no such task"))
         return waiting
 
-    def accept_bridge(self, event: Event) -> Deferred:
+    def accept_bridge(self, event: Event, mode=None) -> Deferred:
         """
         Accept the C{StartBridge} C{event}: our media is joined with the
-        starter's (an incoming call of ours is answered first).
+        starter's (an incoming call of ours is answered first), in the
+        event's mode unless C{mode} says otherwise.
         """
         try:
             self._check()
             if not isinstance(event, Event) or not event.is_start_bridge:
                 raise CallError("not a StartBridge event")
-            self._accept_bridge_event(event)
+            self._accept_bridge_event(event, mode)
+        except ValueError as error:
+            return fail(error)
         except CallError as error:
             return fail(error)
         return succeed(None)
 
-    def _accept_bridge_event(self, event: Event) -> None:
+    def _accept_bridge_event(self, event: Event, mode=None) -> None:
+        mode = BridgeMode.of(mode if mode is not None else event.parameter)
         starter = self.service.find(event.sender or "")
         if starter is None or starter.ended:
             raise CallError("the bridging task is gone")
@@ -106,11 +119,12 @@ class BridgeVerbs:
                 raise
             finally:
                 self._settle(call)
-        if self.call is None or self.call.state != CallState.CONNECTED or self.call.channel is None:
+        call = self.call
+        if call is None or call.state != CallState.CONNECTED or (call.channel is None and not call.transparent):
             self._answer_bridge(event, "not connected")
             raise CallError("not connected")
         self.bridge = starter
-        starter.later(starter._bridge_accepted, self)
+        starter.later(starter._bridge_accepted, self, mode)
 
     def reject_bridge(self, event: Event, error: str = "rejected") -> Deferred:
         """
@@ -128,31 +142,57 @@ class BridgeVerbs:
         if starter is not None:
             starter.later(starter._bridge_rejected, self, error)
 
-    def _bridge_accepted(self, other: Task) -> None:
+    def _bridge_wanted(self, other: Task) -> bool:
+        """
+        Whether we still wait in C{start_bridge} for C{other}; if not, it
+        is told the bridge is off.
+        """
         waiter = self._waiter
         if waiter is None or waiter.kind != "bridge" or waiter.token is not other or other.ended:
             if other.bridge is self:
                 other.later(other._bridge_broken, self)
+            return False
+        return True
+
+    def _bridge_accepted(self, other: Task, mode=BridgeMode.SIMPLE) -> None:
+        if not self._bridge_wanted(other):
             return
-        self.mode = self._mode_before_wait
         call = self.call
+        theirs = other.call
         try:
             if call is None:
                 raise CallError("disconnected")
-            if self.mode in (TaskMode.INCOMING, TaskMode.PROVISIONED):
+            if self._mode_before_wait in (TaskMode.INCOMING, TaskMode.PROVISIONED):
+                # The other call answered the offer of ours (start_bridged_call):
+                # its answer answers our caller.
+                peer_answer = theirs.peer_sdp if theirs is not None and theirs.transparent else None
                 try:
-                    call.accept()
-                finally:
-                    self._settle(call)
+                    call.accept(peer_answer)
+                except CallError:
+                    self._mode_before_wait = TaskMode.DISCONNECTED
+                    if self.call is call:
+                        self.call = None
+                    raise
+                self._mode_before_wait = TaskMode.CONNECTED
+                if peer_answer is not None:
+                    self._bridge_formed(other)
+                    return
             if call.state != CallState.CONNECTED or call.channel is None:
                 raise CallError("not connected")
-            if other.call is None or other.call.channel is None:
+            if theirs is None or (theirs.channel is None and not theirs.transparent):
                 raise CallError("the other task has no media")
         except CallError as error:
             other.later(other._bridge_broken, self)
             self._wake(None, "bridge", error=error)
             return
-        call.channel.bridge_to(other.call.channel)
+        if mode is BridgeMode.TRANSPARENT or theirs.transparent:
+            self._join(other, attempt=1)
+            return
+        call.channel.bridge_to(theirs.channel)
+        self._bridge_formed(other)
+
+    def _bridge_formed(self, other: Task) -> None:
+        self.mode = self._mode_before_wait
         self.bridge = other
         self._wake(None, "bridge")
 
@@ -161,7 +201,7 @@ class BridgeVerbs:
         if waiter is not None and waiter.kind == "bridge" and waiter.token is other:
             self._wake(None, "bridge", error=CallError(error))
 
-    def _relay_provision(self, other: Task, code: int, media: bool) -> None:
+    def _relay_provision(self, other: Task, code: int, media: bool, sdp: bytes | None = None) -> None:
         """
         The call C{other} places for our bridge got a provisional response:
         pass it on to our caller (with early media through the bridge).
@@ -173,11 +213,11 @@ class BridgeVerbs:
         if call is None or call.state not in (CallState.INCOMING, CallState.PROVISIONED):
             return
         try:
-            call.provision(code if 101 <= code <= 199 else 180, "", media)
+            call.provision(code if 101 <= code <= 199 else 180, "", media, sdp)
         except (CallError, ValueError):
             return
         self._mode_before_wait = TaskMode.PROVISIONED
-        if media and call.channel is not None and other.call is not None and other.call.channel is not None:
+        if sdp is None and media and call.channel is not None and other.call is not None and other.call.channel is not None:
             call.channel.bridge_to(other.call.channel)
 
     def break_bridge(self) -> Deferred:
@@ -195,6 +235,7 @@ class BridgeVerbs:
         other, self.bridge = self.bridge, None
         if self.call is not None and self.call.channel is not None:
             self.call.channel.unbridge()
+        self._media_back_later()
         if other is not None:
             other.later(other._bridge_broken, self)
 
@@ -203,6 +244,7 @@ class BridgeVerbs:
             self.bridge = None
             if self.call is not None and self.call.channel is not None:
                 self.call.channel.unbridge()
+            self._media_back_later()
             self._queue_input(Event(BREAK_BRIDGE, other.id))
 
     def _bridge_starter(self) -> Task | None:
@@ -221,6 +263,10 @@ class BridgeVerbs:
             other.later(other._bridge_abandoned, self)
 
     def _bridge_abandoned(self, starter) -> None:
+        if self.bridge is starter:
+            # We had accepted; the starter gave up before the bridge formed.
+            self._bridge_broken(starter)
+            return
         bridging = self._bridging_for
         if bridging is None or bridging.sender != starter.id:
             return
@@ -237,7 +283,7 @@ class BridgeVerbs:
         if bridging is not None:
             self._answer_bridge(bridging, error)
 
-    def start_bridged_call(self, destination: str, event: Event, **options) -> Deferred:
+    def start_bridged_call(self, destination: str, event: Event, mode=None, **options) -> Deferred:
         """
         Place a call to C{destination} for the task that sent the
         C{StartBridge} C{event}: its provisional responses are passed on to
@@ -246,16 +292,259 @@ class BridgeVerbs:
         C{start_bridge} raises with the error.  Our own C{CallCompleted}
         comes as usual.  C{options} are C{start_call}'s (C{headers},
         C{expires}, C{caller}, C{credentials}).
+
+        In C{transparent} mode (the event's unless C{mode} says otherwise)
+        the INVITE carries the SDP offer of the starter's unanswered
+        caller, so the callee answers the caller directly and no
+        re-INVITE is needed; a starter whose call is answered already (or
+        came without an offer) is joined by re-INVITEs once we connect.
         """
         if not isinstance(event, Event) or not event.is_start_bridge:
             return fail(CallError("not a StartBridge event"))
+        try:
+            mode = BridgeMode.of(mode if mode is not None else event.parameter)
+        except ValueError as error:
+            return fail(error)
         starter = self.service.find(event.sender or "")
         if starter is None or starter.ended:
             return fail(CallError("the bridging task is gone"))
-        placed = self.start_call(destination, **options)
+        offer = None
+        theirs = starter.call
+        if mode is BridgeMode.TRANSPARENT and theirs is not None and theirs.leg.incoming and theirs.state in (
+            CallState.INCOMING, CallState.PROVISIONED
+        ) and theirs.channel is None:
+            invite = theirs.leg.invite
+            if invite is not None and invite.body and (invite.content_type or "").lower().startswith("application/sdp"):
+                offer = invite.body
+        placed = self._place_call(destination, offer=offer, **options)
         if placed.called and isinstance(placed.result, Failure):
             error = placed.result.value
             self._answer_bridge(event, str(error))
             return placed
         self._bridging_for = event
         return placed
+
+    # -- transparent bridging: joining, relaying, coming back -------------------------
+
+    def _join(self, other: Task, attempt: int) -> None:
+        """
+        Join our connected call with C{other}'s transparently (RFC 3264 by
+        re-INVITE): a re-INVITE without SDP to our peer, whose 2xx carries
+        its offer; that offer re-INVITEd to the other peer
+        (L{_join_offer}); its answer in our peer's ACK (L{_join_answered}).
+        A refusal falls back to simple bridging (L{_join_refused}); a 491
+        is tried again once after RFC 3261 14.1's delay.
+        """
+        call = self.call
+        d = call.reinvite_offerless()
+
+        def offered(offer):
+            if not self._bridge_wanted(other):
+                call.ack_with(None if call.channel is None else self._channel_answer(call, offer))
+                return
+            if other.call is None:
+                call.ack_with(None if call.channel is None else self._channel_answer(call, offer))
+                self._wake(None, "bridge", error=CallError("the other task has no media"))
+                return
+            other.later(other._join_offer, self, offer)
+
+        def refused(failure):
+            failure.trap(CallError)
+            error = failure.value
+            if error.code == 491 and attempt == 1 and self._bridge_wanted(other):
+                self._after_glare(call, self._join_again, other)
+                return
+            self._join_fallback(other, error)
+
+        d.addCallbacks(offered, refused)
+
+    def _join_again(self, other: Task) -> None:
+        if self._bridge_wanted(other) and self.call is not None and self.call.state == CallState.CONNECTED:
+            self._join(other, attempt=2)
+
+    def _after_glare(self, call, fn, *args) -> None:
+        import random
+
+        delay = glare_delay(not call.leg.incoming, random.random())
+        self.service.clock.callLater(delay, self.later, fn, *args)
+
+    @staticmethod
+    def _channel_answer(call, offer: bytes) -> bytes | None:
+        try:
+            return call.channel.answer_offer(offer)
+        except Exception as error:  # NoCommonCodec, SDPError, ChannelError
+            call.log.info("Call {call_id}: our channel cannot answer {error}", call_id=call.leg.call_id, error=error)
+            return None
+
+    def _join_fallback(self, other: Task, error: CallError) -> None:
+        """
+        The transparent join failed before our peer's offer went anywhere:
+        bridge simply when both channels are there.
+        """
+        if not self._bridge_wanted(other):
+            return
+        call, theirs = self.call, other.call
+        if call is None or call.channel is None or theirs is None or theirs.channel is None:
+            other.later(other._bridge_broken, self)
+            self._wake(None, "bridge", error=error if call is None else CallError("the other task has no media"))
+            return
+        self.log.info("Task {id}: transparent bridge refused ({error}); bridging through the channels",
+                      id=self.id, error=error)
+        call.channel.bridge_to(theirs.channel)
+        self._bridge_formed(other)
+
+    def _join_offer(self, starter: Task, offer: bytes) -> None:
+        """
+        (The accepting side.)  Offer the starter's peer's SDP to our peer.
+        """
+        call = self.call
+        if self.bridge is not starter or call is None or call.state != CallState.CONNECTED:
+            starter.later(starter._join_refused, self, offer, CallError("disconnected"))
+            return
+
+        def answered(sdp):
+            call.go_transparent()
+            if self.bridge is not starter:
+                self._media_back_later()
+            starter.later(starter._join_answered, self, sdp)
+
+        def refused(failure):
+            failure.trap(CallError)
+            starter.later(starter._join_refused, self, offer, failure.value)
+
+        call.reinvite_with(offer).addCallbacks(answered, refused)
+
+    def _join_answered(self, other: Task, sdp: bytes) -> None:
+        call = self.call
+        if call is None or not call.is_live:
+            # our peer hung up meanwhile; the other side gets its media back
+            if other.bridge is self:
+                other.later(other._bridge_broken, self)
+            return
+        call.ack_with(sdp)
+        call.go_transparent()
+        if not self._bridge_wanted(other):
+            self._media_back_later()
+            return
+        self._bridge_formed(other)
+
+    def _join_refused(self, other: Task, offer: bytes, error: CallError) -> None:
+        """
+        The other peer refused our peer's offer: our channel answers it in
+        the ACK, and the bridge falls back to simple (or fails).
+        """
+        call = self.call
+        if call is None or not call.is_live:
+            return
+        answer = None if call.channel is None else self._channel_answer(call, offer)
+        call.ack_with(answer)
+        if answer is None:
+            call.hang_up(488, "No usable media")
+            self._call_ended(call, "no usable media")
+            return
+        self._join_fallback(other, error)
+
+    def _peer_offer(self, call, signal, responder, expect_ack: bool) -> None:
+        """
+        Our transparently bridged peer sent an offer (re-INVITE, UPDATE):
+        the other peer answers it (by re-INVITE), and its answer is ours.
+        A peer re-INVITE without SDP gets the other peer's last SDP as our
+        offer.
+        """
+        from communigate.pbx.transparent import SDP, is_sdp
+        from communigate.signal.model import response
+
+        other = self.bridge
+        if other is None or other.ended:
+            # The bridge is gone and the media not back yet: our channel answers.
+            call.transparent = False
+            call._new_channel()
+            call._answer_offer(signal, responder, expect_ack)
+            return
+        if not is_sdp(signal.content_type, signal.body):
+            theirs = other.call
+            if expect_ack and theirs is not None and theirs.peer_sdp:
+                responder.final(call.leg.answer(200, "OK", body=call.ours(theirs.peer_sdp), content_type=SDP,
+                                                contact=call._contact()))
+            else:
+                responder.final(call.leg.answer(200, "OK", contact=call._contact()))
+            return
+        call.relaying = True
+        offer = signal.body
+
+        def reply(code, reason, sdp):
+            self.later(self._peer_offer_answered, call, responder, offer, code, reason, sdp)
+
+        other.later(other._bridged_offer, self, offer, reply)
+
+    def _bridged_offer(self, origin: Task, offer: bytes, reply) -> None:
+        call = self.call
+        if self.bridge is not origin or call is None or not call.transparent or call.state != CallState.CONNECTED:
+            reply(491, "Request Pending", None)
+            return
+        def refused(failure):
+            failure.trap(CallError)
+            error = failure.value
+            reply(error.code or 500, str(error)[4:] if error.code else str(error), None)
+
+        call.reinvite_with(offer).addCallbacks(lambda sdp: reply(200, "OK", sdp), refused)
+
+    def _peer_offer_answered(self, call, responder, offer: bytes, code: int, reason, sdp) -> None:
+        from communigate.pbx.transparent import SDP
+        from communigate.signal.model import response
+
+        call.relaying = False
+        if not call.is_live:
+            return
+        if code >= 300 or sdp is None:
+            responder.final(response(code if code >= 300 else 500, reason))
+            return
+        call.peer_sdp = offer
+        responder.final(call.leg.answer(200, "OK", body=call.ours(sdp), content_type=SDP, contact=call._contact()))
+
+    def _media_back_later(self) -> None:
+        """
+        The bridge is gone: a transparent call of ours gets its own media
+        back in the task's next turn (a program that hangs up on
+        C{BreakBridge} spares the peer a re-INVITE), or at once when the
+        program asks for media first (L{_media_back_now}).
+        """
+        call = self.call
+        if call is not None and call.transparent:
+            self.later(self._media_back_now, call)
+
+    def _media_back_now(self, call) -> None:
+        if call is not self.call or not call.is_live or not call.transparent or self.bridge is not None:
+            return
+        if call.state != CallState.CONNECTED:
+            return
+        call.transparent = False
+        call._new_channel()
+        self._offer_own_media(call, attempt=1)
+
+    def _offer_own_media(self, call, attempt: int) -> None:
+        """
+        Re-INVITE our peer with our channel's own offer (after a bridge);
+        a 491, or a re-INVITE of ours still out, waits RFC 3261 14.1's
+        delay once; a refusal hangs up (a call without media is no call).
+        """
+        if call is not self.call or not call.is_live:
+            return
+
+        def refused(error):
+            if call is not self.call or not call.is_live:
+                return
+            if error.code == 491 and attempt == 1:
+                self._after_glare(call, self._offer_own_media, call, 2)
+                return
+            self.log.info("Task {id}: the peer refused our media back ({error}); hanging up",
+                          id=self.id, error=error)
+            call.hang_up(488, "No usable media")
+            self._call_ended(call, "no media")
+
+        try:
+            d = call.reinvite("sendrecv")
+        except CallError as error:
+            refused(error)
+            return
+        d.addErrback(lambda failure: refused(failure.value) if failure.check(CallError) else failure)

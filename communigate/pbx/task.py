@@ -592,6 +592,15 @@ class Task(BridgeVerbs, MixerVerbs, TransferVerbs, Machine):
         challenge (401/407) of the callee (CG/PL's C{authUsername} and
         C{authPassword}).
         """
+        return self._place_call(destination, headers, expires, caller=caller, credentials=credentials)
+
+    def _place_call(self, destination: str, headers=(), expires: float | None = None, *,
+                    caller: str | None = None, credentials: tuple[str, str] | None = None,
+                    offer: bytes | None = None) -> Deferred:
+        """
+        L{start_call}, with C{offer}: the SDP the INVITE carries instead of
+        our channel's (a transparent bridge's caller's).
+        """
         try:
             self._check()
             if self.call is not None or self.mode is not TaskMode.DISCONNECTED:
@@ -606,7 +615,7 @@ class Task(BridgeVerbs, MixerVerbs, TransferVerbs, Machine):
         try:
             if expires is not None and not 0 < expires <= 3600:
                 raise CallError("expires is 1-3600 seconds")
-            call.place(destination, self.submitter, headers=tuple(headers), lifetime=expires)
+            call.place(destination, self.submitter, headers=tuple(headers), lifetime=expires, offer=offer)
         except CallError as error:
             return fail(error)
         self.call = call
@@ -731,6 +740,10 @@ class Task(BridgeVerbs, MixerVerbs, TransferVerbs, Machine):
         self._queue_input(Event(CALL_PROVISION, None, answer.code))
         starter = self._bridge_starter()
         if starter is not None:
+            if call.transparent:
+                sdp = answer.body if answer.body and call.peer_sdp == answer.body else None
+                starter.later(starter._relay_provision, self, answer.code, sdp is not None, sdp)
+                return
             media = bool(answer.body) and call.channel is not None and call.channel.negotiated
             starter.later(starter._relay_provision, self, answer.code, media)
 
@@ -770,6 +783,9 @@ class Task(BridgeVerbs, MixerVerbs, TransferVerbs, Machine):
     def _media(self):
         self._check()
         call = self.call
+        if call is not None and call.transparent and self.bridge is None:
+            # The bridge is gone and our media not back yet: now.
+            self._media_back_now(call)
         # A channel whose SDP answer is still to come (an INVITE without
         # SDP: the answer is in the ACK) takes the request and starts when
         # the answer arrives.
