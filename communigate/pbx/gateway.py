@@ -39,7 +39,7 @@ from twisted.plugin import IPlugin
 from zope.interface import implementer
 
 from communigate.interfaces import ICallApplication
-from communigate.pbx.events import CallError, Event, TaskMode
+from communigate.pbx.events import BridgeMode, CallError, Event, TaskMode
 from communigate.sip.headers import HeaderError, parse_name_addr
 
 __all__ = [
@@ -197,14 +197,16 @@ async def _until_either_hangs_up(task) -> None:
             return
 
 
-async def bridge_out(task, destination: str, leg_parameters: tuple[str, ...]) -> None:
+async def bridge_out(task, destination: str, leg_parameters: tuple[str, ...],
+                     mode: BridgeMode = BridgeMode.TRANSPARENT) -> None:
     """
     Bridge C{task}'s incoming call with a new L{GatewayLeg} task that calls
-    C{destination}; raises L{CallError} with the failure.
+    C{destination} (transparently by default: the leg's INVITE carries the
+    caller's offer); raises L{CallError} with the failure.
     """
     leg = task.start_task(GATEWAY_LEG, (destination, *leg_parameters))
     try:
-        await task.start_bridge(leg)
+        await task.start_bridge(leg, mode)
     except CallError:
         if task.call is None:
             # Our caller gave up (CANCEL) while the leg's call rang: so
@@ -325,11 +327,13 @@ class GatewayIncoming:
     parameter; the flags after it [D semantics, C names]:
 
       - C{bridge}: a B2BUA -- a second task calls the destination and
-        the two calls are bridged, so the gateway sees one dialog that
-        never moves (transfers, re-INVITEs and forking stay on our side);
+        the two calls are bridged transparently (the callee answers the
+        gateway's SDP, the media flows between them), so the gateway sees
+        one dialog that never moves (transfers, re-INVITEs and forking
+        stay on our side);
       - C{media}: the media must pass through the server: the same B2BUA
-        (simple bridging already relays every frame through the two
-        tasks' channels), also when C{bridge} is not given;
+        with simple bridging (every frame through the two tasks'
+        channels), also when C{bridge} is not given;
       - C{mixer}: would join the two through a mixer; no mixer in the task
         API yet, so it is the simple bridge too (and logged once per call).
 
@@ -355,8 +359,9 @@ class GatewayIncoming:
             return
         task.set_status(f"calling {destination}")
         caller = _uri_of(task.remote_uri()) or ""
+        mode = BridgeMode.SIMPLE if flags & {"media", "mixer"} else BridgeMode.TRANSPARENT
         try:
-            await bridge_out(task, destination, (caller,))
+            await bridge_out(task, destination, (caller,), mode)
         except CallError as error:
             if task.call is not None:
                 code = _code(error)

@@ -181,7 +181,7 @@ def test_start_bridged_call_transparent_sends_the_callers_offer_and_answers_with
     (front,) = [t for t in harness.pbx.tasks.values() if t.program == "front"]
     assert front.call.transparent and front.call.channel is None
     status = harness.cli(f"READNODESTATUS {front.id}")
-    assert "Media" not in status["Call"]
+    assert status["Call"]["Media"] == "transparent" and status["Bridged"]
 
 
 def test_a_transparent_peers_re_invite_is_relayed_and_answered_with_the_other_peers_answer(made):
