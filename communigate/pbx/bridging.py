@@ -308,15 +308,15 @@ class BridgeVerbs:
         starter = self.service.find(event.sender or "")
         if starter is None or starter.ended:
             return fail(CallError("the bridging task is gone"))
-        offer = None
+        offer = offer_from = None
         theirs = starter.call
         if mode is BridgeMode.TRANSPARENT and theirs is not None and theirs.leg.incoming and theirs.state in (
             CallState.INCOMING, CallState.PROVISIONED
         ) and theirs.channel is None:
             invite = theirs.leg.invite
             if invite is not None and invite.body and (invite.content_type or "").lower().startswith("application/sdp"):
-                offer = invite.body
-        placed = self._place_call(destination, offer=offer, **options)
+                offer, offer_from = invite.body, invite.submitter.address
+        placed = self._place_call(destination, offer=offer, offer_from=offer_from, **options)
         if placed.called and isinstance(placed.result, Failure):
             error = placed.result.value
             self._answer_bridge(event, str(error))

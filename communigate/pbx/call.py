@@ -384,6 +384,8 @@ class Call(TransparentCall):
 
     def _final(self, answer: Response) -> None:
         self._signal_task = None
+        if self.transparent:
+            self._relay_concluded(answer.code)
         if self._abandoned:
             if answer.success:
                 # Answered after we gave up: acknowledge, then hang up.

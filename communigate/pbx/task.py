@@ -43,6 +43,7 @@ from __future__ import annotations
 import inspect
 from collections import deque
 
+import attrs
 from twisted.internet.defer import CancelledError, Deferred, ensureDeferred, fail, maybeDeferred, succeed
 from twisted.logger import Logger
 from twisted.python.failure import Failure
@@ -596,10 +597,13 @@ class Task(BridgeVerbs, MixerVerbs, TransferVerbs, Machine):
 
     def _place_call(self, destination: str, headers=(), expires: float | None = None, *,
                     caller: str | None = None, credentials: tuple[str, str] | None = None,
-                    offer: bytes | None = None) -> Deferred:
+                    offer: bytes | None = None, offer_from: tuple[str, int] | None = None) -> Deferred:
         """
         L{start_call}, with C{offer}: the SDP the INVITE carries instead of
-        our channel's (a transparent bridge's caller's).
+        our channel's (a transparent bridge's caller's, whose address
+        C{offer_from} the INVITE's submitter names, so that the SIP side
+        can decide whether the media between the two peers needs the
+        media relay).
         """
         try:
             self._check()
@@ -615,7 +619,10 @@ class Task(BridgeVerbs, MixerVerbs, TransferVerbs, Machine):
         try:
             if expires is not None and not 0 < expires <= 3600:
                 raise CallError("expires is 1-3600 seconds")
-            call.place(destination, self.submitter, headers=tuple(headers), lifetime=expires, offer=offer)
+            submitter = self.submitter
+            if offer is not None and offer_from is not None:
+                submitter = attrs.evolve(submitter, address=tuple(offer_from))
+            call.place(destination, submitter, headers=tuple(headers), lifetime=expires, offer=offer)
         except CallError as error:
             return fail(error)
         self.call = call

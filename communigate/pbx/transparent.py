@@ -139,8 +139,21 @@ class TransparentCall:
         if channel is not None:
             channel.close()
 
-    def offer_received(self, body: bytes) -> None:
-        self.peer_sdp = body
+    def _relay_concluded(self, code: int) -> None:
+        """
+        The final answer to our transparent INVITE: a media relay session
+        the SIP side opened for it is released when the call failed or
+        was answered by a branch it did not relay (the proxy does this for
+        the calls of SIP callers when it answers them).
+        """
+        relay = getattr(self.task.service.context, "media_relay", None)
+        if relay is None or code < 200 or self._placing is None:
+            return
+        from communigate.sip.media_hook import conclude, session_key
+
+        session = relay.get(session_key(self.leg.call_id, self.leg.local_tag))
+        if session is not None and not session.closed:
+            conclude(session, code)
 
     # -- re-INVITEs of a transparent bridge ---------------------------------------
 

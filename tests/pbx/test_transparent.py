@@ -451,3 +451,47 @@ def test_simple_mode_stays_the_default_of_start_bridge(made):
     assert [r for r in harness.requests_to() if r.method == "INVITE"] == []
     (front,) = [t for t in harness.pbx.tasks.values() if t.program == "front"]
     assert front.call.channel.bridge is backing.call.channel
+
+
+# -- through the media relay -------------------------------------------------------------
+
+
+def test_a_transparent_leg_the_sip_side_relays_has_its_sdp_and_later_offers_rewritten_to_the_relay(made):
+    log = []
+    harness = made(**b2bua(log))
+    harness.cli("UPDATEACCOUNTSETTINGS bob {MediaRelay = YES;}")
+    harness.route("S:<gw> = front#postmaster")
+    harness.invite("sip:gw@example.com")
+    (invite,) = requests_at(harness, BOB, "INVITE")
+    (session,) = harness.core.media_relay.sessions()
+    # bob is offered the relay, not the caller's own port
+    relay_port = media_port_of(invite.body)
+    assert relay_port != CALLER_MEDIA[1]
+    answer_request(harness, invite, 200, body=BOB_SDP)
+    answer = harness.final()
+    assert media_port_of(answer.body) not in (BOB_MEDIA[1], relay_port)
+    harness.ack(answer)
+    requests_at(harness, BOB)
+    # the caller's hold offer reaches bob pointed at the relay too
+    harness.in_dialog("INVITE", answer, cseq=2, body=offer(direction="sendonly"), content_type=SDP)
+    (reinvite,) = requests_at(harness, BOB, "INVITE")
+    assert media_port_of(reinvite.body) == relay_port and b"a=sendonly" in reinvite.body
+    answer_request(harness, reinvite, 200, body=bob_sdp(direction="recvonly"))
+    held = harness.final()
+    assert held.status == 200 and media_port_of(held.body) == media_port_of(answer.body)
+    # bob hangs up: the relay is released
+    bye_from_bob(harness, invite)
+    assert harness.core.media_relay.sessions() == [] or session.closed
+
+
+def test_a_failed_transparent_leg_releases_the_relay_the_sip_side_opened(made):
+    log = []
+    harness = made(**b2bua(log))
+    harness.cli("UPDATEACCOUNTSETTINGS bob {MediaRelay = YES;}")
+    harness.route("S:<gw> = front#postmaster")
+    harness.invite("sip:gw@example.com")
+    (invite,) = requests_at(harness, BOB, "INVITE")
+    (session,) = harness.core.media_relay.sessions()
+    answer_request(harness, invite, 486)
+    assert session.closed
+    assert ("front", "486 Busy Here") in log
