@@ -7,6 +7,9 @@ caller's sends 440 Hz, bob's 1 kHz.
   - bob is offered the caller's own media port, the caller gets bob's in
     its 200; each peer hears the other's tone, and every packet it hears
     comes from the other peer's socket, none from a server port;
+  - with C{MediaRelay = YES} on bob's account the SIP side relays that
+    call: each peer is offered a relay port and hears the other's tone
+    from the relay's ports, never a PBX channel's;
   - a task that bridges transparently and, when bob hangs up, takes the
     caller's media back (re-INVITE naming its channel) and plays 700 Hz:
     the caller hears bob's 1 kHz from bob's peer, then 700 Hz from the
@@ -280,3 +283,33 @@ def test_when_the_callee_hangs_up_the_callers_task_takes_the_media_back_and_is_h
     # sending after bob hung up; nothing stops it)
     sources = [source for source, _ in to_caller]
     assert sources.index(channel_address) > sources.index(bob_address)
+
+
+def test_with_media_relay_requested_the_transparent_bridge_goes_through_the_relay(server, tmp_path):
+    server, (pbx_low, pbx_high) = server
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as probe:
+        probe.bind(("127.0.0.1", 0))
+        low = min(probe.getsockname()[1], 65400) & ~1
+    with CLIClient.connect(f"tcp:127.0.0.1:{server.cli_port}") as client:
+        client.login("postmaster", server.postmaster_password)
+        for line in ("UPDATEACCOUNTSETTINGS bob {MediaRelay = YES;}",
+                     f'UPDATEMEDIASERVERSETTINGS {{PortRange = "{low}-{low + 99}"; IdleTimeout = 30;}}'):
+            assert client.command(line)[0] == 200, line
+    with Peer(440) as caller_peer, Peer(1000) as bob_peer:
+        bob = bob_phone(server, tmp_path, "uas_transparent.xml", bob_peer.port)
+        calling = caller(server, tmp_path, "gw", "uac_transparent.xml", caller_peer.port)
+        offered = wait_for(lambda: logged(tmp_path, "uas_transparent", "offered"))
+        assert offered and low <= offered[0] <= low + 99, (offered, errors(tmp_path))
+        bob_peer.send_to(("127.0.0.1", offered[0]))
+        code, output = finished(calling)
+        assert code == 0, output + errors(tmp_path)
+        code, output = finished(bob)
+        assert code == 0, output + errors(tmp_path)
+        to_caller, to_bob = caller_peer.packets(), bob_peer.packets()
+    (answered,) = logged(tmp_path, "uac_transparent", "answered")
+    assert low <= answered <= low + 99
+    relay_ports = set(range(low, low + 100))
+    assert to_caller and {port for (_, port), _ in to_caller} <= relay_ports
+    assert to_bob and {port for (_, port), _ in to_bob} <= relay_ports
+    assert heard(to_caller, 1000) >= 10, "the caller did not hear bob's 1 kHz through the relay"
+    assert heard(to_bob, 440) >= 10, "bob did not hear the caller's 440 Hz through the relay"
