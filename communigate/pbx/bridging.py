@@ -1,11 +1,20 @@
 """
-Simple bridging: the verbs that join two tasks' calls (CG/PL's
-C{StartBridge}, C{AcceptBridge}, C{RejectBridge}, C{BreakBridge},
-C{StartBridgedCall}).
+Bridging: the verbs that join two tasks' calls (CG/PL's C{StartBridge},
+C{AcceptBridge}, C{RejectBridge}, C{BreakBridge}, C{StartBridgedCall}).
 
-Each task keeps its own call and media channel; once bridged, what one
-channel hears is sent out on the other (L{MediaChannel.bridge_to}), so
-signalling stays isolated (separate Call-IDs, tags, headers: a B2BUA).
+Signalling stays isolated either way (separate Call-IDs, tags, headers: a
+B2BUA); the media meets in one of two modes (L{BridgeMode}):
+
+  - simple: each task keeps its own call and media channel, and what one
+    channel hears is sent out on the other (L{MediaChannel.bridge_to});
+  - transparent: the two peers exchange SDP (the bridged call placed with
+    the caller's offer, or connected calls joined by an offerless
+    re-INVITE whose offer goes to the other peer and whose answer comes
+    back in the ACK), the channels are released, later offers of either
+    peer are answered by the other, and when the bridge ends each peer is
+    re-INVITEd with its task's channel again (the call's half:
+    L{communigate.pbx.transparent}).
+
 The two tasks talk only through events posted to each other's queues
 (C{later}), never by running each other's code:
 
@@ -30,6 +39,7 @@ from twisted.internet.defer import Deferred, fail, succeed
 from twisted.python.failure import Failure
 
 from communigate.pbx.call import CallState
+from communigate.pbx.channel import ChannelError
 from communigate.pbx.events import START_BRIDGE, BREAK_BRIDGE, BridgeMode, CallError, Event, TaskMode
 from communigate.pbx.transparent import glare_delay
 
@@ -458,7 +468,11 @@ class BridgeVerbs:
         if other is None or other.ended:
             # The bridge is gone and the media not back yet: our channel answers.
             call.transparent = False
-            call._new_channel()
+            try:
+                call._new_channel()
+            except ChannelError:
+                responder.final(response(480, "No media port"))
+                return
             call._answer_offer(signal, responder, expect_ack)
             return
         if not is_sdp(signal.content_type, signal.body):
@@ -519,7 +533,13 @@ class BridgeVerbs:
         if call.state != CallState.CONNECTED:
             return
         call.transparent = False
-        call._new_channel()
+        try:
+            call._new_channel()
+        except ChannelError as error:  # no port pair free
+            self.log.info("Task {id}: no media channel to take the call back: {error}", id=self.id, error=error)
+            call.hang_up(480, "No media port")
+            self._call_ended(call, "no media")
+            return
         self._offer_own_media(call, attempt=1)
 
     def _offer_own_media(self, call, attempt: int) -> None:

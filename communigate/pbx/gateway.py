@@ -15,9 +15,10 @@ C{gatewaycaller{NUMBER}#postmaster} -- usually reached through the Router
   3. for each gateway in turn a second task (L{GatewayLeg}) places the
      call -- Request-URI C{sip:NUMBER@gateway}, From
      C{sip:PSTNFromName@gateway}, digest credentials for a challenge --
-     and the caller's task bridges with it (C{start_bridge} /
-     C{start_bridged_call}): the gateway's ringing is relayed to the
-     caller, its answer answers the caller;
+     and the caller's task bridges with it transparently (C{start_bridge}
+     / C{start_bridged_call}: the INVITE carries the caller's own SDP
+     offer): the gateway's ringing is relayed to the caller, its answer
+     answers the caller, and the media flows between the two;
   4. a gateway that fails with a 5xx (its 503, or no answer at all) or
      times out (408) before any provisional response passes the call to
      the next gateway (L{fails_over}); a 4xx or 6xx is the caller's

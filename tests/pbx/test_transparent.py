@@ -495,3 +495,23 @@ def test_a_failed_transparent_leg_releases_the_relay_the_sip_side_opened(made):
     answer_request(harness, invite, 486)
     assert session.closed
     assert ("front", "486 Busy Here") in log
+
+
+def test_a_peers_update_is_relayed_and_a_second_offer_meanwhile_gets_500_with_retry_after(made):
+    log = []
+    harness = made(**b2bua(log))
+    harness.route("S:<gw> = front#postmaster")
+    harness.invite("sip:gw@example.com")
+    (invite,) = requests_at(harness, BOB, "INVITE")
+    answer_request(harness, invite, 200, body=BOB_SDP)
+    answer = harness.final()
+    harness.ack(answer)
+    requests_at(harness, BOB)
+    harness.in_dialog("UPDATE", answer, cseq=2, body=offer(direction="sendonly"), content_type=SDP)
+    (reinvite,) = requests_at(harness, BOB, "INVITE")
+    harness.in_dialog("INVITE", answer, cseq=3, body=offer(direction="inactive"), content_type=SDP)
+    (busy,) = [r for r in harness.responses() if r.status >= 200]
+    assert busy.status == 500 and busy.headers.get("Retry-After")
+    answer_request(harness, reinvite, 200, body=bob_sdp(direction="recvonly"))
+    (updated,) = [r for r in harness.responses() if r.status >= 200]
+    assert updated.status == 200 and b"a=recvonly" in updated.body
