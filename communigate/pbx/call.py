@@ -262,8 +262,8 @@ class Call(TransparentCall):
                 # [D] early media needs the caller's offer; an INVITE without
                 # SDP is provisioned without media.
                 body, content_type = b"", None
-        elif body:
-            body = self.ours(body)
+            if body:
+                body = self.ours(body)
         self.responder.provisional(
             self.leg.answer(code, reason, body=body, content_type=content_type, contact=self._contact())
         )
@@ -384,7 +384,8 @@ class Call(TransparentCall):
 
     def _final(self, answer: Response) -> None:
         self._signal_task = None
-        if self.transparent:
+        challenged = answer.code in (401, 407) and self.credentials is not None and not self._challenged
+        if self.transparent and not challenged:
             self._relay_concluded(answer.code)
         if self._abandoned:
             if answer.success:
