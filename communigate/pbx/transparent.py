@@ -1,6 +1,6 @@
 """
-Transparent bridging, the call's half: a task's call whose media flows to
-the peer of the bridged call, not to the task's media channel.
+Transparent bridging: a task's call whose media flows to the peer of the
+bridged call, not to the task's media channel.
 
 A transparently bridged call has no media channel (its ports are released
 [D]: a busy B2BUA would otherwise hold two idle port pairs per call, and
@@ -21,21 +21,29 @@ L{communigate.pbx.call.Call}):
     L{TransparentCall.ack_with}), a re-INVITE with a given offer whose
     answer is returned, not applied (L{TransparentCall.reinvite_with}),
     and the way back to a channel (a new channel whose offer continues
-    our origin, re-INVITEd: L{communigate.pbx.bridging}).
+    our origin, re-INVITEd).
 
-The task's half (which re-INVITE goes where, fallbacks, the peer's later
-re-INVITEs relayed) is L{communigate.pbx.bridging}.
+The task's half (L{TransparentBridging}, a part of the bridging verbs in
+L{communigate.pbx.bridging}): which re-INVITE goes where, fallbacks, the
+peers' later offers relayed, the media coming back.
 """
 
 from __future__ import annotations
 
+import random
 import re
+from typing import TYPE_CHECKING
 
 from twisted.internet.defer import Deferred, fail
 
+from communigate.pbx.channel import ChannelError
 from communigate.pbx.events import CallError
+from communigate.signal.model import response
 
-__all__ = ["SDPOrigin", "TransparentCall", "glare_delay", "is_sdp"]
+if TYPE_CHECKING:
+    from communigate.pbx.task import Task
+
+__all__ = ["SDPOrigin", "TransparentBridging", "TransparentCall", "glare_delay", "is_sdp"]
 
 SDP = "application/sdp"
 _ORIGIN = re.compile(rb"^o=(\S+) (\d+) (\d+) (\S+ \S+ \S+)", re.MULTILINE)
@@ -116,6 +124,12 @@ class TransparentCall:
     _origin: SDPOrigin | None = None
     _pending_offer: bytes | None = None  # the peer's offer in a 2xx, not answered yet
     relaying = False  # a peer's offer is being answered by the other peer
+
+    @property
+    def connected(self) -> bool:
+        from communigate.pbx.call import CallState  # call.py is built on this module
+
+        return self.state == CallState.CONNECTED
 
     def ours(self, body: bytes) -> bytes:
         """
@@ -219,3 +233,240 @@ class TransparentCall:
             return answer.body
 
         return d.addCallback(answered)
+
+
+class TransparentBridging:
+    """
+    The transparent exchanges of a task's bridge, a part of
+    L{communigate.pbx.bridging.BridgeVerbs} (so of the task): joining two
+    connected calls, a peer's later offers answered by the other peer,
+    and the media coming back to the channels when the bridge ends.  Each
+    step runs in the turn of the task whose call it touches; the tasks
+    hand each other the next step through C{later}.
+    """
+
+    def _join(self, other: Task, attempt: int) -> None:
+        """
+        Join our connected call with C{other}'s transparently (RFC 3264 by
+        re-INVITE): a re-INVITE without SDP to our peer, whose 2xx carries
+        its offer; that offer re-INVITEd to the other peer
+        (L{_join_offer}); its answer in our peer's ACK (L{_join_answered}).
+        A refusal falls back to simple bridging (L{_join_refused}); a 491
+        is tried again once after RFC 3261 14.1's delay.
+        """
+        call = self.call
+        d = call.reinvite_offerless()
+
+        def offered(offer):
+            if not self._bridge_wanted(other):
+                call.ack_with(None if call.channel is None else self._channel_answer(call, offer))
+                return
+            if other.call is None:
+                call.ack_with(None if call.channel is None else self._channel_answer(call, offer))
+                self._wake(None, "bridge", error=CallError("the other task has no media"))
+                return
+            other.later(other._join_offer, self, offer)
+
+        def refused(failure):
+            failure.trap(CallError)
+            error = failure.value
+            if error.code == 491 and attempt == 1 and self._bridge_wanted(other):
+                self._after_glare(call, self._join_again, other)
+                return
+            self._join_fallback(other, error)
+
+        d.addCallbacks(offered, refused)
+
+    def _join_again(self, other: Task) -> None:
+        if self._bridge_wanted(other) and self.call is not None and self.call.connected:
+            self._join(other, attempt=2)
+
+    def _after_glare(self, call, fn, *args) -> None:
+        delay = glare_delay(not call.leg.incoming, random.random())
+        self.service.clock.callLater(delay, self.later, fn, *args)
+
+    @staticmethod
+    def _channel_answer(call, offer: bytes) -> bytes | None:
+        try:
+            return call.channel.answer_offer(offer)
+        except Exception as error:  # NoCommonCodec, SDPError, ChannelError
+            call.log.info("Call {call_id}: our channel cannot answer {error}", call_id=call.leg.call_id, error=error)
+            return None
+
+    def _join_fallback(self, other: Task, error: CallError) -> None:
+        """
+        The transparent join failed before our peer's offer went anywhere:
+        bridge simply when both channels are there.
+        """
+        if not self._bridge_wanted(other):
+            return
+        call, theirs = self.call, other.call
+        if call is None or call.channel is None or theirs is None or theirs.channel is None:
+            other.later(other._bridge_broken, self)
+            self._wake(None, "bridge", error=error if call is None else CallError("the other task has no media"))
+            return
+        self.log.info("Task {id}: transparent bridge refused ({error}); bridging through the channels",
+                      id=self.id, error=error)
+        call.channel.bridge_to(theirs.channel)
+        self._bridge_formed(other)
+
+    def _join_offer(self, starter: Task, offer: bytes) -> None:
+        """
+        (The accepting side.)  Offer the starter's peer's SDP to our peer.
+        """
+        call = self.call
+        if self.bridge is not starter or call is None or not call.connected:
+            starter.later(starter._join_refused, self, offer, CallError("disconnected"))
+            return
+
+        def answered(sdp):
+            call.go_transparent()
+            if self.bridge is not starter:
+                self._media_back_later()
+            starter.later(starter._join_answered, self, sdp)
+
+        def refused(failure):
+            failure.trap(CallError)
+            starter.later(starter._join_refused, self, offer, failure.value)
+
+        call.reinvite_with(offer).addCallbacks(answered, refused)
+
+    def _join_answered(self, other: Task, sdp: bytes) -> None:
+        call = self.call
+        if call is None or not call.is_live:
+            # our peer hung up meanwhile; the other side gets its media back
+            if other.bridge is self:
+                other.later(other._bridge_broken, self)
+            return
+        call.ack_with(sdp)
+        call.go_transparent()
+        if not self._bridge_wanted(other):
+            self._media_back_later()
+            return
+        self._bridge_formed(other)
+
+    def _join_refused(self, other: Task, offer: bytes, error: CallError) -> None:
+        """
+        The other peer refused our peer's offer: our channel answers it in
+        the ACK, and the bridge falls back to simple (or fails).
+        """
+        call = self.call
+        if call is None or not call.is_live:
+            return
+        answer = None if call.channel is None else self._channel_answer(call, offer)
+        call.ack_with(answer)
+        if answer is None:
+            call.hang_up(488, "No usable media")
+            self._call_ended(call, "no usable media")
+            return
+        self._join_fallback(other, error)
+
+    def _peer_offer(self, call, signal, responder, expect_ack: bool) -> None:
+        """
+        Our transparently bridged peer sent an offer (re-INVITE, UPDATE):
+        the other peer answers it (by re-INVITE), and its answer is ours.
+        A peer re-INVITE without SDP gets the other peer's last SDP as our
+        offer.
+        """
+        other = self.bridge
+        if other is None or other.ended:
+            # The bridge is gone and the media not back yet: our channel answers.
+            call.transparent = False
+            try:
+                call._new_channel()
+            except ChannelError:
+                responder.final(response(480, "No media port"))
+                return
+            call._answer_offer(signal, responder, expect_ack)
+            return
+        if not is_sdp(signal.content_type, signal.body):
+            theirs = other.call
+            if expect_ack and theirs is not None and theirs.peer_sdp:
+                responder.final(call.leg.answer(200, "OK", body=call.ours(theirs.peer_sdp), content_type=SDP,
+                                                contact=call._contact()))
+            else:
+                responder.final(call.leg.answer(200, "OK", contact=call._contact()))
+            return
+        call.relaying = True
+        offer = signal.body
+
+        def reply(code, reason, sdp):
+            self.later(self._peer_offer_answered, call, responder, offer, code, reason, sdp)
+
+        other.later(other._bridged_offer, self, offer, reply)
+
+    def _bridged_offer(self, origin: Task, offer: bytes, reply) -> None:
+        call = self.call
+        if self.bridge is not origin or call is None or not call.transparent or not call.connected:
+            reply(491, "Request Pending", None)
+            return
+        def refused(failure):
+            failure.trap(CallError)
+            error = failure.value
+            reply(error.code or 500, str(error)[4:] if error.code else str(error), None)
+
+        call.reinvite_with(offer).addCallbacks(lambda sdp: reply(200, "OK", sdp), refused)
+
+    def _peer_offer_answered(self, call, responder, offer: bytes, code: int, reason, sdp) -> None:
+        from communigate.pbx.transparent import SDP
+        call.relaying = False
+        if not call.is_live:
+            return
+        if code >= 300 or sdp is None:
+            responder.final(response(code if code >= 300 else 500, reason))
+            return
+        call.peer_sdp = offer
+        responder.final(call.leg.answer(200, "OK", body=call.ours(sdp), content_type=SDP, contact=call._contact()))
+
+    def _media_back_later(self) -> None:
+        """
+        The bridge is gone: a transparent call of ours gets its own media
+        back in the task's next turn (a program that hangs up on
+        C{BreakBridge} spares the peer a re-INVITE), or at once when the
+        program asks for media first (L{_media_back_now}).
+        """
+        call = self.call
+        if call is not None and call.transparent:
+            self.later(self._media_back_now, call)
+
+    def _media_back_now(self, call) -> None:
+        if call is not self.call or not call.is_live or not call.transparent or self.bridge is not None:
+            return
+        if not call.connected:
+            return
+        call.transparent = False
+        try:
+            call._new_channel()
+        except ChannelError as error:  # no port pair free
+            self.log.info("Task {id}: no media channel to take the call back: {error}", id=self.id, error=error)
+            call.hang_up(480, "No media port")
+            self._call_ended(call, "no media")
+            return
+        self._offer_own_media(call, attempt=1)
+
+    def _offer_own_media(self, call, attempt: int) -> None:
+        """
+        Re-INVITE our peer with our channel's own offer (after a bridge);
+        a 491, or a re-INVITE of ours still out, waits RFC 3261 14.1's
+        delay once; a refusal hangs up (a call without media is no call).
+        """
+        if call is not self.call or not call.is_live:
+            return
+
+        def refused(error):
+            if call is not self.call or not call.is_live:
+                return
+            if error.code == 491 and attempt == 1:
+                self._after_glare(call, self._offer_own_media, call, 2)
+                return
+            self.log.info("Task {id}: the peer refused our media back ({error}); hanging up",
+                          id=self.id, error=error)
+            call.hang_up(488, "No usable media")
+            self._call_ended(call, "no media")
+
+        try:
+            d = call.reinvite("sendrecv")
+        except CallError as error:
+            refused(error)
+            return
+        d.addErrback(lambda failure: refused(failure.value) if failure.check(CallError) else failure)
