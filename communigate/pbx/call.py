@@ -401,6 +401,8 @@ class Call(TransparentCall):
             return
         if answer.code in (401, 407) and self._answer_challenge(answer):
             return
+        if answer.code == 488 and self._offer_refused():
+            return
         if not answer.success:
             self.final_code = answer.code
             self._finish(error_text(answer))

@@ -58,6 +58,7 @@ from communigate.pbx.events import (
     CALL_PROVISION,
     CALL_TRANSFERRED,
     DISCONNECT,
+    BridgeMode,
     CallError,
     Event,
     TaskEnded,
@@ -767,7 +768,7 @@ class Task(BridgeVerbs, MixerVerbs, TransferVerbs, Machine):
             bridging, self._bridging_for = self._bridging_for, None
             if error is None:
                 try:
-                    self._accept_bridge_event(bridging)
+                    self._accept_bridge_event(bridging, BridgeMode.SIMPLE if call.fell_back else None)
                 except CallError as failure:
                     self.log.info("Task {id}: the bridge failed: {error}", id=self.id, error=failure)
             else:

@@ -124,6 +124,7 @@ class TransparentCall:
     _origin: SDPOrigin | None = None
     _pending_offer: bytes | None = None  # the peer's offer in a 2xx, not answered yet
     relaying = False  # a peer's offer is being answered by the other peer
+    fell_back = False  # placed again with our own offer after the callee's 488
 
     @property
     def connected(self) -> bool:
@@ -152,6 +153,29 @@ class TransparentCall:
         channel, self.channel = self.channel, None
         if channel is not None:
             channel.close()
+
+    def _offer_refused(self) -> bool:
+        """
+        The callee refused the bridged peer's offer we placed the call with
+        (488): place it again, same Call-ID and tag, with our channel's
+        offer (the bridge falls back to simple, which transcodes between
+        the G.711 laws).  Whether we did.
+        """
+        if not self.transparent or self._placing is None or self.fell_back:
+            return False
+        try:
+            offer = self.ours(self._new_channel().make_offer())
+        except ChannelError:
+            return False
+        self.log.info("Call {call_id}: the callee refused the bridged offer; placing it with our own",
+                      call_id=self.leg.call_id)
+        self.transparent = False
+        self.fell_back = True
+        self.peer_sdp = None
+        destination, submitter, headers, lifetime, _ = self._placing
+        self._placing = (destination, submitter, headers, lifetime, offer)
+        self._submit(())
+        return True
 
     def _relay_concluded(self, code: int) -> None:
         """

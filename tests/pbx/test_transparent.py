@@ -515,3 +515,27 @@ def test_a_peers_update_is_relayed_and_a_second_offer_meanwhile_gets_500_with_re
     answer_request(harness, reinvite, 200, body=bob_sdp(direction="recvonly"))
     (updated,) = [r for r in harness.responses() if r.status >= 200]
     assert updated.status == 200 and b"a=recvonly" in updated.body
+
+
+def test_a_callee_refusing_the_callers_offer_gets_the_legs_own_offer_and_the_bridge_is_simple(made):
+    log = []
+    harness = made(**b2bua(log))
+    harness.route("S:<gw> = front#postmaster")
+    harness.invite("sip:gw@example.com")
+    (invite,) = requests_at(harness, BOB, "INVITE")
+    assert media_port_of(invite.body) == CALLER_MEDIA[1]
+    answer_request(harness, invite, 488)
+    requests = requests_at(harness, BOB)
+    assert [r.method for r in requests] == ["ACK", "INVITE"]
+    again = requests[1]
+    # the same dialog attempt (Call-ID, From tag), the next CSeq, the leg's channel offered
+    assert again.call_id == invite.call_id and again.from_().tag == invite.from_().tag
+    assert again.cseq().number == invite.cseq().number + 1
+    (leg,) = [t for t in harness.pbx.tasks.values() if t.program == "leg"]
+    assert media_port_of(again.body) == leg.call.channel.port
+    answer_request(harness, again, 200, body=BOB_SDP)
+    answer = harness.final()
+    (front,) = [t for t in harness.pbx.tasks.values() if t.program == "front"]
+    assert answer.status == 200 and media_port_of(answer.body) == front.call.channel.port
+    assert ("front", None) in log
+    assert front.call.channel.bridge is leg.call.channel and not front.call.transparent
