@@ -582,8 +582,12 @@ class Call(TransparentCall):
         handler(signal, responder)
 
     def _peer_ACK(self, signal, responder) -> None:
-        if self.transparent and _is_sdp(signal.content_type, signal.body):
-            self.peer_sdp = signal.body
+        if self.transparent:
+            answer = signal.body if _is_sdp(signal.content_type, signal.body) else None
+            if answer is not None:
+                self.peer_sdp = answer
+            if self.ack_goes_to is not None:
+                self.task._peer_ack_answer(self, answer)
             return
         if self._offer_in_200:
             self._offer_in_200 = False

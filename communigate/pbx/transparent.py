@@ -125,6 +125,7 @@ class TransparentCall:
     _pending_offer: bytes | None = None  # the peer's offer in a 2xx, not answered yet
     relaying = False  # a peer's offer is being answered by the other peer
     fell_back = False  # placed again with our own offer after the callee's 488
+    ack_goes_to = None  # the task whose peer waits for the answer our peer's ACK brings
 
     @property
     def connected(self) -> bool:
@@ -404,12 +405,18 @@ class TransparentBridging:
             call._answer_offer(signal, responder, expect_ack)
             return
         if not is_sdp(signal.content_type, signal.body):
-            theirs = other.call
-            if expect_ack and theirs is not None and theirs.peer_sdp:
-                responder.final(call.leg.answer(200, "OK", body=call.ours(theirs.peer_sdp), content_type=SDP,
-                                                contact=call._contact()))
-            else:
+            if not expect_ack:  # an UPDATE without SDP: nothing to negotiate
                 responder.final(call.leg.answer(200, "OK", contact=call._contact()))
+                return
+            # A re-INVITE without SDP: the other peer's fresh offer (its 2xx
+            # to our offerless re-INVITE) is ours; the answer in our peer's
+            # ACK goes back in the other peer's ACK.
+            call.relaying = True
+
+            def offered(code, reason, sdp):
+                self.later(self._peer_offerless_answered, call, responder, other, code, reason, sdp)
+
+            other.later(other._bridged_offerless, self, offered)
             return
         call.relaying = True
         offer = signal.body
@@ -430,6 +437,44 @@ class TransparentBridging:
             reply(error.code or 500, str(error)[4:] if error.code else str(error), None)
 
         call.reinvite_with(offer).addCallbacks(lambda sdp: reply(200, "OK", sdp), refused)
+
+    def _bridged_offerless(self, origin: Task, reply) -> None:
+        call = self.call
+        if self.bridge is not origin or call is None or not call.transparent or not call.connected:
+            reply(491, "Request Pending", None)
+            return
+
+        def refused(failure):
+            failure.trap(CallError)
+            error = failure.value
+            reply(error.code or 500, str(error)[4:] if error.code else str(error), None)
+
+        call.reinvite_offerless().addCallbacks(lambda sdp: reply(200, "OK", sdp), refused)
+
+    def _peer_offerless_answered(self, call, responder, other: Task, code: int, reason, sdp) -> None:
+        call.relaying = False
+        if not call.is_live or code >= 300 or sdp is None:
+            if code < 300:
+                other.later(other._bridged_ack, None)
+            if call.is_live:
+                responder.final(response(code if code >= 300 else 500, reason))
+            return
+        call.ack_goes_to = other
+        responder.final(call.leg.answer(200, "OK", body=call.ours(sdp), content_type=SDP, contact=call._contact()))
+
+    def _peer_ack_answer(self, call, sdp: bytes | None) -> None:
+        """
+        Our peer's ACK answered the other peer's offer we passed on: the
+        other peer's ACK carries it.
+        """
+        other, call.ack_goes_to = call.ack_goes_to, None
+        if other is not None:
+            other.later(other._bridged_ack, sdp)
+
+    def _bridged_ack(self, sdp: bytes | None) -> None:
+        call = self.call
+        if call is not None and call.is_live and call._pending_offer is not None:
+            call.ack_with(sdp)
 
     def _peer_offer_answered(self, call, responder, offer: bytes, code: int, reason, sdp) -> None:
         from communigate.pbx.transparent import SDP
@@ -465,6 +510,16 @@ class TransparentBridging:
             self.log.info("Task {id}: no media channel to take the call back: {error}", id=self.id, error=error)
             call.hang_up(480, "No media port")
             self._call_ended(call, "no media")
+            return
+        pending = call._pending_offer
+        if pending is not None:
+            # Our peer's offer (in a 2xx) still waits for its answer: our
+            # channel answers it in the ACK, which brings the media back.
+            answer = self._channel_answer(call, pending)
+            call.ack_with(answer)
+            if answer is None:
+                call.hang_up(488, "No usable media")
+                self._call_ended(call, "no media")
             return
         self._offer_own_media(call, attempt=1)
 

@@ -539,3 +539,25 @@ def test_a_callee_refusing_the_callers_offer_gets_the_legs_own_offer_and_the_bri
     assert answer.status == 200 and media_port_of(answer.body) == front.call.channel.port
     assert ("front", None) in log
     assert front.call.channel.bridge is leg.call.channel and not front.call.transparent
+
+
+def test_a_peers_re_invite_without_sdp_gets_the_other_peers_offer_and_its_ack_answer_goes_back(made):
+    log = []
+    harness = made(**b2bua(log))
+    harness.route("S:<gw> = front#postmaster")
+    harness.invite("sip:gw@example.com")
+    (invite,) = requests_at(harness, BOB, "INVITE")
+    answer_request(harness, invite, 200, body=BOB_SDP)
+    answer = harness.final()
+    harness.ack(answer)
+    requests_at(harness, BOB)
+    harness.in_dialog("INVITE", answer, cseq=2)
+    (reinvite,) = requests_at(harness, BOB, "INVITE")
+    assert not reinvite.body
+    answer_request(harness, reinvite, 200, body=bob_sdp(42600))
+    offered = harness.final()
+    assert offered.status == 200 and media_port_of(offered.body) == 42600
+    assert requests_at(harness, BOB, "ACK") == []  # bob waits for the caller's answer
+    harness.in_dialog("ACK", answer, cseq=2, body=offer(port=40600), content_type=SDP)
+    (ack,) = requests_at(harness, BOB, "ACK")
+    assert media_port_of(ack.body) == 40600
