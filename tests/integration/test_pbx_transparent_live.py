@@ -10,6 +10,10 @@ caller's sends 440 Hz, bob's 1 kHz.
   - with C{MediaRelay = YES} on bob's account the SIP side relays that
     call: each peer is offered a relay port and hears the other's tone
     from the relay's ports, never a PBX channel's;
+  - a task that answers the caller, has another task call bob, and joins
+    the two connected calls: the caller gets a re-INVITE without SDP, its
+    offer goes to bob, bob's answer comes in the caller's ACK, and then
+    each peer hears the other straight from the other's socket;
   - a task that bridges transparently and, when bob hangs up, takes the
     caller's media back (re-INVITE naming its channel) and plays 700 Hz:
     the caller hears bob's 1 kHz from bob's peer, then 700 Hz from the
@@ -67,7 +71,57 @@ class TakesMediaBack:
         await task.disconnect()
 
 
+@implementer(IPlugin, ICallApplication)
+class Joiner:
+    name = "joiner"
+    description = "answers, has a second task call its parameter, then bridges the two calls transparently"
+
+    async def run(self, task):
+        await task.accept_call()
+        helper = task.start_task("callsout", (task.id, task.parameters[0]))
+        while True:
+            item = await task.read_input(None)
+            if isinstance(item, Event) and item.is_disconnect:
+                return
+            if isinstance(item, Event) and item.what == "Ready":
+                break
+        await task.start_bridge(helper, "transparent")
+        task.set_status("joined")
+        while True:
+            item = await task.read_input(None)
+            if isinstance(item, Event) and (item.is_disconnect or item.is_break_bridge):
+                if task.call is not None:
+                    await task.disconnect()
+                return
+
+
+@implementer(IPlugin, ICallApplication)
+class CallsOut:
+    name = "callsout"
+    description = "calls its second parameter, tells the first it is connected, accepts its bridge"
+
+    async def run(self, task):
+        joiner, destination = task.parameters
+        await task.start_call(destination)
+        while True:
+            item = await task.read_input(None)
+            if not isinstance(item, Event):
+                continue
+            if item.is_call_completed:
+                if item.parameter is not None:
+                    return
+                task.send_event(joiner, "Ready")
+            elif item.is_start_bridge:
+                await task.accept_bridge(item)
+            elif item.is_disconnect or item.is_break_bridge:
+                if task.call is not None:
+                    await task.disconnect()
+                return
+
+
 takesback = TakesMediaBack()
+joiner = Joiner()
+callsout = CallsOut()
 '''
 
 
@@ -78,13 +132,14 @@ class Peer:
     heard), and keeps each packet it hears with its source.
     """
 
-    def __init__(self, frequency: float) -> None:
+    def __init__(self, frequency: float, latch: bool = True) -> None:
         self.sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
         self.sock.bind(("127.0.0.1", 0))
         self.sock.settimeout(0.005)
         self.port = self.sock.getsockname()[1]
         self.frequency = frequency
         self.remote = None
+        self.latch = latch
         self.heard: list[tuple[tuple[str, int], bytes]] = []
         self._stop = threading.Event()
         self._lock = threading.Lock()
@@ -126,7 +181,7 @@ class Peer:
                 with self._lock:
                     if packet is not None and packet.payload_type == 0:
                         self.heard.append((tuple(source[:2]), g711.decode("PCMU", packet.payload)))
-                    if self.remote is None:
+                    if self.remote is None and self.latch:
                         self.remote = tuple(source[:2])
             with self._lock:
                 remote = self.remote
@@ -165,6 +220,7 @@ def server(tmp_path, monkeypatch):
             table = "\\e".join([
                 "S:<gw> = gatewayincoming{bob,bridge}#postmaster",
                 "S:<back> = takesback{bob}#postmaster",
+                "S:<join> = joiner{bob}#postmaster",
             ])
             for line in (
                 f'SETROUTERTABLE "{table}"',
@@ -183,7 +239,7 @@ def errors(workdir) -> str:
 
 def logged(workdir, scenario, what) -> list[int]:
     text = "".join(p.read_text() for p in workdir.glob(f"{scenario}_*_logs.log"))
-    return [int(port) for port in re.findall(rf"{what} port (\d+)", text)]
+    return [int(port) for port in re.findall(rf"\b{what} port (\d+)", text)]
 
 
 def wait_for(predicate, timeout=10.0):
@@ -313,3 +369,31 @@ def test_with_media_relay_requested_the_transparent_bridge_goes_through_the_rela
     assert to_bob and {port for (_, port), _ in to_bob} <= relay_ports
     assert heard(to_caller, 1000) >= 10, "the caller did not hear bob's 1 kHz through the relay"
     assert heard(to_bob, 440) >= 10, "bob did not hear the caller's 440 Hz through the relay"
+
+
+def test_two_connected_calls_joined_transparently_by_re_invite_hear_each_other_peer_to_peer(server, tmp_path):
+    server, (low, high) = server
+    with Peer(440, latch=False) as caller_peer, Peer(1000, latch=False) as bob_peer:
+        bob = bob_phone(server, tmp_path, "uas_transparent_join.xml", bob_peer.port)
+        calling = caller(server, tmp_path, "join", "uac_transparent_join.xml", caller_peer.port)
+        reoffered = wait_for(lambda: logged(tmp_path, "uas_transparent_join", "reoffered"))
+        assert reoffered == [caller_peer.port], errors(tmp_path)
+        bob_peer.send_to(("127.0.0.1", caller_peer.port))
+        answered = wait_for(lambda: logged(tmp_path, "uac_transparent_join", "answered"))
+        assert answered == [bob_peer.port], errors(tmp_path)
+        caller_peer.send_to(("127.0.0.1", bob_peer.port))
+        code, output = finished(calling)
+        assert code == 0, output + errors(tmp_path)
+        code, output = finished(bob)
+        assert code == 0, output + errors(tmp_path)
+        to_caller, to_bob = caller_peer.packets(), bob_peer.packets()
+    (channel,) = logged(tmp_path, "uas_transparent_join", "offered")
+    assert low <= channel <= high  # bob first talked to the task's channel
+    bob_address, caller_address = ("127.0.0.1", bob_peer.port), ("127.0.0.1", caller_peer.port)
+    assert heard(to_caller, 1000, bob_address) >= 10, "the caller did not hear bob's 1 kHz from bob's peer"
+    assert heard(to_bob, 440, caller_address) >= 10, "bob did not hear the caller's 440 Hz from the caller's peer"
+    # once the peers talk, the channels are gone: nothing from a server port after that
+    first = next(i for i, (source, _) in enumerate(to_caller) if source == bob_address)
+    assert {source for source, _ in to_caller[first:]} == {bob_address}
+    first = next(i for i, (source, _) in enumerate(to_bob) if source == caller_address)
+    assert {source for source, _ in to_bob[first:]} == {caller_address}
