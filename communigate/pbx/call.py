@@ -154,6 +154,7 @@ class Call(TransparentCall):
         self._offer_in_200 = False  # late offer: the answer comes in the ACK
         self._transaction: Deferred | None = None  # our in-dialog INVITE/REFER
         self._acked: int | None = None  # the CSeq of the INVITE last acknowledged
+        self._ack_body = b""  # and the answer that ACK carried
 
     def __repr__(self) -> str:
         return f"<Call {self.leg.call_id} {self.state}>"
@@ -452,10 +453,14 @@ class Call(TransparentCall):
         self._submit((header,))
         return True
 
-    def _ack(self) -> None:
-        self._acked = self.leg.invite_cseq
+    def _ack(self, body: bytes = b"") -> None:
+        """
+        ACK our last INVITE's 2xx (with C{body}, an SDP answer to an offer
+        in that 2xx); a repeated 2xx gets the same ACK again.
+        """
+        self._acked, self._ack_body = self.leg.invite_cseq, body
         try:
-            self._send(self.leg.ack(self.task.submitter))
+            self._send(self.leg.ack(self.task.submitter, body=body, content_type=SDP if body else None))
         except LegError as error:
             self.log.info("Call {call_id}: no ACK sent: {error}", call_id=self.leg.call_id, error=error)
 
@@ -480,7 +485,7 @@ class Call(TransparentCall):
         except HeaderError:
             return
         if number == self._acked:
-            self._ack()
+            self._ack(self._ack_body)
 
     def cancel(self) -> None:
         """

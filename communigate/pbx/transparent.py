@@ -228,12 +228,7 @@ class TransparentCall:
         (sent with our origin).
         """
         self._pending_offer = None
-        self._acked = self.leg.invite_cseq
-        body = b"" if sdp is None else self.ours(sdp)
-        try:
-            self._send(self.leg.ack(self.task.submitter, body=body, content_type=SDP if body else None))
-        except Exception as error:  # a LegError: nowhere to send
-            self.log.info("Call {call_id}: no ACK sent: {error}", call_id=self.leg.call_id, error=error)
+        self._ack(b"" if sdp is None else self.ours(sdp))
 
     def reinvite_with(self, offer: bytes) -> Deferred:
         """

@@ -561,3 +561,21 @@ def test_a_peers_re_invite_without_sdp_gets_the_other_peers_offer_and_its_ack_an
     harness.in_dialog("ACK", answer, cseq=2, body=offer(port=40600), content_type=SDP)
     (ack,) = requests_at(harness, BOB, "ACK")
     assert media_port_of(ack.body) == 40600
+
+
+def test_a_repeated_2xx_to_the_offerless_re_invite_gets_the_same_ack_with_the_answer(made):
+    log = []
+    back_id, programs = joined(log)
+    harness = made(**programs)
+    backing, bob_invite, answer = connect_both(harness, back_id)
+    harness.reactor.advance(0.6)
+    harness.turn()
+    (reinvite,) = [r for r in harness.requests_to() if r.method == "INVITE"]
+    answer_request(harness, reinvite, 200, body=offer(port=40700), source=CALLER, tag="ft1")
+    (to_bob,) = requests_at(harness, BOB, "INVITE")
+    answer_request(harness, to_bob, 200, body=bob_sdp(42700))
+    (ack,) = [r for r in harness.requests_to() if r.method == "ACK"]
+    # the caller did not get our ACK and sends its 200 again
+    answer_request(harness, reinvite, 200, body=offer(port=40700), source=CALLER, tag="ft1")
+    (again,) = [r for r in harness.requests_to() if r.method == "ACK"]
+    assert again.body == ack.body and media_port_of(again.body) == 42700
