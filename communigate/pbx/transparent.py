@@ -153,6 +153,10 @@ class TransparentCall:
         self.transparent = True
         channel, self.channel = self.channel, None
         if channel is not None:
+            # A prompt or a recording of the task's stops (play_file returns
+            # False, record what it had, none); the media verbs raise from
+            # now on until the media comes back.
+            self.task._interrupt()
             channel.close()
 
     def _offer_refused(self) -> bool:

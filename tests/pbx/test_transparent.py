@@ -579,3 +579,38 @@ def test_a_repeated_2xx_to_the_offerless_re_invite_gets_the_same_ack_with_the_an
     answer_request(harness, reinvite, 200, body=offer(port=40700), source=CALLER, tag="ft1")
     (again,) = [r for r in harness.requests_to() if r.method == "ACK"]
     assert again.body == ack.body and media_port_of(again.body) == 42700
+
+
+def test_a_prompt_the_accepting_task_plays_stops_when_its_call_turns_transparent(made):
+    log = []
+    back_id = []
+
+    async def front(task):
+        await task.accept_call()
+        await task.read_input(0.5)
+        log.append(("front", await task.start_bridge(back_id[0], "transparent")))
+        await task.read_input(None)
+
+    async def back(task):
+        await task.start_call("bob@example.com")
+        while True:
+            item = await task.read_input(None)
+            if isinstance(item, Event) and item.is_start_bridge:
+                await task.accept_bridge(item)
+                log.append(("back", await task.play_tone(600, -1)))
+                try:
+                    await task.play_tone(600, 100)
+                except CallError as error:
+                    log.append(("back", str(error)))
+            elif isinstance(item, Event) and item.is_disconnect:
+                return
+
+    harness = made(front=front, back=back)
+    backing, bob_invite, answer = connect_both(harness, back_id)
+    harness.reactor.advance(0.6)
+    harness.turn()
+    (reinvite,) = [r for r in harness.requests_to() if r.method == "INVITE"]
+    answer_request(harness, reinvite, 200, body=offer(port=40800), source=CALLER, tag="ft1")
+    (to_bob,) = requests_at(harness, BOB, "INVITE")
+    answer_request(harness, to_bob, 200, body=bob_sdp(42800))
+    assert ("back", False) in log and ("back", "no media channel") in log
