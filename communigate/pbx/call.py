@@ -288,6 +288,7 @@ class Call(TransparentCall):
                 raise
             body = self.ours(body)
         self._register()
+        self.awaiting_ack = True
         self.responder.final(
             self.leg.answer(200, "OK", body=body, content_type=content_type, contact=self._contact())
         )
@@ -497,6 +498,8 @@ class Call(TransparentCall):
         self._abandoned = True
         if self._signal_task is not None:
             self._signal_task.cancel()
+        if self.transparent:
+            self._relay_concluded(487)  # our task may be gone before the 487 comes
         self._finish("cancelled")
 
     # -- inside the dialog: ours -------------------------------------------------
@@ -587,6 +590,7 @@ class Call(TransparentCall):
         handler(signal, responder)
 
     def _peer_ACK(self, signal, responder) -> None:
+        self.awaiting_ack = False
         if self.transparent:
             answer = signal.body if _is_sdp(signal.content_type, signal.body) else None
             if answer is not None:

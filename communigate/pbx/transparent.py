@@ -46,6 +46,9 @@ if TYPE_CHECKING:
 __all__ = ["SDPOrigin", "TransparentBridging", "TransparentCall", "glare_delay", "is_sdp"]
 
 SDP = "application/sdp"
+#: Seconds between looks for the ACK of our 200 before a join's re-INVITE
+#: (an unacknowledged 200 hangs the call up after 64*T1 anyway).
+_ACK_WAIT = 0.05
 _ORIGIN = re.compile(rb"^o=(\S+) (\d+) (\d+) (\S+ \S+ \S+)", re.MULTILINE)
 
 
@@ -126,6 +129,7 @@ class TransparentCall:
     relaying = False  # a peer's offer is being answered by the other peer
     fell_back = False  # placed again with our own offer after the callee's 488
     ack_goes_to = None  # the task whose peer waits for the answer our peer's ACK brings
+    awaiting_ack = False  # our 200 to the peer's INVITE is not acknowledged yet
 
     @property
     def connected(self) -> bool:
@@ -279,6 +283,11 @@ class TransparentBridging:
         is tried again once after RFC 3261 14.1's delay.
         """
         call = self.call
+        if call.awaiting_ack:
+            # We have just answered our peer: a re-INVITE before its ACK
+            # would meet an INVITE transaction still open (RFC 3261 14.1).
+            self.service.clock.callLater(_ACK_WAIT, self.later, self._join_after_ack, other, attempt)
+            return
         d = call.reinvite_offerless()
 
         def offered(offer):
@@ -300,6 +309,10 @@ class TransparentBridging:
             self._join_fallback(other, error)
 
         d.addCallbacks(offered, refused)
+
+    def _join_after_ack(self, other: Task, attempt: int) -> None:
+        if self._bridge_wanted(other) and self.call is not None and self.call.connected:
+            self._join(other, attempt)
 
     def _join_again(self, other: Task) -> None:
         if self._bridge_wanted(other) and self.call is not None and self.call.connected:

@@ -614,3 +614,53 @@ def test_a_prompt_the_accepting_task_plays_stops_when_its_call_turns_transparent
     (to_bob,) = requests_at(harness, BOB, "INVITE")
     answer_request(harness, to_bob, 200, body=bob_sdp(42800))
     assert ("back", False) in log and ("back", "no media channel") in log
+
+
+def test_an_unanswered_starter_joining_a_connected_call_waits_for_its_callers_ack_before_the_re_invite(made):
+    log = []
+    back_id = []
+
+    async def front(task):  # does not answer first: start_bridge answers
+        log.append(("front", await task.start_bridge(back_id[0], "transparent")))
+        await task.read_input(None)
+
+    async def back(task):
+        await task.start_call("bob@example.com")
+        while True:
+            item = await task.read_input(None)
+            if isinstance(item, Event) and item.is_start_bridge:
+                await task.accept_bridge(item)
+            elif isinstance(item, Event) and item.is_disconnect:
+                return
+
+    harness = made(front=front, back=back)
+    backing = harness.pbx.start_task("back", "postmaster@example.com", ())
+    harness.turn()
+    back_id.append(backing.id)
+    (invite,) = requests_at(harness, BOB, "INVITE")
+    answer_request(harness, invite, 200, body=BOB_SDP)
+    requests_at(harness, BOB)
+    harness.route("S:<fr> = front#postmaster")
+    harness.invite("sip:fr@example.com")
+    answer = harness.final()
+    harness.reactor.advance(0.2)
+    harness.turn()
+    assert [r for r in harness.requests_to() if r.method == "INVITE"] == []
+    harness.ack(answer)
+    harness.reactor.advance(0.06)
+    harness.turn()
+    (reinvite,) = [r for r in harness.requests_to() if r.method == "INVITE"]
+    assert not reinvite.body
+
+
+def test_a_cancelled_transparent_leg_releases_its_relay_session_at_once(made):
+    log = []
+    harness = made(**b2bua(log))
+    harness.cli("UPDATEACCOUNTSETTINGS bob {MediaRelay = YES;}")
+    harness.route("S:<gw> = front#postmaster")
+    harness.invite("sip:gw@example.com")
+    (invite,) = requests_at(harness, BOB, "INVITE")
+    (session,) = harness.core.media_relay.sessions()
+    answer_request(harness, invite, 180)
+    harness.cancel()
+    assert session.closed
