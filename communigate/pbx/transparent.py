@@ -36,6 +36,8 @@ from typing import TYPE_CHECKING
 
 from twisted.internet.defer import Deferred, fail
 
+from communigate.media.offer_answer import NoCommonCodec
+from communigate.media.sdp import SDPError
 from communigate.pbx.channel import ChannelError
 from communigate.pbx.events import CallError
 from communigate.signal.model import response
@@ -326,7 +328,7 @@ class TransparentBridging:
     def _channel_answer(call, offer: bytes) -> bytes | None:
         try:
             return call.channel.answer_offer(offer)
-        except Exception as error:  # NoCommonCodec, SDPError, ChannelError
+        except (NoCommonCodec, SDPError, ChannelError) as error:
             call.log.info("Call {call_id}: our channel cannot answer {error}", call_id=call.leg.call_id, error=error)
             return None
 
