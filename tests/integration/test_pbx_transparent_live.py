@@ -10,6 +10,9 @@ caller's sends 440 Hz, bob's 1 kHz.
   - with C{MediaRelay = YES} on bob's account the SIP side relays that
     call: each peer is offered a relay port and hears the other's tone
     from the relay's ports, never a PBX channel's;
+  - bob refusing the caller's offer (488) gets the B2BUA's own offer in
+    the same dialog attempt, and the bridge is simple: each peer hears the
+    other from a PBX channel's port;
   - a task that answers the caller, has another task call bob, and joins
     the two connected calls: the caller gets a re-INVITE without SDP, its
     offer goes to bob, bob's answer comes in the caller's ACK, and then
@@ -397,3 +400,21 @@ def test_two_connected_calls_joined_transparently_by_re_invite_hear_each_other_p
     assert {source for source, _ in to_caller[first:]} == {bob_address}
     first = next(i for i, (source, _) in enumerate(to_bob) if source == caller_address)
     assert {source for source, _ in to_bob[first:]} == {caller_address}
+
+
+def test_a_callee_refusing_the_callers_offer_is_bridged_through_the_server_instead(server, tmp_path):
+    server, (low, high) = server
+    with Peer(440) as caller_peer, Peer(1000) as bob_peer:
+        bob = bob_phone(server, tmp_path, "uas_transparent_488.xml", bob_peer.port)
+        calling = caller(server, tmp_path, "gw", "uac_transparent.xml", caller_peer.port)
+        code, output = finished(calling)
+        assert code == 0, output + errors(tmp_path)
+        code, output = finished(bob)
+        assert code == 0, output + errors(tmp_path)
+        to_caller, to_bob = caller_peer.packets(), bob_peer.packets()
+    assert logged(tmp_path, "uas_transparent_488", "refused") == [caller_peer.port]
+    (second,) = logged(tmp_path, "uas_transparent_488", "second")
+    (answered,) = logged(tmp_path, "uac_transparent", "answered")
+    assert low <= second <= high and low <= answered <= high and second != answered
+    assert heard(to_caller, 1000, ("127.0.0.1", answered)) >= 10, "bob's 1 kHz did not reach the caller"
+    assert heard(to_bob, 440, ("127.0.0.1", second)) >= 10, "the caller's 440 Hz did not reach bob"
