@@ -185,7 +185,7 @@ class BridgeVerbs(TransparentBridging):
                     raise
                 self._mode_before_wait = TaskMode.CONNECTED
                 if peer_answer is not None:
-                    self._bridge_formed(other)
+                    self._bridge_formed(other, "transparent")
                     return
             if call.state != CallState.CONNECTED or call.channel is None:
                 raise CallError("not connected")
@@ -199,9 +199,14 @@ class BridgeVerbs(TransparentBridging):
             self._join(other, attempt=1)
             return
         call.channel.bridge_to(theirs.channel)
-        self._bridge_formed(other)
+        self._bridge_formed(other, "fallback" if theirs.fell_back else "simple")
 
-    def _bridge_formed(self, other: Task) -> None:
+    def _bridge_formed(self, other: Task, kind: str) -> None:
+        """
+        The bridge is up (C{kind}: C{simple}, C{transparent}, or
+        C{fallback}, simple after a transparent attempt was refused).
+        """
+        self.service.bridges[kind] = self.service.bridges.get(kind, 0) + 1
         self.mode = self._mode_before_wait
         self.bridge = other
         self._wake(None, "bridge")

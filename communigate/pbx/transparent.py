@@ -347,7 +347,7 @@ class TransparentBridging:
         self.log.info("Task {id}: transparent bridge refused ({error}); bridging through the channels",
                       id=self.id, error=error)
         call.channel.bridge_to(theirs.channel)
-        self._bridge_formed(other)
+        self._bridge_formed(other, "fallback")
 
     def _join_offer(self, starter: Task, offer: bytes) -> None:
         """
@@ -382,7 +382,7 @@ class TransparentBridging:
         if not self._bridge_wanted(other):
             self._media_back_later()
             return
-        self._bridge_formed(other)
+        self._bridge_formed(other, "transparent")
 
     def _join_refused(self, other: Task, offer: bytes, error: CallError) -> None:
         """

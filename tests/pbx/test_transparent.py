@@ -182,6 +182,11 @@ def test_start_bridged_call_transparent_sends_the_callers_offer_and_answers_with
     assert front.call.transparent and front.call.channel is None
     status = harness.cli(f"READNODESTATUS {front.id}")
     assert status["Call"]["Media"] == "transparent" and status["Bridged"]
+    from prometheus_client import generate_latest
+
+    text = generate_latest(harness.core.metrics).decode()
+    assert 'communigate_pbx_bridges_total{mode="transparent"} 1.0' in text
+    assert 'communigate_pbx_bridges_total{mode="simple"} 0.0' in text
 
 
 def test_a_transparent_peers_re_invite_is_relayed_and_answered_with_the_other_peers_answer(made):
@@ -363,6 +368,7 @@ def test_a_join_refused_by_the_callee_falls_back_to_simple_bridging(made):
     assert media_port_of(ack.body) == front.call.channel.port
     assert ("front", None) in log
     assert not front.call.transparent and front.call.channel.bridge is backing.call.channel
+    assert harness.pbx.bridges == {"fallback": 1}
 
 
 def test_a_join_the_caller_refuses_falls_back_to_simple_and_491_is_tried_again(made):
@@ -539,6 +545,7 @@ def test_a_callee_refusing_the_callers_offer_gets_the_legs_own_offer_and_the_bri
     assert answer.status == 200 and media_port_of(answer.body) == front.call.channel.port
     assert ("front", None) in log
     assert front.call.channel.bridge is leg.call.channel and not front.call.transparent
+    assert harness.pbx.bridges == {"fallback": 1}
 
 
 def test_a_peers_re_invite_without_sdp_gets_the_other_peers_offer_and_its_ack_answer_goes_back(made):
