@@ -40,7 +40,7 @@ from twisted.python.failure import Failure
 
 from communigate.pbx.call import CallState
 from communigate.pbx.events import START_BRIDGE, BREAK_BRIDGE, BridgeMode, CallError, Event, TaskMode
-from communigate.pbx.transparent import TransparentBridging
+from communigate.pbx.transparent import TransparentBridging, is_sdp
 
 if TYPE_CHECKING:
     from communigate.pbx.task import Task
@@ -329,7 +329,7 @@ class BridgeVerbs(TransparentBridging):
             CallState.INCOMING, CallState.PROVISIONED
         ) and theirs.channel is None:
             invite = theirs.leg.invite
-            if invite is not None and invite.body and (invite.content_type or "").lower().startswith("application/sdp"):
+            if invite is not None and is_sdp(invite.content_type, invite.body):
                 offer, offer_from = invite.body, invite.submitter.address
         placed = self._place_call(destination, offer=offer, offer_from=offer_from, **options)
         if placed.called and isinstance(placed.result, Failure):
