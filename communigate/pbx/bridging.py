@@ -1,11 +1,20 @@
 """
-Simple bridging: the verbs that join two tasks' calls (CG/PL's
-C{StartBridge}, C{AcceptBridge}, C{RejectBridge}, C{BreakBridge},
-C{StartBridgedCall}).
+Bridging: the verbs that join two tasks' calls (CG/PL's C{StartBridge},
+C{AcceptBridge}, C{RejectBridge}, C{BreakBridge}, C{StartBridgedCall}).
 
-Each task keeps its own call and media channel; once bridged, what one
-channel hears is sent out on the other (L{MediaChannel.bridge_to}), so
-signalling stays isolated (separate Call-IDs, tags, headers: a B2BUA).
+Signalling stays isolated either way (separate Call-IDs, tags, headers: a
+B2BUA); the media meets in one of two modes (L{BridgeMode}):
+
+  - simple: each task keeps its own call and media channel, and what one
+    channel hears is sent out on the other (L{MediaChannel.bridge_to});
+  - transparent: the two peers exchange SDP (the bridged call placed with
+    the caller's offer, or connected calls joined by an offerless
+    re-INVITE whose offer goes to the other peer and whose answer comes
+    back in the ACK), the channels are released, later offers of either
+    peer are answered by the other, and when the bridge ends each peer is
+    re-INVITEd with its task's channel again (the call's half:
+    L{communigate.pbx.transparent}).
+
 The two tasks talk only through events posted to each other's queues
 (C{later}), never by running each other's code:
 
@@ -30,7 +39,8 @@ from twisted.internet.defer import Deferred, fail, succeed
 from twisted.python.failure import Failure
 
 from communigate.pbx.call import CallState
-from communigate.pbx.events import START_BRIDGE, BREAK_BRIDGE, CallError, Event, TaskMode
+from communigate.pbx.events import START_BRIDGE, BREAK_BRIDGE, BridgeMode, CallError, Event, TaskMode
+from communigate.pbx.transparent import TransparentBridging, is_sdp
 
 if TYPE_CHECKING:
     from communigate.pbx.task import Task
@@ -38,9 +48,10 @@ if TYPE_CHECKING:
 __all__ = ["BridgeVerbs"]
 
 
-class BridgeVerbs:
+class BridgeVerbs(TransparentBridging):
     """
-    The bridging verbs of a task (see the module docstring).
+    The bridging verbs of a task (see the module docstring); the
+    transparent exchanges are L{TransparentBridging}'s.
     """
 
     def _other(self, target) -> Task:
@@ -51,13 +62,21 @@ class BridgeVerbs:
             raise CallError("a task cannot bridge itself")
         return other
 
-    def start_bridge(self, target) -> Deferred:
+    def start_bridge(self, target, mode=BridgeMode.SIMPLE) -> Deferred:
         """
         Ask task C{target} to bridge with this one and wait (mode
         C{waiting}) until it accepts (L{None}; our media then flows to and
         from its peer, and an unanswered call of ours is answered) or
-        rejects (L{CallError} with its error).
+        rejects (L{CallError} with its error).  C{mode} (a L{BridgeMode}
+        or its name) goes with the C{StartBridge} event as its parameter:
+        C{simple} (the default) joins the two channels, C{transparent}
+        has the two peers exchange SDP (and falls back to C{simple} when a
+        peer refuses the re-INVITE).
         """
+        try:
+            mode = BridgeMode.of(mode)
+        except ValueError as error:
+            return fail(error)
         try:
             self._check()
             if self.mode not in (TaskMode.INCOMING, TaskMode.PROVISIONED, TaskMode.CONNECTED):
@@ -72,25 +91,29 @@ class BridgeVerbs:
         waiting = self._wait("bridge", token=other)
         self._mode_before_wait = self.mode
         self.mode = TaskMode.WAITING
-        if not other.deliver_event(Event(START_BRIDGE, self.id)):
+        if not other.deliver_event(Event(START_BRIDGE, self.id, mode.value)):
             self._wake(None, "bridge", error=CallError("no such task"))
         return waiting
 
-    def accept_bridge(self, event: Event) -> Deferred:
+    def accept_bridge(self, event: Event, mode=None) -> Deferred:
         """
         Accept the C{StartBridge} C{event}: our media is joined with the
-        starter's (an incoming call of ours is answered first).
+        starter's (an incoming call of ours is answered first), in the
+        event's mode unless C{mode} says otherwise.
         """
         try:
             self._check()
             if not isinstance(event, Event) or not event.is_start_bridge:
                 raise CallError("not a StartBridge event")
-            self._accept_bridge_event(event)
+            self._accept_bridge_event(event, mode)
+        except ValueError as error:
+            return fail(error)
         except CallError as error:
             return fail(error)
         return succeed(None)
 
-    def _accept_bridge_event(self, event: Event) -> None:
+    def _accept_bridge_event(self, event: Event, mode=None) -> None:
+        mode = BridgeMode.of(mode if mode is not None else event.parameter)
         starter = self.service.find(event.sender or "")
         if starter is None or starter.ended:
             raise CallError("the bridging task is gone")
@@ -106,11 +129,12 @@ class BridgeVerbs:
                 raise
             finally:
                 self._settle(call)
-        if self.call is None or self.call.state != CallState.CONNECTED or self.call.channel is None:
+        call = self.call
+        if call is None or call.state != CallState.CONNECTED or (call.channel is None and not call.transparent):
             self._answer_bridge(event, "not connected")
             raise CallError("not connected")
         self.bridge = starter
-        starter.later(starter._bridge_accepted, self)
+        starter.later(starter._bridge_accepted, self, mode)
 
     def reject_bridge(self, event: Event, error: str = "rejected") -> Deferred:
         """
@@ -128,31 +152,62 @@ class BridgeVerbs:
         if starter is not None:
             starter.later(starter._bridge_rejected, self, error)
 
-    def _bridge_accepted(self, other: Task) -> None:
+    def _bridge_wanted(self, other: Task) -> bool:
+        """
+        Whether we still wait in C{start_bridge} for C{other}; if not, it
+        is told the bridge is off.
+        """
         waiter = self._waiter
         if waiter is None or waiter.kind != "bridge" or waiter.token is not other or other.ended:
             if other.bridge is self:
                 other.later(other._bridge_broken, self)
+            return False
+        return True
+
+    def _bridge_accepted(self, other: Task, mode=BridgeMode.SIMPLE) -> None:
+        if not self._bridge_wanted(other):
             return
-        self.mode = self._mode_before_wait
         call = self.call
+        theirs = other.call
         try:
             if call is None:
                 raise CallError("disconnected")
-            if self.mode in (TaskMode.INCOMING, TaskMode.PROVISIONED):
+            if self._mode_before_wait in (TaskMode.INCOMING, TaskMode.PROVISIONED):
+                # The other call answered the offer of ours (start_bridged_call):
+                # its answer answers our caller.
+                peer_answer = theirs.peer_sdp if theirs is not None and theirs.transparent else None
                 try:
-                    call.accept()
-                finally:
-                    self._settle(call)
+                    call.accept(peer_answer)
+                except CallError:
+                    self._mode_before_wait = TaskMode.DISCONNECTED
+                    if self.call is call:
+                        self.call = None
+                    raise
+                self._mode_before_wait = TaskMode.CONNECTED
+                if peer_answer is not None:
+                    self._bridge_formed(other, "transparent")
+                    return
             if call.state != CallState.CONNECTED or call.channel is None:
                 raise CallError("not connected")
-            if other.call is None or other.call.channel is None:
+            if theirs is None or (theirs.channel is None and not theirs.transparent):
                 raise CallError("the other task has no media")
         except CallError as error:
             other.later(other._bridge_broken, self)
             self._wake(None, "bridge", error=error)
             return
-        call.channel.bridge_to(other.call.channel)
+        if mode is BridgeMode.TRANSPARENT or theirs.transparent:
+            self._join(other, attempt=1)
+            return
+        call.channel.bridge_to(theirs.channel)
+        self._bridge_formed(other, "fallback" if theirs.fell_back else "simple")
+
+    def _bridge_formed(self, other: Task, kind: str) -> None:
+        """
+        The bridge is up (C{kind}: C{simple}, C{transparent}, or
+        C{fallback}, simple after a transparent attempt was refused).
+        """
+        self.service.bridges[kind] = self.service.bridges.get(kind, 0) + 1
+        self.mode = self._mode_before_wait
         self.bridge = other
         self._wake(None, "bridge")
 
@@ -161,7 +216,7 @@ class BridgeVerbs:
         if waiter is not None and waiter.kind == "bridge" and waiter.token is other:
             self._wake(None, "bridge", error=CallError(error))
 
-    def _relay_provision(self, other: Task, code: int, media: bool) -> None:
+    def _relay_provision(self, other: Task, code: int, media: bool, sdp: bytes | None = None) -> None:
         """
         The call C{other} places for our bridge got a provisional response:
         pass it on to our caller (with early media through the bridge).
@@ -173,11 +228,11 @@ class BridgeVerbs:
         if call is None or call.state not in (CallState.INCOMING, CallState.PROVISIONED):
             return
         try:
-            call.provision(code if 101 <= code <= 199 else 180, "", media)
+            call.provision(code if 101 <= code <= 199 else 180, "", media, sdp)
         except (CallError, ValueError):
             return
         self._mode_before_wait = TaskMode.PROVISIONED
-        if media and call.channel is not None and other.call is not None and other.call.channel is not None:
+        if sdp is None and media and call.channel is not None and other.call is not None and other.call.channel is not None:
             call.channel.bridge_to(other.call.channel)
 
     def break_bridge(self) -> Deferred:
@@ -195,6 +250,7 @@ class BridgeVerbs:
         other, self.bridge = self.bridge, None
         if self.call is not None and self.call.channel is not None:
             self.call.channel.unbridge()
+        self._media_back_later()
         if other is not None:
             other.later(other._bridge_broken, self)
 
@@ -203,6 +259,7 @@ class BridgeVerbs:
             self.bridge = None
             if self.call is not None and self.call.channel is not None:
                 self.call.channel.unbridge()
+            self._media_back_later()
             self._queue_input(Event(BREAK_BRIDGE, other.id))
 
     def _bridge_starter(self) -> Task | None:
@@ -221,6 +278,10 @@ class BridgeVerbs:
             other.later(other._bridge_abandoned, self)
 
     def _bridge_abandoned(self, starter) -> None:
+        if self.bridge is starter:
+            # We had accepted; the starter gave up before the bridge formed.
+            self._bridge_broken(starter)
+            return
         bridging = self._bridging_for
         if bridging is None or bridging.sender != starter.id:
             return
@@ -237,7 +298,7 @@ class BridgeVerbs:
         if bridging is not None:
             self._answer_bridge(bridging, error)
 
-    def start_bridged_call(self, destination: str, event: Event, **options) -> Deferred:
+    def start_bridged_call(self, destination: str, event: Event, mode=None, **options) -> Deferred:
         """
         Place a call to C{destination} for the task that sent the
         C{StartBridge} C{event}: its provisional responses are passed on to
@@ -246,13 +307,31 @@ class BridgeVerbs:
         C{start_bridge} raises with the error.  Our own C{CallCompleted}
         comes as usual.  C{options} are C{start_call}'s (C{headers},
         C{expires}, C{caller}, C{credentials}).
+
+        In C{transparent} mode (the event's unless C{mode} says otherwise)
+        the INVITE carries the SDP offer of the starter's unanswered
+        caller, so the callee answers the caller directly and no
+        re-INVITE is needed; a starter whose call is answered already (or
+        came without an offer) is joined by re-INVITEs once we connect.
         """
         if not isinstance(event, Event) or not event.is_start_bridge:
             return fail(CallError("not a StartBridge event"))
+        try:
+            mode = BridgeMode.of(mode if mode is not None else event.parameter)
+        except ValueError as error:
+            return fail(error)
         starter = self.service.find(event.sender or "")
         if starter is None or starter.ended:
             return fail(CallError("the bridging task is gone"))
-        placed = self.start_call(destination, **options)
+        offer = offer_from = None
+        theirs = starter.call
+        if mode is BridgeMode.TRANSPARENT and theirs is not None and theirs.leg.incoming and theirs.state in (
+            CallState.INCOMING, CallState.PROVISIONED
+        ) and theirs.channel is None:
+            invite = theirs.leg.invite
+            if invite is not None and is_sdp(invite.content_type, invite.body):
+                offer, offer_from = invite.body, invite.submitter.address
+        placed = self._place_call(destination, offer=offer, offer_from=offer_from, **options)
         if placed.called and isinstance(placed.result, Failure):
             error = placed.result.value
             self._answer_bridge(event, str(error))

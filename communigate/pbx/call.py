@@ -45,6 +45,7 @@ from communigate.pbx.channel import ChannelError
 from communigate.pbx.events import CallError
 from communigate.pbx.leg import CallLeg, LegError
 from communigate.pbx.records import report_call
+from communigate.pbx.transparent import TransparentCall
 from communigate.signal.model import Response, response
 
 __all__ = ["Call", "CallState"]
@@ -122,9 +123,11 @@ class _Owner:
         self._call.task.later(take_over, self._call, signal, replaces, responder)
 
 
-class Call:
+class Call(TransparentCall):
     """
-    One call of a task (incoming or outgoing).
+    One call of a task (incoming or outgoing).  Its transparent-bridging
+    part (no channel; SDP exchanged with the bridged call's peer) is
+    L{TransparentCall}.
 
     @ivar state: a L{CallState} value.
     @ivar channel: the media channel, once media was negotiated or offered.
@@ -159,6 +162,7 @@ class Call:
         self._offer_in_200 = False  # late offer: the answer comes in the ACK
         self._transaction: Deferred | None = None  # our in-dialog INVITE/REFER
         self._acked: int | None = None  # the CSeq of the INVITE last acknowledged
+        self._ack_body = b""  # and the answer that ACK carried
 
     def __repr__(self) -> str:
         return f"<Call {self.leg.call_id} {self.state}>"
@@ -182,6 +186,7 @@ class Call:
     def _new_channel(self):
         if self.channel is None:
             self.channel = self.task._make_channel()
+            self._channel_made(self.channel)
         return self.channel
 
     def _send(self, signal, on_final=_ignored, on_provisional=None):
@@ -244,13 +249,19 @@ class Call:
         self._answer_sdp = sdp
         return sdp, SDP
 
-    def provision(self, code: int, reason: str, media: bool) -> None:
+    def provision(self, code: int, reason: str, media: bool, sdp: bytes | None = None) -> None:
+        """
+        A 1xx; with C{media} 183 with our SDP answer, or C{sdp} (the bridged
+        peer's early media, passed on).
+        """
         if self.state not in (CallState.INCOMING, CallState.PROVISIONED):
             raise CallError("not an incoming call")
         if not 101 <= code <= 199:
             raise ValueError(f"a provisional response code is 101-199, not {code}")
         body, content_type = b"", None
-        if media:
+        if sdp is not None:
+            body, content_type = self.ours(sdp), SDP
+        elif media:
             try:
                 body, content_type = self._negotiate_answer()
             except CallError as error:
@@ -260,20 +271,32 @@ class Call:
                 # [D] early media needs the caller's offer; an INVITE without
                 # SDP is provisioned without media.
                 body, content_type = b"", None
+            if body:
+                body = self.ours(body)
         self.responder.provisional(
             self.leg.answer(code, reason, body=body, content_type=content_type, contact=self._contact())
         )
         self.state = CallState.PROVISIONED
 
-    def accept(self) -> None:
+    def accept(self, sdp: bytes | None = None) -> None:
+        """
+        Answer (200) with our channel's SDP, or with C{sdp}, the bridged
+        peer's answer to the caller's offer (the call is then transparent).
+        """
         if self.state not in (CallState.INCOMING, CallState.PROVISIONED):
             raise CallError("not an incoming call")
-        try:
-            body, content_type = self._negotiate_answer()
-        except CallError as error:
-            self.reject(error.code or 488, str(error).partition(" ")[2])
-            raise
+        if sdp is not None:
+            self.go_transparent()
+            body, content_type = self.ours(sdp), SDP
+        else:
+            try:
+                body, content_type = self._negotiate_answer()
+            except CallError as error:
+                self.reject(error.code or 488, str(error).partition(" ")[2])
+                raise
+            body = self.ours(body)
         self._register()
+        self.awaiting_ack = True
         self.responder.final(
             self.leg.answer(200, "OK", body=body, content_type=content_type, contact=self._contact())
         )
@@ -316,13 +339,22 @@ class Call:
 
     # -- placing (outgoing) ------------------------------------------------------
 
-    def place(self, destination: str, submitter, headers=(), lifetime: float | None = None) -> None:
-        channel = self._new_channel()
-        try:
-            offer = channel.make_offer()
-        except ChannelError as error:
-            self._finish("no media")
-            raise CallError(f"503 {error}", 503) from None
+    def place(self, destination: str, submitter, headers=(), lifetime: float | None = None,
+              offer: bytes | None = None) -> None:
+        """
+        Place the call with our channel's offer, or with C{offer} (the
+        bridged peer's: the call is transparent from the start).
+        """
+        if offer is not None:
+            self.transparent = True
+            offer = self.ours(offer)
+        else:
+            channel = self._new_channel()
+            try:
+                offer = self.ours(channel.make_offer())
+            except ChannelError as error:
+                self._finish("no media")
+                raise CallError(f"503 {error}", 503) from None
         self._register()
         self.target = destination
         self._placing = (destination, submitter, tuple(headers), lifetime, offer)
@@ -343,8 +375,11 @@ class Call:
     def _provisional(self, answer: Response) -> None:
         if self.state != CallState.CALLING or self._abandoned:
             return
-        if _is_sdp(answer.content_type, answer.body) and self.channel is not None:
-            self._take_answer(answer.body)
+        if _is_sdp(answer.content_type, answer.body):
+            if self.transparent:
+                self.peer_sdp = answer.body
+            elif self.channel is not None:
+                self._take_answer(answer.body)
         self.task._call_provisioned(self, answer)
 
     def _take_answer(self, body: bytes) -> bool:
@@ -359,6 +394,9 @@ class Call:
 
     def _final(self, answer: Response) -> None:
         self._signal_task = None
+        challenged = answer.code in (401, 407) and self.credentials is not None and not self._challenged
+        if self.transparent and not challenged:
+            self._relay_concluded(answer.code)
         if self._abandoned:
             if answer.success:
                 # Answered after we gave up: acknowledge, then hang up.
@@ -372,6 +410,8 @@ class Call:
         if self.state != CallState.CALLING:
             return
         if answer.code in (401, 407) and self._answer_challenge(answer):
+            return
+        if answer.code == 488 and self._offer_refused():
             return
         if not answer.success:
             self.final_code = answer.code
@@ -388,7 +428,14 @@ class Call:
         self._ack()
         self.state = CallState.CONNECTED
         self.answered_at, self.final_code = self._service.clock.seconds(), answer.code
-        if _is_sdp(answer.content_type, answer.body) and not self._take_answer(answer.body):
+        if self.transparent:
+            if _is_sdp(answer.content_type, answer.body):
+                self.peer_sdp = answer.body
+            if self.peer_sdp is None:
+                self.hang_up(488, "No SDP answer")
+                self.task._call_completed(self, "488 No SDP answer")
+                return
+        elif _is_sdp(answer.content_type, answer.body) and not self._take_answer(answer.body):
             self.hang_up(488, "No usable media")
             self.task._call_completed(self, "488 No usable media")
             return
@@ -415,10 +462,14 @@ class Call:
         self._submit((header,))
         return True
 
-    def _ack(self) -> None:
-        self._acked = self.leg.invite_cseq
+    def _ack(self, body: bytes = b"") -> None:
+        """
+        ACK our last INVITE's 2xx (with C{body}, an SDP answer to an offer
+        in that 2xx); a repeated 2xx gets the same ACK again.
+        """
+        self._acked, self._ack_body = self.leg.invite_cseq, body
         try:
-            self._send(self.leg.ack(self.task.submitter))
+            self._send(self.leg.ack(self.task.submitter, body=body, content_type=SDP if body else None))
         except LegError as error:
             self.log.info("Call {call_id}: no ACK sent: {error}", call_id=self.leg.call_id, error=error)
 
@@ -443,7 +494,7 @@ class Call:
         except HeaderError:
             return
         if number == self._acked:
-            self._ack()
+            self._ack(self._ack_body)
 
     def cancel(self) -> None:
         """
@@ -455,6 +506,8 @@ class Call:
         self._abandoned = True
         if self._signal_task is not None:
             self._signal_task.cancel()
+        if self.transparent:
+            self._relay_concluded(487)  # our task may be gone before the 487 comes
         self._finish("cancelled")
 
     # -- inside the dialog: ours -------------------------------------------------
@@ -500,7 +553,7 @@ class Call:
         """
         if self.channel is None:
             raise CallError("no media channel")
-        offer = self.channel.make_offer(direction)
+        offer = self.ours(self.channel.make_offer(direction))
         signal = self.leg.request("INVITE", self.task.submitter, body=offer, content_type=SDP,
                                   contact=self._contact())
         d = self._transact(signal)
@@ -545,6 +598,14 @@ class Call:
         handler(signal, responder)
 
     def _peer_ACK(self, signal, responder) -> None:
+        self.awaiting_ack = False
+        if self.transparent:
+            answer = signal.body if _is_sdp(signal.content_type, signal.body) else None
+            if answer is not None:
+                self.peer_sdp = answer
+            if self.ack_goes_to is not None:
+                self.task._peer_ack_answer(self, answer)
+            return
         if self._offer_in_200:
             self._offer_in_200 = False
             if not _is_sdp(signal.content_type, signal.body) or not self._take_answer(signal.body):
@@ -566,6 +627,14 @@ class Call:
         self._answer_offer(signal, responder, expect_ack=False)
 
     def _answer_offer(self, signal, responder, expect_ack: bool) -> None:
+        if self.transparent:
+            if target := self._new_target(signal):
+                self.leg.remote_target = target
+            if self.relaying:
+                responder.final(response(500, "An offer is being answered", headers=(("Retry-After", "1"),)))
+                return
+            self.task._peer_offer(self, signal, responder, expect_ack)
+            return
         channel = self.channel
         if channel is None or channel.closed:
             responder.final(response(488, "No media channel"))
@@ -584,7 +653,8 @@ class Call:
         except (NoCommonCodec, SDPError, ChannelError) as error:
             responder.final(response(488, str(error)[:80]))
             return
-        responder.final(self.leg.answer(200, "OK", body=sdp, content_type=SDP, contact=self._contact()))
+        responder.final(self.leg.answer(200, "OK", body=self.ours(sdp), content_type=SDP,
+                                        contact=self._contact()))
 
     @staticmethod
     def _new_target(signal) -> str | None:

@@ -162,6 +162,8 @@ def _status(task, now: float) -> dict:
             "Local": leg.local,
             "Remote": leg.remote,
         }
+        if call.transparent:
+            status["Call"]["Media"] = "transparent"  # the bridged peer's; no channel
         channel = call.channel
         if channel is not None and channel.port is not None:
             status["Call"]["Media"] = {

@@ -17,6 +17,7 @@ import attrs
 
 __all__ = [
     "BREAK_BRIDGE",
+    "BridgeMode",
     "CALL_COMPLETED",
     "CALL_PROVISION",
     "CALL_TRANSFERRED",
@@ -47,6 +48,34 @@ BREAK_BRIDGE = "BreakBridge"
 CALL_TRANSFERRED = "CallTransferred"
 
 _NAME = re.compile(r"[A-Za-z][A-Za-z0-9_.-]*\Z")
+
+
+class BridgeMode(str, enum.Enum):
+    """
+    How two bridged calls' media meet (C{start_bridge}'s C{mode}):
+    C{simple}, through the two tasks' media channels (the server decodes
+    when the codecs differ, and the tasks may still play, record and hear
+    keys); C{transparent}, peer to peer, the two peers' SDP exchanged by
+    re-INVITE (L{communigate.pbx.transparent}).
+    """
+
+    SIMPLE = "simple"
+    TRANSPARENT = "transparent"
+
+    @classmethod
+    def of(cls, value) -> BridgeMode:
+        """
+        C{value} (a L{BridgeMode}, its text, or L{None} for C{simple}) as a
+        L{BridgeMode}.
+
+        @raise ValueError: another value, naming the allowed ones.
+        """
+        if value is None:
+            return cls.SIMPLE
+        try:
+            return cls(str(getattr(value, "value", value)).lower())
+        except ValueError:
+            raise ValueError(f"a bridge mode is 'simple' or 'transparent', not {value!r}") from None
 
 
 class TaskMode(enum.Enum):

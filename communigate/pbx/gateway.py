@@ -15,9 +15,10 @@ C{gatewaycaller{NUMBER}#postmaster} -- usually reached through the Router
   3. for each gateway in turn a second task (L{GatewayLeg}) places the
      call -- Request-URI C{sip:NUMBER@gateway}, From
      C{sip:PSTNFromName@gateway}, digest credentials for a challenge --
-     and the caller's task bridges with it (C{start_bridge} /
-     C{start_bridged_call}): the gateway's ringing is relayed to the
-     caller, its answer answers the caller;
+     and the caller's task bridges with it transparently (C{start_bridge}
+     / C{start_bridged_call}: the INVITE carries the caller's own SDP
+     offer): the gateway's ringing is relayed to the caller, its answer
+     answers the caller, and the media flows between the two;
   4. a gateway that fails with a 5xx (its 503, or no answer at all) or
      times out (408) before any provisional response passes the call to
      the next gateway (L{fails_over}); a 4xx or 6xx is the caller's
@@ -39,7 +40,7 @@ from twisted.plugin import IPlugin
 from zope.interface import implementer
 
 from communigate.interfaces import ICallApplication
-from communigate.pbx.events import CallError, Event, TaskMode
+from communigate.pbx.events import BridgeMode, CallError, Event, TaskMode
 from communigate.sip.headers import HeaderError, parse_name_addr
 
 __all__ = [
@@ -216,14 +217,16 @@ async def _mixed(task, destination: str) -> None:
                 await task.reject_call(code, str(error)[4:])
 
 
-async def bridge_out(task, destination: str, leg_parameters: tuple[str, ...]) -> None:
+async def bridge_out(task, destination: str, leg_parameters: tuple[str, ...],
+                     mode: BridgeMode = BridgeMode.TRANSPARENT) -> None:
     """
     Bridge C{task}'s incoming call with a new L{GatewayLeg} task that calls
-    C{destination}; raises L{CallError} with the failure.
+    C{destination} (transparently by default: the leg's INVITE carries the
+    caller's offer); raises L{CallError} with the failure.
     """
     leg = task.start_task(GATEWAY_LEG, (destination, *leg_parameters))
     try:
-        await task.start_bridge(leg)
+        await task.start_bridge(leg, mode)
     except CallError:
         if task.call is None:
             # Our caller gave up (CANCEL) while the leg's call rang: so
@@ -344,11 +347,13 @@ class GatewayIncoming:
     parameter; the flags after it [D semantics, C names]:
 
       - C{bridge}: a B2BUA -- a second task calls the destination and
-        the two calls are bridged, so the gateway sees one dialog that
-        never moves (transfers, re-INVITEs and forking stay on our side);
+        the two calls are bridged transparently (the callee answers the
+        gateway's SDP, the media flows between them), so the gateway sees
+        one dialog that never moves (transfers, re-INVITEs and forking
+        stay on our side);
       - C{media}: the media must pass through the server: the same B2BUA
-        (simple bridging already relays every frame through the two
-        tasks' channels), also when C{bridge} is not given;
+        with simple bridging (every frame through the two tasks'
+        channels), also when C{bridge} is not given;
       - C{mixer}: the second task's call and ours are joined through a
         conference mixer, in a two-party room the ingress task owns
         (L{communigate.pbx.gateway_mixer}), so more parties can join it.
@@ -376,8 +381,9 @@ class GatewayIncoming:
             return
         task.set_status(f"calling {destination}")
         caller = _uri_of(task.remote_uri()) or ""
+        mode = BridgeMode.SIMPLE if flags & {"media", "mixer"} else BridgeMode.TRANSPARENT
         try:
-            await bridge_out(task, destination, (caller,))
+            await bridge_out(task, destination, (caller,), mode)
         except CallError as error:
             if task.call is not None:
                 code = _code(error)

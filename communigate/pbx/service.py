@@ -259,6 +259,7 @@ class PBXService(Service):
         self.rooms = ConferenceRooms(self.scheduler)
         self.started: dict[str, int] = {}
         self.failures: dict[str, int] = {}
+        self.bridges: dict[str, int] = {}  # bridges formed: simple, transparent, fallback
         self.host = getattr(context, "hostname", None) or "communigate"
         self.max_tasks = max_tasks
         self._ids = itertools.count(1)
@@ -424,6 +425,12 @@ class PBXCollector(Collector):
         for method in ("rfc4733", "inband", "info"):
             dtmf.add_metric([method], counters.dtmf.get(method, 0))
         yield dtmf
+        bridges = CounterMetricFamily("communigate_pbx_bridges",
+                                      "Bridges formed, by mode (fallback: simple after a refused transparent one).",
+                                      labels=["mode"])
+        for mode in ("simple", "transparent", "fallback"):
+            bridges.add_metric([mode], service.bridges.get(mode, 0))
+        yield bridges
         dropped = CounterMetricFamily("communigate_pbx_rtp_dropped", "RTP packets dropped, by reason.",
                                       labels=["reason"])
         dropped.add_metric(["malformed"], counters.malformed)

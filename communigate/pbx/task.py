@@ -43,6 +43,7 @@ from __future__ import annotations
 import inspect
 from collections import deque
 
+import attrs
 from twisted.internet.defer import CancelledError, Deferred, ensureDeferred, fail, maybeDeferred, succeed
 from twisted.logger import Logger
 from twisted.python.failure import Failure
@@ -57,6 +58,7 @@ from communigate.pbx.events import (
     CALL_PROVISION,
     CALL_TRANSFERRED,
     DISCONNECT,
+    BridgeMode,
     CallError,
     Event,
     TaskEnded,
@@ -598,6 +600,18 @@ class Task(BridgeVerbs, MixerVerbs, TransferVerbs, PeerReferVerbs, Machine):
         in the place of that dialog of its own (RFC 3891: sent with
         C{Require: replaces}).
         """
+        return self._place_call(destination, headers, expires, caller=caller, credentials=credentials)
+
+    def _place_call(self, destination: str, headers=(), expires: float | None = None, *,
+                    caller: str | None = None, credentials: tuple[str, str] | None = None,
+                    offer: bytes | None = None, offer_from: tuple[str, int] | None = None) -> Deferred:
+        """
+        L{start_call}, with C{offer}: the SDP the INVITE carries instead of
+        our channel's (a transparent bridge's caller's, whose address
+        C{offer_from} the INVITE's submitter names, so that the SIP side
+        can decide whether the media between the two peers needs the
+        media relay).
+        """
         try:
             self._check()
             if self.call is not None or self.mode is not TaskMode.DISCONNECTED:
@@ -613,7 +627,10 @@ class Task(BridgeVerbs, MixerVerbs, TransferVerbs, PeerReferVerbs, Machine):
         try:
             if expires is not None and not 0 < expires <= 3600:
                 raise CallError("expires is 1-3600 seconds")
-            call.place(destination, self.submitter, headers=tuple(headers), lifetime=expires)
+            submitter = self.submitter
+            if offer is not None and offer_from is not None:
+                submitter = attrs.evolve(submitter, address=tuple(offer_from))
+            call.place(destination, submitter, headers=tuple(headers), lifetime=expires, offer=offer)
         except CallError as error:
             return fail(error)
         self.call = call
@@ -738,6 +755,10 @@ class Task(BridgeVerbs, MixerVerbs, TransferVerbs, PeerReferVerbs, Machine):
         self._queue_input(Event(CALL_PROVISION, None, answer.code))
         starter = self._bridge_starter()
         if starter is not None:
+            if call.transparent:
+                sdp = answer.body if answer.body and call.peer_sdp == answer.body else None
+                starter.later(starter._relay_provision, self, answer.code, sdp is not None, sdp)
+                return
             media = bool(answer.body) and call.channel is not None and call.channel.negotiated
             starter.later(starter._relay_provision, self, answer.code, media)
 
@@ -754,7 +775,7 @@ class Task(BridgeVerbs, MixerVerbs, TransferVerbs, PeerReferVerbs, Machine):
             bridging, self._bridging_for = self._bridging_for, None
             if error is None:
                 try:
-                    self._accept_bridge_event(bridging)
+                    self._accept_bridge_event(bridging, BridgeMode.SIMPLE if call.fell_back else None)
                 except CallError as failure:
                     self.log.info("Task {id}: the bridge failed: {error}", id=self.id, error=failure)
             else:
@@ -777,6 +798,9 @@ class Task(BridgeVerbs, MixerVerbs, TransferVerbs, PeerReferVerbs, Machine):
     def _media(self):
         self._check()
         call = self.call
+        if call is not None and call.transparent and self.bridge is None:
+            # The bridge is gone and our media not back yet: now.
+            self._media_back_now(call)
         # A channel whose SDP answer is still to come (an INVITE without
         # SDP: the answer is in the ACK) takes the request and starts when
         # the answer arrives.

@@ -35,6 +35,10 @@ C{sip} carrier.
     goes to the next hop (the first remaining Route, else the peer's
     Contact), located by RFC 3263 like the proxy's in-dialog requests; an
     ACK goes without a transaction.
+  - A task's call whose INVITE the proxy's media hook relayed (a leg of
+    a transparent bridge, whose SDP is its ingress peer's) stays relayed:
+    SDP both ways in the dialog is rewritten by the hook as the proxy's
+    in-dialog requests are, and a BYE either way releases the relay.
   - The Contact naming us in a task's 200 is our address for the
     transport the INVITE came over (the WAN address to peers outside the
     LAN); a task placing a call names our UDP address (the proxy
@@ -79,22 +83,27 @@ class _TransactionResponder:
     Answers a peer's in-dialog request through its server transaction.
     """
 
-    def __init__(self, carrier: SIPDialogCarrier, request, transaction, flow) -> None:
+    def __init__(self, carrier: SIPDialogCarrier, request, transaction, flow, relayed=None) -> None:
         self._carrier = carrier
         self._request = request
         self._transaction = transaction
         self._flow = flow
+        self._relayed = relayed  # the media relay's rewrite of our answers' SDP, or None
         self._done = False
+
+    def _sip(self, answer):
+        sip = rules.sip_response(self._request, answer)
+        return sip if self._relayed is None else self._relayed(sip)
 
     def provisional(self, answer) -> None:
         if not self._done and self._transaction is not None:
-            self._transaction.respond(rules.sip_response(self._request, answer))
+            self._transaction.respond(self._sip(answer))
 
     def final(self, answer) -> None:
         if self._done:
             return
         self._done = True
-        sip = rules.sip_response(self._request, answer)
+        sip = self._sip(answer)
         carrier = self._carrier
         if self._transaction is not None:
             self._transaction.respond(sip)
@@ -221,13 +230,16 @@ class SIPDialogCarrier:
             return False
         if signal.header("Route") is not None:
             return False  # pre-routed elsewhere: the proxy's
+        # A task's call through the media relay (a transparent bridge's
+        # leg): the peer's SDP is the relay's to rewrite, a BYE releases it.
+        signal, relayed = self.service.proxy.media.in_dialog(signal)
         if request.method == "ACK":
             waiting = self._unacknowledged.pop((request.call_id, tag), None)
             if waiting is not None:
                 waiting.stop()
             table.deliver(signal, _NoAnswer())
             return True
-        table.deliver(signal, _TransactionResponder(self, request, transaction, flow))
+        table.deliver(signal, _TransactionResponder(self, request, transaction, flow, relayed))
         return True
 
     def _unknown_dialog(self, request, transaction) -> bool:
@@ -379,6 +391,9 @@ class SIPDialogCarrier:
             return _Sent()
         proxy = self.service.proxy
         ack = signal.method == "ACK"
+        # A task's call that goes through the media relay (a transparent
+        # bridge's leg): its SDP both ways is the relay's too.
+        signal, relayed = proxy.media.in_dialog(signal)
 
         def give_up(status, reason):
             if not ack:
@@ -400,6 +415,8 @@ class SIPDialogCarrier:
             seen = []
 
             def on_response(answer):
+                if relayed is not None:
+                    answer = relayed(answer)
                 if answer.status < 200:
                     seen.append(answer.status)
                     if answer.status > 100:

@@ -65,7 +65,8 @@ from communigate.sip.headers import HeaderError, parse_name_addr
 from communigate.sip.message import Request
 from communigate.sip.transport import Flow
 
-__all__ = ["MediaRefused", "MediaRelayPolicy", "MediaBranch", "Party", "relay_reason", "SETTING"]
+__all__ = ["MediaRefused", "MediaRelayPolicy", "MediaBranch", "Party", "conclude", "relay_reason", "session_key",
+           "SETTING"]
 
 #: The account setting that asks for a relay on every call of the account.
 SETTING = "MediaRelay"
@@ -138,8 +139,24 @@ def _tag(value: str | None, name: str) -> str | None:
         return None
 
 
-def _key(call_id: str, caller_tag: str) -> str:
+def session_key(call_id: str, caller_tag: str) -> str:
+    """The relay session's key for the call C{call_id} from C{caller_tag}."""
     return f"{call_id};{caller_tag}"
+
+
+_key = session_key
+
+
+def conclude(session, code: int) -> None:
+    """
+    The final answer C{code} to the call of relay C{session} reached its
+    caller: a failure releases the relay, and so does a success from a
+    branch that was not relayed.
+    """
+    if code >= 300:
+        session.release("cancel" if code == 487 else "failure")
+    elif not session.notes.answered:
+        session.release("unused")
 
 
 _CONNECTION = re.compile(rb"^c=IN IP[46] ([^\s/]+)", re.M)
@@ -224,7 +241,7 @@ class MediaRelayPolicy:
         if relay is None or signal.method != "INVITE":
             return request, None
         submitter = signal.submitter
-        if submitter.protocol != "sip" or submitter.address is None or (
+        if submitter.protocol not in ("sip", "pbx") or submitter.address is None or (
             request.body and not _is_sdp(request.content_type)
         ):
             return request, None
@@ -232,8 +249,16 @@ class MediaRelayPolicy:
         if caller_tag is None or request.call_id is None:
             return request, None
         network = self._service.network.current
-        caller = Party(submitter.address[0], self._caller_nat(request, submitter.address, network),
-                       _first_address(request.body) if request.body else None)
+        media = _first_address(request.body) if request.body else None
+        if submitter.protocol == "pbx":
+            # A PBX task's transparently bridged call: the offer is its
+            # ingress peer's, from the address the submitter names; that
+            # peer is behind NAT for media when its SDP names an address
+            # that is not routable and not the one it signals from.
+            nat = media is not None and media != submitter.address[0] and network.is_not_routable(media)
+        else:
+            nat = self._caller_nat(request, submitter.address, network)
+        caller = Party(submitter.address[0], nat, media)
         callee = Party(flow.remote[0], bool(binding is not None and binding.nat))
         reason = relay_reason(
             caller, callee, network,
@@ -291,10 +316,7 @@ class MediaRelayPolicy:
             # An inner pass of a call spiralling through this server: the
             # outer pass, which opened the session, decides its fate.
             return
-        if answer.code >= 300:
-            session.release("cancel" if answer.code == 487 else "failure")
-        elif not session.notes.answered:
-            session.release("unused")
+        conclude(session, answer.code)
 
     # -- inside the dialog ----------------------------------------------------
 

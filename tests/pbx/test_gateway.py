@@ -242,3 +242,22 @@ def test_the_callers_cancel_while_the_destination_rings_cancels_the_bridged_call
     pbx.turn()
     assert [r.method for r in pbx.requests_to(destination)] == ["CANCEL"]
     assert 487 in [r.status for r in pbx.responses()]
+
+
+@pytest.mark.parametrize("flags, transparent", [("bridge", True), ("bridge,media", False), ("media", False)])
+def test_gatewayincoming_bridge_alone_is_transparent_and_media_keeps_the_media_on_the_server(pbx, flags, transparent):
+    from communigate.media.offer_answer import streams
+    from communigate.media.sdp import parse_sdp
+
+    from .conftest import CALLER_MEDIA
+
+    destination = ("127.0.0.1", 5099)
+    pbx.pbx.applications["gatewayincoming"] = GatewayIncoming()
+    pbx.route(f"S:<incoming> = gatewayincoming{{sip:5551234@127.0.0.1:5099,{flags}}}#postmaster")
+    pbx.invite("sip:incoming@example.com")
+    (invite,) = [r for r in pbx.requests_to(destination) if r.method == "INVITE"]
+    port = streams(parse_sdp(invite.body))[0].port
+    # transparent: the destination is offered the gateway caller's own media address
+    assert (port == CALLER_MEDIA[1]) is transparent
+    leg = next(t for t in pbx.pbx.tasks.values() if t.program == "gatewayleg")
+    assert leg.call.transparent is transparent
