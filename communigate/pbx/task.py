@@ -600,11 +600,13 @@ class Task(BridgeVerbs, MixerVerbs, TransferVerbs, PeerReferVerbs, Machine):
         in the place of that dialog of its own (RFC 3891: sent with
         C{Require: replaces}).
         """
-        return self._place_call(destination, headers, expires, caller=caller, credentials=credentials)
+        return self._place_call(destination, headers, expires, caller=caller, credentials=credentials,
+                                replaces=replaces)
 
     def _place_call(self, destination: str, headers=(), expires: float | None = None, *,
                     caller: str | None = None, credentials: tuple[str, str] | None = None,
-                    offer: bytes | None = None, offer_from: tuple[str, int] | None = None) -> Deferred:
+                    replaces: str | None = None, offer: bytes | None = None,
+                    offer_from: tuple[str, int] | None = None) -> Deferred:
         """
         L{start_call}, with C{offer}: the SDP the INVITE carries instead of
         our channel's (a transparent bridge's caller's, whose address
