@@ -9,6 +9,7 @@ import math
 import random
 
 import pytest
+from hypothesis import given, strategies as st
 
 from communigate.media import g711, pcm, tones
 from communigate.media.inband import DTMFDetector, detect_key
@@ -138,3 +139,60 @@ def test_no_voice_pitch_from_80_to_320_hz_triggers(formants):
     for f0 in range(80, 321, 8):
         audio = voiced(0.2, f0, formants=formants, seed=f0, vibrato=0.01)
         assert DTMFDetector().feed(audio) == [], f"f0={f0}"
+
+
+@given(st.lists(st.integers(-32768, 32767), min_size=160, max_size=160))
+def test_a_block_made_of_two_halves_has_the_powers_goertzel_gives_the_whole(samples):
+    from communigate.media.analysis import goertzel_power
+    from communigate.media.inband import _block_powers, _COLUMNS, _Half, _ROWS
+
+    first, second = _Half(samples[:80]), _Half(samples[80:])
+    for frequencies in (_ROWS, _COLUMNS):
+        expected = [goertzel_power(samples, f) for f in frequencies]
+        got = _block_powers(first, second, frequencies)
+        scale = max(1.0, max(expected))
+        assert all(abs(g - e) <= 1e-9 * scale for g, e in zip(got, expected))
+    assert first.energy + second.energy == sum(x * x for x in samples)
+
+
+def _reference_key(samples):
+    """The detector's rules written out plainly (every power computed)."""
+    from communigate.media.analysis import goertzel_power
+    from communigate.media.tones import DTMF_COLUMNS, DTMF_KEYS, DTMF_ROWS
+
+    n = len(samples)
+    energy = sum(x * x for x in samples)
+    floor = (400.0 * n / 2) ** 2
+    if energy * n / 2 < 2 * floor:
+        return None
+    rows = [goertzel_power(samples, f) for f in DTMF_ROWS]
+    columns = [goertzel_power(samples, f) for f in DTMF_COLUMNS]
+    r, c = max(range(4), key=rows.__getitem__), max(range(4), key=columns.__getitem__)
+    if any(p * 4 > rows[r] for i, p in enumerate(rows) if i != r) or rows[r] < floor:
+        return None
+    if any(p * 4 > columns[c] for i, p in enumerate(columns) if i != c) or columns[c] < floor:
+        return None
+    if rows[r] > columns[c] * 10 ** 0.8 or columns[c] > rows[r] * 10 ** 0.4:
+        return None
+    if 2.0 * (rows[r] + columns[c]) / (n * energy) < 0.6:
+        return None
+    return DTMF_KEYS[r][c]
+
+
+@given(
+    row=st.sampled_from([697, 770, 852, 941, 600, 1000]),
+    column=st.sampled_from([1209, 1336, 1477, 1633, 1100, 1800]),
+    row_level=st.floats(-40, -3),
+    column_level=st.floats(-40, -3),
+    noise=st.floats(0, 3000),
+    seed=st.integers(0, 2**16),
+)
+def test_the_detector_agrees_with_the_rules_written_out(row, column, row_level, column_level, noise, seed):
+    rng = random.Random(seed)
+    tone = pcm.to_samples(tones.sine((row, column), 0.02, level=(row_level, column_level)))
+    samples = [max(-32768, min(32767, x + round(rng.gauss(0, noise)))) for x in tone]
+    expected = _reference_key(samples)
+    assert detect_key(samples) == expected
+    detector = DTMFDetector(min_blocks=1)
+    keys = detector.feed(pcm.from_samples(samples[:80])) + detector.feed(pcm.from_samples(samples[80:]))
+    assert keys == ([] if expected is None else [expected])
