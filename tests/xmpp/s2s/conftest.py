@@ -288,6 +288,12 @@ class ScriptedPeer:
         self._reader = StreamParser(10_000_000)
         return self.open(to, sender)
 
+    def restart(self):
+        """
+        The server starts a new stream (after TLS or SASL): read it afresh.
+        """
+        self._reader = StreamParser(10_000_000)
+
     @property
     def stream_id(self):
         return self.header.attributes["id"]
