@@ -165,8 +165,9 @@ class S2SCertificates:
     def _current(self) -> ssl.CertificateOptions:
         ours = self._xmpp.tls_context
         path = self._ca_path()
-        if self._options is None or self._built_for != (id(ours), path):
-            self._built_for = (id(ours), path)
+        built_for = self._built_for
+        if self._options is None or built_for[0] is not ours or built_for[1] != path:
+            self._built_for = (ours, path)
             self._options = self._build(ours, path)
         return self._options
 
