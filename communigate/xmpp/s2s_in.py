@@ -288,6 +288,11 @@ class InboundStream(ServerStream):
         except s2s_sasl.SASLFault as fault:
             self._sasl_failed(fault.condition, fault.text)
             return
+        if self._pending:
+            # A success restarts the stream, and the dialback answers still
+            # due belong to this one.
+            self._sasl_failed("malformed-request", "SASL while dialback requests are being checked")
+            return
         if request.authzid is None:
             self._awaiting_response = True
             self.send_element(s2s_sasl.challenge())

@@ -225,6 +225,17 @@ def test_bad_sasl_gets_its_failure_and_the_stream_goes_on(peer, two, auth, condi
     assert success.name == "success"
 
 
+def test_sasl_while_a_dialback_request_is_checked_is_refused(peer, one, two, network):
+    remote, _features = secured(peer, two, proving("one.test"))
+    key = one.s2s.dialback_key(receiving="two.test", originating="one.test", stream_id=remote.stream_id)
+    remote.send(f"<db:result from='one.test' to='two.test'>{key}</db:result>")
+    remote.send(f"<auth xmlns='{NS_SASL}' mechanism='EXTERNAL'>=</auth>")
+    assert sasl_failure(remote.elements()[0]) == "malformed-request"
+    network.flush()
+    (answer,) = remote.elements()
+    assert answer["type"] == "valid"
+
+
 def test_repeated_sasl_failures_end_the_stream(peer, two):
     remote, _features = secured(peer, two, proving("one.test"))
     for _ in range(3):
