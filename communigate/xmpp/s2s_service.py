@@ -119,6 +119,11 @@ class S2SService(MultiService):
         self.xmpp.attach_remote(self)
         self._attached = True
         self.secret()
+        if not self.settings.certificate_file:
+            self.log.info(
+                "XMPP s2s: our certificate is the generated self-signed one, which other servers do not "
+                "trust: they authenticate us by dialback (set CertificateFile for SASL EXTERNAL)"
+            )
         super().startService()
 
     def stopService(self):
