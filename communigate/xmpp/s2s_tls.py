@@ -26,6 +26,7 @@ platform's store alone is used.
 from __future__ import annotations
 
 import attrs
+from cryptography import x509
 from OpenSSL import SSL
 from twisted.internet import ssl
 from twisted.internet.interfaces import IOpenSSLClientConnectionCreator, IOpenSSLServerConnectionCreator
@@ -121,7 +122,7 @@ class PeerCertificateCheck:
             return PeerIdentity(False, None, "the peer presented no certificate")
         try:
             names = certnames.names_of(leaf.to_cryptography())
-        except ValueError as e:
+        except (ValueError, x509.DuplicateExtension, x509.UnsupportedGeneralNameType) as e:
             return PeerIdentity(False, None, f"the peer's certificate does not parse ({e})")
         if self.errors:
             depth, number = self.errors[0]
