@@ -37,9 +37,21 @@ START_TIMEOUT = 30.0
 
 
 def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+    """
+    A port of 127.0.0.1 free for TCP and for UDP (SIP listens on both; on
+    a shared machine other processes hold many UDP ports).
+    """
+    for _ in range(100):
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            port = s.getsockname()[1]
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as u:
+            try:
+                u.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+        return port
+    raise RuntimeError("no port of 127.0.0.1 is free for both TCP and UDP")
 
 
 def wait_for_port(port: int, process: subprocess.Popen, timeout: float, log_path: str = "") -> float:

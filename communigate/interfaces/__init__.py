@@ -37,6 +37,8 @@ from communigate.interfaces.xmpp import (
     IXMPPSessionObserver,
     IXMPPSessions,
     IXMPPRemoteDomains,
+    IS2SCertificates,
+    IPeerCertificateCheck,
 )
 from communigate.interfaces.presence import (
     IRoster,
@@ -81,6 +83,8 @@ __all__ = [
     "IXMPPSessionObserver",
     "IXMPPSessions",
     "IXMPPRemoteDomains",
+    "IS2SCertificates",
+    "IPeerCertificateCheck",
     "IRoster",
     "IPresenceWatch",
     "IPresenceService",

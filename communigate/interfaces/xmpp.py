@@ -142,3 +142,38 @@ class IXMPPRemoteDomains(Interface):
         The server-to-server streams, out (links, also while they connect)
         and in, as dicts of text facts for operators (C{LISTXMPPS2S}).
         """
+
+
+class IS2SCertificates(Interface):
+    """
+    The TLS of server-to-server streams with the peer's certificate
+    checked (RFC 6120 13.7.2, RFC 6125): each STARTTLS gets a new check,
+    whose C{creator} is handed to C{startTLS} and whose C{identity} says,
+    once the handshake is over, what the peer's certificate proves.
+    """
+
+    def client(domain):
+        """
+        A check for our outgoing STARTTLS to C{domain}'s server (SNI
+        C{domain}; our certificate presented when we have one).
+        """
+
+    def server():
+        """
+        A check for an incoming STARTTLS: the peer is asked for its
+        certificate, and may have none.
+        """
+
+
+class IPeerCertificateCheck(Interface):
+    """
+    One TLS connection's peer certificate check.
+    """
+
+    creator = Attribute("What C{ITLSTransport.startTLS} is given.")
+
+    def identity(transport):
+        """
+        What the peer's certificate proves, after the handshake: a
+        L{communigate.xmpp.s2s_tls.PeerIdentity}.
+        """

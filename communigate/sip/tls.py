@@ -37,11 +37,12 @@ from __future__ import annotations
 import os
 
 import attrs
-from cryptography import x509
 from OpenSSL import crypto
 from twisted.internet import ssl
 from twisted.internet.error import VerifyError
 from twisted.logger import Logger
+
+from communigate import tls_trust
 
 #: The TLS SIP settings and their built-in values.
 DEFAULT_TLS_SETTINGS = {
@@ -84,25 +85,12 @@ def tls_settings(settings: dict) -> ClientTLSSettings:
     return ClientTLSSettings(verify.upper() == "YES", *paths)
 
 
-def _read(key: str, path: str) -> bytes:
-    try:
-        with open(path, "rb") as f:
-            return f.read()
-    except OSError as e:
-        raise ValueError(f"{key}: cannot read {path}: {e.strerror or e}") from None
-
-
 def load_authorities(path: str) -> tuple:
     """
     The CA certificates of the PEM file C{path} (a bundle may hold many),
     as pyOpenSSL C{X509} objects; L{ValueError} names C{TLSCAFile}.
     """
-    data = _read("TLSCAFile", path)
-    try:
-        certificates = x509.load_pem_x509_certificates(data)
-    except ValueError:
-        raise ValueError(f"TLSCAFile: {path} holds no PEM certificate") from None
-    return tuple(crypto.X509.from_cryptography(certificate) for certificate in certificates)
+    return tls_trust.load_authorities(path, "TLSCAFile")
 
 
 def load_client_certificate(path: str) -> ssl.PrivateCertificate:
@@ -110,7 +98,7 @@ def load_client_certificate(path: str) -> ssl.PrivateCertificate:
     Our certificate and its private key from the one PEM file C{path};
     L{ValueError} names C{TLSClientCertificate}.
     """
-    data = _read("TLSClientCertificate", path)
+    data = tls_trust.read_file("TLSClientCertificate", path)
     if b"PRIVATE KEY-----" not in data:
         raise ValueError(f"TLSClientCertificate: {path} holds no PEM private key (certificate and key go in one file)")
     try:
@@ -119,21 +107,6 @@ def load_client_certificate(path: str) -> ssl.PrivateCertificate:
         raise ValueError(
             f"TLSClientCertificate: {path} does not hold a certificate and its matching private key ({e})"
         ) from None
-
-
-class _PlatformTrustAnd(ssl.OpenSSLDefaultPaths):
-    """
-    The platform's trust store and some CA certificates of our own.
-    """
-
-    def __init__(self, authorities) -> None:
-        self._authorities = tuple(authorities)
-
-    def _addCACertsToContext(self, context) -> None:
-        super()._addCACertsToContext(context)
-        store = context.get_cert_store()
-        for authority in self._authorities:
-            store.add_cert(authority)
 
 
 class ClientTLS:
@@ -150,7 +123,7 @@ class ClientTLS:
         self.verify = verify
         self.authorities = tuple(authorities)
         self.certificate = certificate
-        self._trust = _PlatformTrustAnd(self.authorities)
+        self._trust = tls_trust.PlatformTrustAnd(self.authorities)
         self._cache: dict[str, object] = {}
         self._unverified = None
 

@@ -10,6 +10,7 @@ from twisted.words.protocols.jabber.jid import InvalidFormat
 
 from communigate.cli.arguments import CommandError
 from communigate.cli.directory_commands import qualified
+from communigate.tls_trust import load_authorities
 from communigate.xmpp.settings import RECORD, checked, stored_settings
 from communigate.xmpp.tls import CertificateError, load_context
 
@@ -39,6 +40,9 @@ class XMPPSettingsCommands:
                     load_context(self._service.certificate_path(settings.certificate_file))
                 except CertificateError as e:
                     raise ValueError(f"CertificateFile: {e}") from e
+            if settings.s2s_trusted_ca_file:
+                path = self._service.certificate_path(settings.s2s_trusted_ca_file)
+                load_authorities(path, "S2STrustedCAFile")
 
         try:
             merged, _ = RECORD.change(self._service.context.store, changes, check)

@@ -3,9 +3,20 @@ An incoming server-to-server stream (RFC 6120, XEP-0220): another server
 opened it to send us stanzas.
 
   OPENING ──header──▶ SECURING ──<starttls/>──▶ (restart) OPENING
-                  └─▶ OPEN: dialback requests, and stanzas from the domains
-                      they proved
+                  └─▶ OPEN: dialback requests, SASL EXTERNAL, and stanzas
+                      from the domains they proved
+  OPEN ──<auth mechanism='EXTERNAL'/> succeeds──▶ (restart) OPENING
   any state ──stream error / close──▶ CLOSED
+
+Certificates (RFC 6120 13.7.2, XEP-0178): the TLS handshake asks the
+peer for its certificate (it may have none).  When it presented one that
+verifies against the trust store and names the domain of the stream
+header's C{from}, the features after TLS offer SASL C{EXTERNAL} beside
+dialback; C{<auth mechanism='EXTERNAL'>} succeeds for an authorization
+identity (or, with C{=}, the header's C{from}) the certificate proves,
+and the pair (that domain, the header's C{to}) is authenticated without
+dialback.  Otherwise C{<failure/>} with the RFC 6120 6.5 condition, and
+dialback is still possible.
 
 In OPEN the peer may ask C{<db:result/>} for any number of domain pairs
 (its domain, one of ours); each is checked by asking the peer domain's
@@ -28,12 +39,13 @@ from twisted.internet.interfaces import ITLSTransport
 from twisted.words.protocols.jabber.jid import InvalidFormat
 from twisted.words.xish import domish
 
-from communigate.xmpp import dialback
+from communigate.xmpp import dialback, s2s_sasl
 from communigate.xmpp.c2s import parse_jid
 from communigate.xmpp.dispatch import IQ_TYPES, PRESENCE_TYPES, error_reply
 from communigate.xmpp.namespaces import (
     NS_DIALBACK,
     NS_DIALBACK_FEATURE,
+    NS_SASL,
     NS_SERVER,
     NS_STREAMS,
     NS_TLS,
@@ -41,6 +53,7 @@ from communigate.xmpp.namespaces import (
 )
 from communigate.xmpp.parser import StreamOpened
 from communigate.xmpp.s2s import S2SFailure, ServerStream, new_stream_id, stream_header, to_client_namespace
+from communigate.xmpp.s2s_tls import NO_IDENTITY
 
 #: Dialback requests one stream may have waiting for their verification.
 MAX_PENDING_DIALBACKS = 10
@@ -77,6 +90,14 @@ class InboundStream(ServerStream):
         self._header_sent = False
         self._timer = None
         self._negotiated = False
+        #: How each authenticated pair was proved: C{certificate} or C{dialback}.
+        self.methods: dict[tuple[str, str], str] = {}
+        self.identity = NO_IDENTITY
+        self._tls_check = None
+        self._identity_read = False
+        self._sasl_done = False
+        self._awaiting_response = False
+        self._sasl_failures = 0
 
     # -- listing ---------------------------------------------------------------
 
@@ -91,6 +112,7 @@ class InboundStream(ServerStream):
             "Address": f"[{self.peer[0]}]:{self.peer[1]}",
             "TLS": "YES" if self.tls else "NO",
             "State": "established" if self.authenticated else self.state.value,
+            "Auth": ", ".join(sorted(set(self.methods.values()))),
             "Stanzas": str(self.stanzas),
         }
 
@@ -173,6 +195,10 @@ class InboundStream(ServerStream):
         if not settings.s2s:
             self.close("policy-violation", "this server does not accept server-to-server streams")
             return
+        if self.tls and self._tls_check is not None and not self._identity_read:
+            # The handshake is over once a header arrives through TLS.
+            self._identity_read = True
+            self.identity = self._tls_check.identity(self.transport)
         self._send_header_once()
         features = domish.Element((NS_STREAMS, "features"))
         if not self.tls and settings.s2s_require_tls:
@@ -181,6 +207,8 @@ class InboundStream(ServerStream):
         else:
             if not self.tls and self.service.tls_context is not None:
                 features.addElement((NS_TLS, "starttls"))
+            if self.tls and not self._sasl_done and self._certificate_proves(self.header_from):
+                features.addChild(s2s_sasl.mechanisms(s2s_sasl.EXTERNAL))
             features.addElement((NS_DIALBACK_FEATURE, "dialback")).addElement("errors")
             self.state = InboundState.OPEN
         self.send_element(features)
@@ -210,6 +238,8 @@ class InboundStream(ServerStream):
                 self._dialback_request(request)
             else:
                 self._verify_request(request)
+        elif element.uri == NS_SASL and self.state is InboundState.OPEN:
+            self._sasl(element)
         elif self.state is InboundState.SECURING:
             self.close("policy-violation", "STARTTLS is required before anything else")
         else:
@@ -228,11 +258,86 @@ class InboundStream(ServerStream):
             self.end()
             return
         self.write(f"<proceed xmlns='{NS_TLS}'/>".encode())
-        self.transport.startTLS(context)
+        self._tls_check = self.service.certificates.server()
+        self.transport.startTLS(self._tls_check.creator)
         self.tls = True
         self._header_sent = False
         self.state = InboundState.OPENING
         self.restart()
+
+    # -- SASL EXTERNAL (certificates) --------------------------------------------
+
+    def _certificate_proves(self, domain: str | None) -> bool:
+        return bool(domain) and self.service.local_domain(domain) is None and self.identity.proves(domain)
+
+    def _sasl(self, element: domish.Element) -> None:
+        if self._sasl_done:
+            self.close("policy-violation", "SASL is done once per stream")
+            return
+        if element.name == "abort":
+            self._awaiting_response = False
+            self._sasl_failed("aborted", "the peer aborted SASL")
+            return
+        if (element.name == "response") != self._awaiting_response:
+            self._awaiting_response = False
+            self._sasl_failed("malformed-request", f"{element.name[:40]!r} was not expected now")
+            return
+        self._awaiting_response = False
+        try:
+            request = s2s_sasl.read_external(element)
+        except s2s_sasl.SASLFault as fault:
+            self._sasl_failed(fault.condition, fault.text)
+            return
+        if self._pending:
+            # A success restarts the stream, and the dialback answers still
+            # due belong to this one.
+            self._sasl_failed("malformed-request", "SASL while dialback requests are being checked")
+            return
+        if request.authzid is None:
+            self._awaiting_response = True
+            self.send_element(s2s_sasl.challenge())
+            return
+        self._external(request.authzid)
+
+    def _external(self, authzid: str) -> None:
+        requested = dialback.domain_of(authzid) if authzid else self.header_from
+        local = self.local_domain
+        if requested is None or local is None:
+            self._sasl_failed("not-authorized", "no domain to authenticate (authorization identity, from and to)")
+            return
+        if not self._certificate_proves(requested):
+            self._sasl_failed("not-authorized", f"the certificate does not prove {requested[:100]!r}")
+            return
+        pair = (requested, local)
+        self.authenticated.add(pair)
+        self.methods[pair] = "certificate"
+        self.service.metrics.auth("in", "certificate", "ok")
+        self.log.info(
+            "XMPP s2s in {peer}: {remote} authenticated by certificate (SASL EXTERNAL) for {local}",
+            peer=self.peer,
+            remote=requested,
+            local=local,
+        )
+        self.send_element(s2s_sasl.success())
+        self._sasl_done = True
+        self._header_sent = False
+        self.state = InboundState.OPENING
+        self.restart()
+        self._active()
+
+    def _sasl_failed(self, condition: str, text: str) -> None:
+        self.service.metrics.auth("in", "certificate", "failed")
+        self.log.info(
+            "XMPP s2s in {peer}: SASL refused with {condition}: {text} ({why})",
+            peer=self.peer,
+            condition=condition,
+            text=text,
+            why=self.identity.why_not(self.header_from or "?") if condition == "not-authorized" else "",
+        )
+        self.send_element(s2s_sasl.failure(condition))
+        self._sasl_failures += 1
+        if self._sasl_failures >= self.service.settings.max_auth_failures:
+            self.close("policy-violation", f"{self._sasl_failures} SASL failures")
 
     # -- dialback ---------------------------------------------------------------
 
@@ -269,8 +374,10 @@ class InboundStream(ServerStream):
         remote, _local = pair
         self.service.metrics.dialback("incoming", outcome)
         self.send_element(dialback.result_answer(request.recipient, remote, outcome))
+        self.service.metrics.auth("in", "dialback", "ok" if outcome == dialback.VALID else "failed")
         if outcome == dialback.VALID:
             self.authenticated.add(pair)
+            self.methods.setdefault(pair, "dialback")
             self.log.info(
                 "XMPP s2s in {peer}: {remote} authenticated by dialback for {local}",
                 peer=self.peer,

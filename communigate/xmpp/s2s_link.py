@@ -103,6 +103,7 @@ class OutgoingLink:
             "Address": f"[{self.address[0]}]:{self.address[1]}" if self.address else "",
             "TLS": "YES" if stream is not None and stream.tls else "NO",
             "State": self.state.value,
+            "Auth": (stream.auth_method or "") if stream is not None and self.state is LinkState.READY else "",
             "Queued": str(len(self._queue)),
             "Stanzas": str(stream.stanzas if stream is not None else 0),
         }
@@ -201,9 +202,21 @@ class OutgoingLink:
         stream.authenticate(key)
 
     def stream_authenticated(self, stream: OutboundStream) -> None:
+        """
+        The stream is authenticated (C{stream.auth_method}): by dialback,
+        or by certificate, in which case no dialback was sent and the
+        verifications waiting go out now.
+        """
         self.state = LinkState.READY
-        self.service.metrics.dialback("outgoing", dialback.VALID)
-        self.log.info("XMPP s2s: {local} authenticated to {remote} by dialback", local=self.local, remote=self.remote)
+        if stream.auth_method == "dialback":
+            self.service.metrics.dialback("outgoing", dialback.VALID)
+            self.log.info(
+                "XMPP s2s: {local} authenticated to {remote} by dialback", local=self.local, remote=self.remote
+            )
+        else:
+            for verification in self._verifications:
+                if not verification.sent:
+                    self._send_verification(verification)
         if self._deadline is not None and self._deadline.active():
             self._deadline.cancel()
         self._deadline = None

@@ -9,6 +9,10 @@ registry:
     C{incoming} (a peer's key, judged by its authoritative server) or
     C{authoritative} (a key we were asked about); C{outcome} is
     C{valid}, C{invalid} or C{error};
+  - C{communigate_xmpp_s2s_auth_total{direction,method,outcome}}: server
+    authentications; C{direction} C{out} (we authenticated to a peer) or
+    C{in} (a peer to us), C{method} C{certificate} (SASL EXTERNAL) or
+    C{dialback}, C{outcome} C{ok} or C{failed};
   - C{communigate_xmpp_s2s_bounced_total{condition}}: local stanzas
     answered with an error because they could not be sent;
   - C{communigate_xmpp_s2s_stream_errors_total{direction,condition}}:
@@ -42,6 +46,12 @@ class S2SMetrics:
             ["role", "outcome"],
             registry=registry,
         )
+        self._auth = Counter(
+            "communigate_xmpp_s2s_auth",
+            "XMPP server authentications, by direction, method and outcome.",
+            ["direction", "method", "outcome"],
+            registry=registry,
+        )
         self._bounced = Counter(
             "communigate_xmpp_s2s_bounced",
             "Stanzas for other servers answered with an error, by condition.",
@@ -67,6 +77,9 @@ class S2SMetrics:
 
     def dialback(self, role: str, outcome: str) -> None:
         self._dialback.labels(role, outcome).inc()
+
+    def auth(self, direction: str, method: str, outcome: str) -> None:
+        self._auth.labels(direction, method, outcome).inc()
 
     def bounced(self, condition: str) -> None:
         self._bounced.labels(condition).inc()

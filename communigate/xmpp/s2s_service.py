@@ -25,7 +25,6 @@ import random as _random
 
 from twisted.application.internet import StreamServerEndpointService
 from twisted.application.service import MultiService, Service
-from twisted.internet import ssl
 from twisted.internet.defer import fail
 from twisted.internet.endpoints import TCP4ClientEndpoint, TCP6ClientEndpoint, serverFromString
 from twisted.internet.protocol import Factory
@@ -41,6 +40,7 @@ from communigate.xmpp.s2s import S2SFailure
 from communigate.xmpp.s2s_in import InboundStream
 from communigate.xmpp.s2s_link import OutgoingLink
 from communigate.xmpp.s2s_metrics import S2SMetrics
+from communigate.xmpp.s2s_tls import S2SCertificates
 from communigate.xmpp.settings import ensure_dialback_secret, stored_settings
 
 #: The store record of the SIP settings, whose DNSServers is the fallback.
@@ -77,11 +77,16 @@ class S2SService(MultiService):
     @param locate: C{(domain) -> Deferred([(ip, port), ...])}; by default
         DNS (L{s2s_dns.locate}).
     @param random: the SRV weighted selection's random source.
+    @param certificates: the L{IS2SCertificates} of STARTTLS; by default
+        L{S2SCertificates} over the XMPP certificate and
+        C{S2STrustedCAFile}.
     """
 
     log = Logger()
 
-    def __init__(self, context, descriptions, *, xmpp=None, connect=None, locate=None, random=None) -> None:
+    def __init__(
+        self, context, descriptions, *, xmpp=None, connect=None, locate=None, random=None, certificates=None
+    ) -> None:
         super().__init__()
         self.setName("xmpp-s2s")
         self.context = context
@@ -95,7 +100,7 @@ class S2SService(MultiService):
         self._locate = locate
         self._random = random if random is not None else _random.SystemRandom()
         self._dns: DNSClient | None = None
-        self._plain_client_tls = None
+        self._certificates = certificates
         self._attached = False
         for description in descriptions:
             endpoint = serverFromString(context.reactor, description)
@@ -114,6 +119,11 @@ class S2SService(MultiService):
         self.xmpp.attach_remote(self)
         self._attached = True
         self.secret()
+        if not self.settings.certificate_file:
+            self.log.info(
+                "XMPP s2s: our certificate is the generated self-signed one, which other servers do not "
+                "trust: they authenticate us by dialback (set CertificateFile for SASL EXTERNAL)"
+            )
         super().startService()
 
     def stopService(self):
@@ -139,17 +149,18 @@ class S2SService(MultiService):
     def tls_context(self):
         return self.xmpp.tls_context
 
-    def client_tls_context(self):
+    @property
+    def certificates(self):
         """
-        What outgoing STARTTLS uses: our certificate when there is one (so
-        a peer that asks sees it), else none.  The peer's certificate is
-        not checked: dialback authenticates it.
+        The L{IS2SCertificates} STARTTLS uses, in and out.
         """
-        if self.xmpp.tls_context is not None:
-            return self.xmpp.tls_context
-        if self._plain_client_tls is None:
-            self._plain_client_tls = ssl.CertificateOptions()
-        return self._plain_client_tls
+        if self._certificates is None:
+            self._certificates = S2SCertificates(self.xmpp, self._trusted_ca_path)
+        return self._certificates
+
+    def _trusted_ca_path(self) -> str:
+        name = self.settings.s2s_trusted_ca_file
+        return self.xmpp.certificate_path(name) if name else ""
 
     def default_domain(self) -> str:
         return self.xmpp.default_domain()

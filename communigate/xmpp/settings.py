@@ -35,6 +35,11 @@ DEFAULT_SETTINGS = {
     "S2S": "YES",
     # Whether server-to-server streams must use STARTTLS.
     "S2SRequireTLS": "YES",
+    # PEM file of CA certificates trusted for server-to-server peers
+    # besides the platform's (a relative name is in the data directory);
+    # a peer whose certificate verifies and names its domain authenticates
+    # with SASL EXTERNAL instead of dialback.
+    "S2STrustedCAFile": "",
     # Seconds an outgoing link may take to resolve, connect and authenticate.
     "S2SConnectTimeout": "30",
     # Seconds without a stanza after which a server-to-server stream is closed.
@@ -84,6 +89,7 @@ class XMPPSettings:
     negotiation_timeout: float = 60.0
     s2s: bool = True
     s2s_require_tls: bool = True
+    s2s_trusted_ca_file: str = ""
     s2s_connect_timeout: float = 30.0
     s2s_idle_timeout: float = 600.0
     dialback_secret: str = ""
@@ -138,8 +144,12 @@ def checked(settings: dict) -> XMPPSettings:
     certificate = settings["CertificateFile"]
     if not isinstance(certificate, str):
         raise ValueError(f"CertificateFile must be a file name, not {certificate!r}")
+    trusted = settings["S2STrustedCAFile"]
+    if not isinstance(trusted, str):
+        raise ValueError(f"S2STrustedCAFile must be a file name, not {trusted!r}")
     return XMPPSettings(
         certificate_file=certificate,
+        s2s_trusted_ca_file=trusted,
         require_tls=flags["RequireTLS"],
         max_stanza_size=numbers["MaxStanzaSize"],
         max_resources=numbers["MaxResources"],

@@ -49,8 +49,10 @@ class Client:
     lands in C{messages} and C{presences}.
     """
 
-    def __init__(self, server, jid, password):
+    def __init__(self, server, jid, password, ca_certs=None, check_hostname=True):
         self.server = server
+        self.ca_certs = ca_certs or os.path.join(server.data_dir, "xmpp-cert.pem")
+        self.check_hostname = check_hostname
         self.loop = asyncio.new_event_loop()
         self.ready = threading.Event()
         self.ended = threading.Event()
@@ -66,7 +68,8 @@ class Client:
         asyncio.set_event_loop(self.loop)
         jid, password = self._args
         xmpp = slixmpp.ClientXMPP(jid, password)
-        xmpp.ca_certs = os.path.join(self.server.data_dir, "xmpp-cert.pem")
+        xmpp.ca_certs = self.ca_certs
+        xmpp.ssl_context.check_hostname = self.check_hostname
         xmpp.add_event_handler("session_start", lambda event: self._done("session"))
         xmpp.add_event_handler("failed_all_auth", lambda event: self._done("auth-failed"))
         xmpp.add_event_handler("disconnected", lambda event: (self._done("disconnected"), self.ended.set()))
@@ -117,12 +120,15 @@ def metrics(server):
     return urlopen(f"http://127.0.0.1:{server.http_port}/metrics", timeout=TIMEOUT).read().decode()
 
 
-def exchange(one, two):
+def exchange(one, two, ca_certs=None, bob_checks_name=True):
     """
     What the clients do, in a thread: returns what each one received.
+    C{ca_certs}: what the clients trust (default: each server's generated
+    certificate); C{bob_checks_name}: whether bob's client checks that
+    two.test's certificate names two.test.
     """
-    alice = Client(one, "alice@one.test/laptop", "wonderland")
-    bob = Client(two, "bob@two.test/phone", "builder")
+    alice = Client(one, "alice@one.test/laptop", "wonderland", ca_certs)
+    bob = Client(two, "bob@two.test/phone", "builder", ca_certs, check_hostname=bob_checks_name)
     try:
         assert alice.wait_ready() == "session"
         assert bob.wait_ready() == "session"

@@ -13,6 +13,7 @@ from communigate.cli.context import CommandContext
 from communigate.interfaces import IProtocolModule
 from communigate.plugins.xmpp import xmpp_module
 from communigate.server import protocol_modules
+from communigate.testing_pki import TestAuthority
 from communigate.xmpp.tls import GENERATED_NAME, CertificateError, generate_self_signed, load_context
 
 POSTMASTER = CommandContext.for_account("postmaster@example.com")
@@ -81,6 +82,8 @@ def test_updated_settings_are_stored_and_in_force(cli, module_service, context):
         ("UPDATEXMPPSETTINGS {RequireTLS = maybe;}", "RequireTLS"),
         ("UPDATEXMPPSETTINGS {Colour = blue;}", "unknown XMPP settings"),
         ("UPDATEXMPPSETTINGS {CertificateFile = missing.pem;}", "CertificateFile"),
+        ("UPDATEXMPPSETTINGS {S2STrustedCAFile = missing.pem;}", "S2STrustedCAFile: cannot read"),
+        ("UPDATEXMPPSETTINGS {S2STrustedCAFile = (a);}", "S2STrustedCAFile must be a file name"),
     ],
 )
 def test_bad_settings_are_refused_naming_the_setting(cli, line, words, module_service):
@@ -93,6 +96,16 @@ def test_a_certificate_file_setting_is_loaded(cli, module_service, tmp_path):
     (tmp_path / "mine.pem").write_bytes(generate_self_signed(["example.com"]))
     assert cli("UPDATEXMPPSETTINGS {CertificateFile = mine.pem;}").ok
     assert module_service.tls_context is not None
+
+
+def test_a_trusted_ca_file_must_hold_certificates_and_is_kept(cli, module_service, tmp_path):
+    (tmp_path / "nothing.pem").write_text("no PEM here")
+    result = cli("UPDATEXMPPSETTINGS {S2STrustedCAFile = nothing.pem;}")
+    assert not result.ok and "S2STrustedCAFile" in result.error and "no PEM certificate" in result.error
+    (tmp_path / "ca.pem").write_bytes(TestAuthority().pem)
+    assert cli("UPDATEXMPPSETTINGS {S2STrustedCAFile = ca.pem;}").ok
+    assert module_service.settings.s2s_trusted_ca_file == "ca.pem"
+    assert cli("GETXMPPSETTINGS").data["S2STrustedCAFile"] == "ca.pem"
 
 
 def test_a_self_signed_certificate_is_generated_into_the_data_directory(module_service, tmp_path):

@@ -15,7 +15,7 @@ from twisted.words.xish import domish
 from zope.interface import implementer
 
 from communigate.config import Config
-from communigate.interfaces import IXMPPSession
+from communigate.interfaces import IPeerCertificateCheck, IS2SCertificates, IXMPPSession
 from communigate.plugins.xmpp import xmpp_module
 from communigate.server import build_core
 from communigate.storage import MemoryStore
@@ -23,6 +23,7 @@ from communigate.testing import TLSStringTransport
 from communigate.xmpp.parser import ElementReceived, StreamOpened, StreamParser
 from communigate.xmpp.s2s import S2SFailure
 from communigate.xmpp.s2s_service import S2SService
+from communigate.xmpp.s2s_tls import NO_IDENTITY
 
 NS_DB = "jabber:server:dialback"
 
@@ -40,6 +41,42 @@ class FakeTLS:
 
     def iosimVerify(self, other):
         return True
+
+
+@implementer(IPeerCertificateCheck)
+class FakeCheck:
+    """
+    A STARTTLS whose peer certificate proves what its server's
+    L{FakeCertificates} says.
+    """
+
+    def __init__(self, certificates, server_name):
+        self.certificates = certificates
+        self.server_name = server_name
+        self.creator = FakeTLS()
+
+    def identity(self, transport):
+        return self.certificates.peer_identity
+
+
+@implementer(IS2SCertificates)
+class FakeCertificates:
+    """
+    What every peer's certificate proves to one server: C{peer_identity}
+    (by default nothing: no certificate checked, dialback).
+    """
+
+    def __init__(self):
+        self.peer_identity = NO_IDENTITY
+        self.checks = []
+
+    def client(self, domain):
+        self.checks.append(FakeCheck(self, domain))
+        return self.checks[-1]
+
+    def server(self):
+        self.checks.append(FakeCheck(self, None))
+        return self.checks[-1]
 
 
 @implementer(IXMPPSession)
@@ -128,7 +165,10 @@ class Server:
                 return succeed(list(found) if isinstance(found, list) else [found])
             return fail(S2SFailure("remote-server-not-found", f"{name} is not in DNS"))
 
-        self.s2s = S2SService(self.context, [], xmpp=self.xmpp, connect=network.connect, locate=locate)
+        self.certificates = FakeCertificates()
+        self.s2s = S2SService(
+            self.context, [], xmpp=self.xmpp, connect=network.connect, locate=locate, certificates=self.certificates
+        )
         self.s2s.startService()
 
     def session(self, user, resource, available=True, priority=0):
@@ -247,6 +287,12 @@ class ScriptedPeer:
         assert proceed.name == "proceed"
         self._reader = StreamParser(10_000_000)
         return self.open(to, sender)
+
+    def restart(self):
+        """
+        The server starts a new stream (after TLS or SASL): read it afresh.
+        """
+        self._reader = StreamParser(10_000_000)
 
     @property
     def stream_id(self):

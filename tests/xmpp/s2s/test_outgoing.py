@@ -407,3 +407,86 @@ def test_a_link_closes_at_shutdown_bouncing_what_waits(server, dialer):
     server.s2s.stopService()
     assert errors_of(alice) == ["remote-server-not-found"]
     assert server.xmpp.remote is None
+
+
+# -- SASL EXTERNAL (our certificate) -------------------------------------------------
+
+EXTERNAL = (
+    "<mechanisms xmlns='urn:ietf:params:xml:ns:xmpp-sasl'><mechanism>EXTERNAL</mechanism></mechanisms>"
+)
+
+
+def secured_with(server, dialer, identity, features):
+    """
+    A stanza waits; the remote server secured the stream and sent
+    C{features}; its certificate proves C{identity} to us.
+    """
+    from communigate.certnames import CertificateNames
+    from communigate.xmpp.s2s_tls import PeerIdentity
+
+    server.certificates.peer_identity = PeerIdentity(identity is not None, CertificateNames(dns_ids=(identity or "x.test",)), "")
+    alice = server.session("alice", "laptop")
+    send(server, "alice@one.test/laptop", "bob@remote.test", body="by certificate")
+    (remote,) = dialer.remotes
+    remote.answer_header("plain-1", STARTTLS + DIALBACK)
+    remote.elements()
+    remote.send("<proceed xmlns='urn:ietf:params:xml:ns:xmpp-tls'/>")
+    assert server.certificates.checks[-1].server_name == "remote.test"
+    remote.reader = StreamParser(10_000_000)
+    remote.answer_header("secure-1", features)
+    return alice, remote
+
+
+def test_a_peer_whose_certificate_proves_it_and_offers_external_gets_our_certificate_not_dialback(server, dialer):
+    _alice, remote = secured_with(server, dialer, "remote.test", EXTERNAL + DIALBACK)
+    (auth,) = remote.elements()
+    assert (auth.uri, auth.name, auth["mechanism"], str(auth)) == (
+        "urn:ietf:params:xml:ns:xmpp-sasl",
+        "auth",
+        "EXTERNAL",
+        "b25lLnRlc3Q=",  # base64 of one.test, XEP-0178's authorization identity
+    )
+    remote.send("<success xmlns='urn:ietf:params:xml:ns:xmpp-sasl'/>")
+    remote.reader = StreamParser(10_000_000)
+    assert remote.elements() == [] and len(remote.headers) == 3  # a new stream
+    remote.answer_header("secure-2", DIALBACK)
+    (message,) = remote.elements()
+    assert str(message.body) == "by certificate"
+    assert link_of(server).state is LinkState.READY and link_of(server).details["Auth"] == "certificate"
+    text = generate_latest(server.context.metrics).decode()
+    assert 'communigate_xmpp_s2s_auth_total{direction="out",method="certificate",outcome="ok"} 1.0' in text
+
+
+@pytest.mark.parametrize(
+    "identity, features",
+    [("remote.test", DIALBACK), ("other.test", EXTERNAL + DIALBACK), (None, EXTERNAL + DIALBACK)],
+    ids=["no EXTERNAL offered", "certificate for another name", "certificate not verified"],
+)
+def test_without_a_certificate_that_proves_the_peer_or_without_external_dialback_is_used(
+    server, dialer, identity, features
+):
+    _alice, remote = secured_with(server, dialer, identity, features)
+    (request,) = remote.elements()
+    assert (request.uri, request.name) == ("jabber:server:dialback", "result")
+
+
+def test_a_sasl_failure_falls_back_to_dialback_on_the_same_stream(server, dialer):
+    _alice, remote = secured_with(server, dialer, "remote.test", EXTERNAL + DIALBACK)
+    remote.elements()
+    remote.send("<failure xmlns='urn:ietf:params:xml:ns:xmpp-sasl'><not-authorized/></failure>")
+    (request,) = remote.elements()
+    assert request.name == "result"
+    remote.send("<db:result from='remote.test' to='one.test' type='valid'/>")
+    (message,) = remote.elements()
+    assert str(message.body) == "by certificate" and link_of(server).details["Auth"] == "dialback"
+    text = generate_latest(server.context.metrics).decode()
+    assert 'communigate_xmpp_s2s_auth_total{direction="out",method="certificate",outcome="failed"} 1.0' in text
+    assert 'communigate_xmpp_s2s_auth_total{direction="out",method="dialback",outcome="ok"} 1.0' in text
+
+
+def test_a_challenge_to_our_external_ends_the_stream_and_bounces(server, dialer):
+    alice, remote = secured_with(server, dialer, "remote.test", EXTERNAL + DIALBACK)
+    remote.elements()
+    remote.send("<challenge xmlns='urn:ietf:params:xml:ns:xmpp-sasl'>abcd</challenge>")
+    assert errors_of(alice) == ["remote-server-not-found"]
+    assert remote.transport.disconnecting
