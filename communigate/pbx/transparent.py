@@ -501,6 +501,41 @@ class TransparentBridging:
         call.peer_sdp = offer
         responder.final(call.leg.answer(200, "OK", body=call.ours(sdp), content_type=SDP, contact=call._contact()))
 
+    def _turn_simple(self, other: Task) -> None:
+        """
+        (The far side of a transparent bridge whose other call was taken
+        over by a party the far peer would not exchange SDP with:
+        L{communigate.pbx.transparent_transfers}.)  The bridge with
+        C{other} goes on through the channels: ours comes back by
+        re-INVITE and is joined to the other call's channel.
+        """
+        call, theirs = self.call, other.call
+        if self.bridge is not other or call is None or not call.is_live or not call.connected:
+            return
+        if theirs is None or theirs.channel is None:
+            return
+        if call.transparent:
+            call.transparent = False
+            try:
+                call._new_channel()
+            except ChannelError as error:  # no port pair free
+                self.log.info("Task {id}: no media channel for a simple bridge: {error}", id=self.id, error=error)
+                call.hang_up(480, "No media port")
+                self._call_ended(call, "no media")
+                return
+            pending = call._pending_offer
+            if pending is not None:
+                answer = self._channel_answer(call, pending)
+                call.ack_with(answer)
+                if answer is None:
+                    call.hang_up(488, "No usable media")
+                    self._call_ended(call, "no media")
+                    return
+            else:
+                self._offer_own_media(call, attempt=1)
+        call.channel.bridge_to(theirs.channel)
+        self.service.bridges["fallback"] = self.service.bridges.get("fallback", 0) + 1
+
     def _media_back_later(self) -> None:
         """
         The bridge is gone: a transparent call of ours gets its own media

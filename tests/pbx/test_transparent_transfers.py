@@ -1,0 +1,151 @@
+"""
+Transfers of a transparently bridged call on the memory reactor: an
+INVITE with Replaces naming the leg's dialog and a REFER from the leg's
+peer (the B2BUA's callee transfers the caller); the new party takes the
+old peer's place in the bridge, its SDP exchanged with the far peer (the
+caller) by re-INVITE; the fallbacks when a peer refuses.
+"""
+
+from communigate.pbx.events import CallError, Event
+from communigate.sip.message import Request, make_response
+
+from .conftest import CALLER, CALLER_MEDIA, offer
+from .test_transparent import (  # noqa: F401  (made: a fixture)
+    BOB,
+    BOB_SDP,
+    answer_request,
+    b2bua,
+    bob_sdp,
+    made,
+    media_port_of,
+    origin_of,
+    requests_at,
+)
+
+CAROL = ("127.0.0.1", 5100)
+CAROL_MEDIA = ("127.0.0.1", 44000)
+SDP = "application/sdp"
+
+
+def carol_sdp(port=CAROL_MEDIA[1], **kwargs):
+    return offer(port=port, **{"formats": "0 101", **kwargs}).replace(b"o=- 1 1 ", b"o=carol 5 5 ")
+
+
+def bridged(made, log=None, **options):  # noqa: F811
+    """The caller through front and leg to bob, transparently bridged and acknowledged."""
+    log = [] if log is None else log
+    programs = b2bua(log, **options)
+    harness = made(**programs)
+    harness.register("carol", CAROL)
+    harness.route("S:<gw> = front#postmaster")
+    harness.invite("sip:gw@example.com")
+    (invite,) = requests_at(harness, BOB, "INVITE")
+    answer_request(harness, invite, 200, body=BOB_SDP)
+    answer = harness.final()
+    harness.ack(answer)
+    requests_at(harness, BOB)  # the ACK
+    tasks = {t.program: t for t in harness.pbx.tasks.values()}
+    return harness, invite, answer, tasks
+
+
+def replacing_invite(harness, bob_invite, body=None, source=CAROL):
+    """carol's INVITE with Replaces naming the leg's dialog with bob (bob referred her)."""
+    value = f"{bob_invite.call_id};to-tag={bob_invite.from_().tag};from-tag=bobtag"
+    message = harness.request(
+        "INVITE", "sip:127.0.0.1:5060", user="carol", domain="example.net", call_id="carolcall@127.0.0.1",
+        from_tag="ct1", source=source,
+        headers=[("Contact", f"<sip:carol@{source[0]}:{source[1]}>"), ("Replaces", value),
+                 ("Referred-By", "<sip:bob@example.com>")],
+        body=carol_sdp() if body is None else body, content_type=SDP if body != b"" else None,
+    )
+    harness.port.receive(message, source)
+    harness.turn()
+
+
+def finals_at(harness, source):
+    return [m for m in harness.take(source) if not isinstance(m, Request) and m.status >= 200]
+
+
+# -- Replaces --------------------------------------------------------------------------
+
+
+def test_replaces_toward_a_bridged_call_offers_the_newcomers_sdp_to_the_far_peer_and_byes_the_old(made):  # noqa: F811
+    harness, bob_invite, answer, tasks = bridged(made)
+    leg = tasks["leg"]
+    replacing_invite(harness, bob_invite)
+    # the caller (the far peer) is re-INVITEd with carol's SDP, under the o= line it knows
+    (reinvite,) = [r for r in harness.requests_to() if r.method == "INVITE"]
+    assert media_port_of(reinvite.body) == CAROL_MEDIA[1]
+    assert origin_of(reinvite.body).split()[1] == origin_of(answer.body).split()[1]
+    assert finals_at(harness, CAROL) == []  # carol waits for the caller's answer
+    answer_request(harness, reinvite, 200, body=offer(), source=CALLER, tag="ft1")
+    assert [r.method for r in harness.requests_to()] == ["ACK"]
+    # carol's 200 carries the caller's answer; bob gets a BYE
+    (taken,) = finals_at(harness, CAROL)
+    assert taken.status == 200 and media_port_of(taken.body) == CALLER_MEDIA[1]
+    assert [r.method for r in requests_at(harness, BOB)] == ["BYE"]
+    assert leg.call.leg.call_id == "carolcall@127.0.0.1" and leg.call.transparent
+    assert leg.call.channel is None and tasks["front"].call.channel is None
+    assert leg.bridge is tasks["front"]
+    # carol's later hold offer reaches the caller through the bridge
+    ack = harness.request("ACK", "sip:127.0.0.1:5060", user="carol", domain="example.net",
+                          call_id="carolcall@127.0.0.1", to_tag=taken.to().tag, from_tag="ct1", source=CAROL)
+    harness.port.receive(ack, CAROL)
+    harness.turn()
+    hold = harness.request("INVITE", "sip:127.0.0.1:5060", user="carol", domain="example.net",
+                           call_id="carolcall@127.0.0.1", cseq=2, to_tag=taken.to().tag, from_tag="ct1",
+                           source=CAROL, headers=[("Contact", "<sip:carol@127.0.0.1:5100>")],
+                           body=carol_sdp(direction="sendonly"), content_type=SDP)
+    harness.port.receive(hold, CAROL)
+    harness.turn()
+    (held,) = [r for r in harness.requests_to() if r.method == "INVITE"]
+    assert b"a=sendonly" in held.body and media_port_of(held.body) == CAROL_MEDIA[1]
+
+
+def test_replaces_without_sdp_gets_the_far_peers_offer_and_its_ack_answer_goes_back(made):  # noqa: F811
+    harness, bob_invite, answer, tasks = bridged(made)
+    replacing_invite(harness, bob_invite, body=b"")
+    (reinvite,) = [r for r in harness.requests_to() if r.method == "INVITE"]
+    assert not reinvite.body
+    answer_request(harness, reinvite, 200, body=offer(port=40900), source=CALLER, tag="ft1")
+    (taken,) = finals_at(harness, CAROL)
+    assert taken.status == 200 and media_port_of(taken.body) == 40900
+    assert [r.method for r in requests_at(harness, BOB)] == ["BYE"]
+    assert [r for r in harness.requests_to() if r.method == "ACK"] == []  # the answer comes from carol
+    ack = harness.request("ACK", "sip:127.0.0.1:5060", user="carol", domain="example.net",
+                          call_id="carolcall@127.0.0.1", to_tag=taken.to().tag, from_tag="ct1", source=CAROL,
+                          body=carol_sdp(), content_type=SDP)
+    harness.port.receive(ack, CAROL)
+    harness.turn()
+    (to_caller,) = [r for r in harness.requests_to() if r.method == "ACK"]
+    assert media_port_of(to_caller.body) == CAROL_MEDIA[1]
+
+
+def test_replaces_the_far_peer_refuses_is_answered_by_a_channel_and_the_bridge_turns_simple(made):  # noqa: F811
+    harness, bob_invite, answer, tasks = bridged(made)
+    leg, front = tasks["leg"], tasks["front"]
+    replacing_invite(harness, bob_invite)
+    (reinvite,) = [r for r in harness.requests_to() if r.method == "INVITE"]
+    answer_request(harness, reinvite, 488, source=CALLER, tag="ft1")
+    # carol is answered by the leg's own channel; bob gets his BYE
+    (taken,) = finals_at(harness, CAROL)
+    assert taken.status == 200 and media_port_of(taken.body) == leg.call.channel.port
+    assert [r.method for r in requests_at(harness, BOB)] == ["BYE"]
+    assert leg.call.leg.call_id == "carolcall@127.0.0.1" and not leg.call.transparent
+    # the caller gets the front task's channel back, bridged with the leg's
+    invites = [r for r in harness.requests_to() if r.method == "INVITE"]
+    assert [media_port_of(r.body) for r in invites] == [front.call.channel.port]
+    assert front.call.channel.bridge is leg.call.channel and not front.call.transparent
+    answer_request(harness, invites[0], 200, body=offer(), source=CALLER, tag="ft1")
+    assert front.call.is_live and harness.pbx.bridges.get("fallback") == 1
+
+
+def test_replaces_while_the_old_peers_offer_is_relayed_gets_491(made):  # noqa: F811
+    harness, bob_invite, answer, tasks = bridged(made)
+    hold = harness.request("INVITE", "sip:127.0.0.1:5060", user="bob", call_id=bob_invite.call_id, cseq=5,
+                           from_tag="bobtag", to_tag=bob_invite.from_().tag, source=BOB,
+                           body=bob_sdp(direction="sendonly"), content_type=SDP)
+    harness.port.receive(hold, BOB)
+    harness.turn()
+    replacing_invite(harness, bob_invite)
+    assert [m.status for m in finals_at(harness, CAROL)] == [491]
