@@ -47,6 +47,7 @@ from twisted.logger import Logger
 from communigate.pbx.call import Call, CallState
 from communigate.pbx.events import CALL_TRANSFERRED, CallError, Event
 from communigate.pbx.leg import CallLeg, address_header, new_call_id
+from communigate.pbx.transparent_transfers import bridged_far_task, far_sdp, far_submitter
 from communigate.signal.model import response
 from communigate.sip.headers import HeaderError, parse_name_addr
 from communigate.sip.uri import SIPURI
@@ -180,6 +181,8 @@ class _Transfer:
         self.early_media = False
         self.referred_by = signal.header("Referred-By") or call.leg.remote.split(";tag=")[0]
         self.channel = call.channel
+        self.far = None  # the task a transparent call is bridged with
+        self.far_answering = False  # its peer is being re-INVITEd with the target's answer
 
     def __getattr__(self, name):
         return getattr(self._task, name)
@@ -202,12 +205,24 @@ class _Transfer:
             remote=f"<{destination}>",
         )
         new = Call(self, leg)
-        new.channel = old.channel
         old.task = self
         self.new = new
         log.info("Task {id}: its peer transfers the call to {target}", id=task.id, target=destination)
+        submitter, offer = task.submitter, None
+        if old.transparent:
+            # No channel to offer: the target gets the far peer's SDP and
+            # takes the referrer's place in the bridge (transparent_transfers).
+            self.far = bridged_far_task(task, old)
+            offer = None if self.far is None else far_sdp(self.far)
+            if offer is None:
+                self._failed("488 No media to offer the transfer target")
+                return
+            submitter = far_submitter(submitter, self.far)
+            new.may_fall_back = False
+        else:
+            new.channel = old.channel
         try:
-            new.place(destination, task.submitter, headers=tuple(headers))
+            new.place(destination, submitter, headers=tuple(headers), offer=offer)
         except CallError as error:
             self._failed(str(error))
 
@@ -223,7 +238,7 @@ class _Transfer:
 
     def _in_turn(self, fn, args) -> None:
         old, new = self.old, self.new
-        if new is not None and fn == new._final and not args[0].success:
+        if new is not None and fn == new._final and not args[0].success and new.channel is self.channel:
             new.channel = None  # the call failed: its _finish must not close the task's channel
         if fn == old.peer_request and old.task is self:
             method = args[0].method.upper()
@@ -245,7 +260,7 @@ class _Transfer:
             self._failed(reason)
 
     def _call_provisioned(self, call, answer) -> None:
-        if call is self.new and answer.body and not self.early_media:
+        if call is self.new and answer.body and not self.early_media and not call.transparent:
             self.early_media = True  # the channel follows the new peer already
             if call.channel is not None:
                 call.channel.forget_peer()
@@ -271,6 +286,39 @@ class _Transfer:
 
     def _succeeded(self) -> None:
         task, old, new = self._task, self.old, self.new
+        if new.transparent and self.far is not None and not self._task_gone():
+            # The far peer is told where the media goes now; the transfer
+            # is done when it accepts (_far_answered).
+            far, self.far_answering = self.far, True
+            sdp = new.peer_sdp
+
+            def reply(code, reason, answer):  # in the far task's turn
+                self.later(self._far_answered, code, reason, answer)
+
+            far.later(far._bridged_offer, task, sdp, reply)
+            return
+        self._hand_over()
+
+    def _far_answered(self, code: int, reason, answer) -> None:
+        old, new = self.old, self.new
+        self.far_answering = False
+        if not new.is_live:
+            # The target hung up meanwhile (the transfer failed): the far
+            # peer's media goes back to the referrer, if it is still there.
+            if code < 300 and old.is_live and old.peer_sdp is not None and self.far is not None:
+                self.far.later(self.far._bridged_offer, self._task, old.peer_sdp, lambda *_: None)
+            return
+        if code >= 300 or answer is None:
+            log.info("Task {id}: the far peer refused the transfer target's media ({code} {reason})",
+                     id=self._task.id, code=code, reason=reason)
+            new.task = self._task
+            new.hang_up()
+            self._failed(f"{code} {reason}".strip() if code >= 300 else "488 No usable media")
+            return
+        self._hand_over()
+
+    def _hand_over(self) -> None:
+        task, old, new = self._task, self.old, self.new
         new.task = task
         old.task = task
         if self._task_gone():
@@ -291,7 +339,8 @@ class _Transfer:
         old.task = task
         if new is not None:
             new.task = task
-            new.channel = None  # the channel stays with the task's call
+            if new.channel is self.channel:
+                new.channel = None  # the channel stays with the task's call
         log.info("Task {id}: the transfer its peer asked for failed: {error}", id=task.id, error=error)
         if old.is_live:
             _notify(old, error if error[:3].isdigit() else f"503 {error}", final=True)

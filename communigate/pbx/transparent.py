@@ -130,6 +130,7 @@ class TransparentCall:
     _pending_offer: bytes | None = None  # the peer's offer in a 2xx, not answered yet
     relaying = False  # a peer's offer is being answered by the other peer
     fell_back = False  # placed again with our own offer after the callee's 488
+    may_fall_back = True  # whether a 488 to the bridged offer may do that
     ack_goes_to = None  # the task whose peer waits for the answer our peer's ACK brings
     awaiting_ack = False  # our 200 to the peer's INVITE is not acknowledged yet
 
@@ -172,7 +173,7 @@ class TransparentCall:
         offer (the bridge falls back to simple, which transcodes between
         the G.711 laws).  Whether we did.
         """
-        if not self.transparent or self._placing is None or self.fell_back:
+        if not self.transparent or self._placing is None or self.fell_back or not self.may_fall_back:
             return False
         try:
             offer = self.ours(self._new_channel().make_offer())

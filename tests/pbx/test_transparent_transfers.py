@@ -149,3 +149,123 @@ def test_replaces_while_the_old_peers_offer_is_relayed_gets_491(made):  # noqa: 
     harness.turn()
     replacing_invite(harness, bob_invite)
     assert [m.status for m in finals_at(harness, CAROL)] == [491]
+
+
+# -- REFER (self) ------------------------------------------------------------------------
+
+
+def refer_from_bob(harness, bob_invite, target="<sip:carol@example.com>", cseq=5):
+    refer = harness.request("REFER", "sip:127.0.0.1:5060", user="bob", call_id=bob_invite.call_id, cseq=cseq,
+                            from_tag="bobtag", to_tag=bob_invite.from_().tag, source=BOB,
+                            headers=[("Refer-To", target), ("Contact", "<sip:bob@127.0.0.1:5090>")])
+    harness.port.receive(refer, BOB)
+    harness.turn()
+
+
+def bye_from(harness, source, call_id, from_tag, to_tag, user="bob", cseq=6):
+    bye = harness.request("BYE", "sip:127.0.0.1:5060", user=user, call_id=call_id, cseq=cseq,
+                          from_tag=from_tag, to_tag=to_tag, source=source)
+    harness.port.receive(bye, source)
+    harness.turn()
+
+
+def notify_bodies(requests):
+    seen, bodies = set(), []
+    for r in requests:
+        if r.method == "NOTIFY" and r.cseq().number not in seen:
+            seen.add(r.cseq().number)
+            bodies.append((r.body.decode().strip(), r.headers.get("Subscription-State").split(";")[0]))
+    return bodies
+
+
+def test_refer_on_a_bridged_call_calls_the_target_with_the_far_peers_sdp_and_the_bridge_goes_on(made):  # noqa: F811
+    log = []
+    harness, bob_invite, answer, tasks = bridged(made, log)
+    leg, front = tasks["leg"], tasks["front"]
+    refer_from_bob(harness, bob_invite)
+    to_bob = harness.take(BOB)
+    assert [m.status for m in to_bob if not isinstance(m, Request)] == [202]
+    (carol_invite,) = requests_at(harness, CAROL, "INVITE")
+    # carol is offered the caller's own media, no channel opened
+    assert media_port_of(carol_invite.body) == CALLER_MEDIA[1]
+    assert leg.call.leg.call_id == bob_invite.call_id
+    answer_request(harness, carol_invite, 180, source=CAROL, tag="carol1")
+    answer_request(harness, carol_invite, 200, body=carol_sdp(), source=CAROL, tag="carol1")
+    assert [r.method for r in requests_at(harness, CAROL)] == ["ACK"]
+    # the caller is re-INVITEd with carol's answer; bob is still connected meanwhile
+    (reinvite,) = [r for r in harness.requests_to() if r.method == "INVITE"]
+    assert media_port_of(reinvite.body) == CAROL_MEDIA[1]
+    meanwhile = requests_at(harness, BOB)
+    assert "BYE" not in [r.method for r in meanwhile]
+    answer_request(harness, reinvite, 200, body=offer(), source=CALLER, tag="ft1")
+    sent = requests_at(harness, BOB)
+    assert notify_bodies([r for r in to_bob if isinstance(r, Request)] + meanwhile + sent) == [
+        ("SIP/2.0 100 Trying", "active"), ("SIP/2.0 180 Ringing", "active"), ("SIP/2.0 200 OK", "terminated")]
+    assert [r.method for r in sent if r.method != "NOTIFY"] == ["BYE"]
+    assert leg.call.leg.call_id == carol_invite.call_id and leg.call.transparent and leg.call.channel is None
+    assert leg.bridge is front and front.call.channel is None
+    assert ("leg", "Disconnect") not in log and ("front", "BreakBridge") not in log
+    # carol hangs up: the bridge ends and the caller is hung up on by the B2BUA
+    bye_from(harness, CAROL, carol_invite.call_id, "carol1", carol_invite.from_().tag, user="carol")
+    harness.turn()
+    assert ("front", "BreakBridge") in log
+    assert "BYE" in [r.method for r in harness.requests_to()]
+
+
+def test_refer_on_a_bridged_call_the_target_refuses_is_notified_and_bob_keeps_the_call(made):  # noqa: F811
+    log = []
+    harness, bob_invite, answer, tasks = bridged(made, log)
+    leg = tasks["leg"]
+    refer_from_bob(harness, bob_invite)
+    (carol_invite,) = requests_at(harness, CAROL, "INVITE")
+    answer_request(harness, carol_invite, 488, source=CAROL, tag="carol1")
+    # no second try with a channel: the transfer failed
+    assert [r.method for r in requests_at(harness, CAROL)] == ["ACK"]
+    sent = [m for m in harness.take(BOB) if isinstance(m, Request)]
+    assert notify_bodies(sent)[-1] == ("SIP/2.0 488 Not Acceptable Here", "terminated")
+    assert "BYE" not in [r.method for r in sent]
+    assert leg.call.leg.call_id == bob_invite.call_id and leg.call.transparent
+    assert [r for r in harness.requests_to() if r.method == "INVITE"] == []
+    assert not log or ("front", "BreakBridge") not in log
+
+
+def test_refer_on_a_bridged_call_the_far_peer_refuses_byes_the_target_and_bob_keeps_the_call(made):  # noqa: F811
+    harness, bob_invite, answer, tasks = bridged(made)
+    leg = tasks["leg"]
+    refer_from_bob(harness, bob_invite)
+    (carol_invite,) = requests_at(harness, CAROL, "INVITE")
+    answer_request(harness, carol_invite, 200, body=carol_sdp(), source=CAROL, tag="carol1")
+    (reinvite,) = [r for r in harness.requests_to() if r.method == "INVITE"]
+    answer_request(harness, reinvite, 488, source=CALLER, tag="ft1")
+    assert [r.method for r in requests_at(harness, CAROL)] == ["ACK", "BYE"]
+    sent = [m for m in harness.take(BOB) if isinstance(m, Request)]
+    assert notify_bodies(sent)[-1] == ("SIP/2.0 488 Not Acceptable Here", "terminated")
+    assert "BYE" not in [r.method for r in sent]
+    assert leg.call.leg.call_id == bob_invite.call_id and leg.call.is_live
+
+
+def test_refer_on_a_bridged_call_whose_referrer_left_ends_the_bridge_when_it_fails(made):  # noqa: F811
+    log = []
+    harness, bob_invite, answer, tasks = bridged(made, log)
+    refer_from_bob(harness, bob_invite)
+    bye_from(harness, BOB, bob_invite.call_id, "bobtag", bob_invite.from_().tag)
+    assert ("front", "BreakBridge") not in log  # the transfer goes on
+    (carol_invite,) = requests_at(harness, CAROL, "INVITE")
+    answer_request(harness, carol_invite, 486, source=CAROL, tag="carol1")
+    harness.turn()
+    assert ("front", "BreakBridge") in log
+
+
+def test_refer_on_a_bridged_call_whose_referrer_left_still_connects_the_target(made):  # noqa: F811
+    log = []
+    harness, bob_invite, answer, tasks = bridged(made, log)
+    leg = tasks["leg"]
+    refer_from_bob(harness, bob_invite)
+    bye_from(harness, BOB, bob_invite.call_id, "bobtag", bob_invite.from_().tag)
+    (carol_invite,) = requests_at(harness, CAROL, "INVITE")
+    answer_request(harness, carol_invite, 200, body=carol_sdp(), source=CAROL, tag="carol1")
+    (reinvite,) = [r for r in harness.requests_to() if r.method == "INVITE"]
+    assert media_port_of(reinvite.body) == CAROL_MEDIA[1]
+    answer_request(harness, reinvite, 200, body=offer(), source=CALLER, tag="ft1")
+    assert leg.call.leg.call_id == carol_invite.call_id and leg.bridge is tasks["front"]
+    assert ("front", "BreakBridge") not in log
