@@ -418,3 +418,61 @@ def test_a_callee_refusing_the_callers_offer_is_bridged_through_the_server_inste
     assert low <= second <= high and low <= answered <= high and second != answered
     assert heard(to_caller, 1000, ("127.0.0.1", answered)) >= 10, "bob's 1 kHz did not reach the caller"
     assert heard(to_bob, 440, ("127.0.0.1", second)) >= 10, "the caller's 440 Hz did not reach bob"
+
+
+def test_bob_transferring_a_transparently_bridged_caller_to_carol_connects_the_caller_and_carol(server, tmp_path):
+    """
+    A caller (440 Hz) through C{gatewayincoming{bob,bridge}} to bob (1 kHz);
+    bob's phone REFERs the call to carol (a sipp callee, 700 Hz): carol is
+    offered the caller's own media port, the caller is re-INVITEd with
+    carol's, each hears the other from the other's socket; bob gets the
+    final NOTIFY (200) and a BYE.
+    """
+    server, (low, high) = server
+    carol_port = free_port()
+    with Peer(440, latch=False) as caller_peer, Peer(1000) as bob_peer, Peer(700, latch=False) as carol_peer:
+        carol = subprocess.Popen(
+            ["sipp", "-sf", os.path.join(SCENARIOS, "uas_transparent.xml"), "-m", "1", "-p", str(carol_port),
+             *SIPP, "-key", "rtp_port", str(carol_peer.port), "-timeout", "30s", "-timeout_error"],
+            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, cwd=tmp_path,
+        )
+        port = free_port()
+        register_bob(server, tmp_path, port)
+        bob = subprocess.Popen(
+            ["sipp", "-sf", os.path.join(SCENARIOS, "uas_transparent_refers.xml"), "-m", "1", "-p", str(port),
+             *SIPP, "-key", "rtp_port", str(bob_peer.port), "-key", "refer_to", f"sip:carol@127.0.0.1:{carol_port}",
+             "-timeout", "30s", "-timeout_error"],
+            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, cwd=tmp_path,
+        )
+        time.sleep(0.3)
+        calling = caller(server, tmp_path, "gw", "uac_transparent_transferred.xml", caller_peer.port)
+        offered = wait_for(lambda: logged(tmp_path, "uas_transparent_refers", "offered"))
+        assert offered == [caller_peer.port], errors(tmp_path)
+        bob_peer.send_to(("127.0.0.1", offered[0]))
+        answered = wait_for(lambda: logged(tmp_path, "uac_transparent_transferred", "answered"))
+        assert answered == [bob_peer.port], errors(tmp_path)
+        caller_peer.send_to(("127.0.0.1", bob_peer.port))
+        # bob transfers: carol is offered the caller's own media
+        carol_offered = wait_for(lambda: logged(tmp_path, "uas_transparent", "offered"), 15)
+        assert carol_offered == [caller_peer.port], errors(tmp_path)
+        carol_peer.send_to(("127.0.0.1", caller_peer.port))
+        reoffered = wait_for(lambda: logged(tmp_path, "uac_transparent_transferred", "reoffered"), 10)
+        assert reoffered == [carol_peer.port], errors(tmp_path)
+        caller_peer.send_to(("127.0.0.1", carol_peer.port))
+        code, output = finished(calling)
+        assert code == 0, output + errors(tmp_path)
+        code, output = finished(bob)
+        assert code == 0, output + errors(tmp_path)
+        code, output = finished(carol)
+        assert code == 0, output + errors(tmp_path)
+        to_caller, to_carol, to_bob = caller_peer.packets(), carol_peer.packets(), bob_peer.packets()
+    carol_address, caller_address = ("127.0.0.1", carol_peer.port), ("127.0.0.1", caller_peer.port)
+    bob_address = ("127.0.0.1", bob_peer.port)
+    assert heard(to_bob, 440, caller_address) >= 5, "bob did not hear the caller before the transfer"
+    assert heard(to_caller, 1000, bob_address) >= 5, "the caller did not hear bob before the transfer"
+    assert heard(to_caller, 700, carol_address) >= 10, "the caller did not hear carol's 700 Hz"
+    assert heard(to_carol, 440, caller_address) >= 10, "carol did not hear the caller's 440 Hz"
+    # peer to peer all along: nothing came from a PBX channel's port
+    assert not {port for (_, port), _ in to_caller + to_carol} & set(range(low, high + 1))
+    assert "final notify" in "".join(p.read_text() for p in tmp_path.glob("uas_transparent_refers_*_logs.log"))
+    assert "transferred to" in server.output()
