@@ -209,18 +209,18 @@ class _Transfer:
         self.new = new
         log.info("Task {id}: its peer transfers the call to {target}", id=task.id, target=destination)
         submitter, offer = task.submitter, None
-        if old.transparent:
+        self.far = bridged_far_task(task, old)
+        if self.far is not None:
             # No channel to offer: the target gets the far peer's SDP and
             # takes the referrer's place in the bridge (transparent_transfers).
-            self.far = bridged_far_task(task, old)
-            offer = None if self.far is None else far_sdp(self.far)
+            offer = far_sdp(self.far)
             if offer is None:
                 self._failed("488 No media to offer the transfer target")
                 return
             submitter = far_submitter(submitter, self.far)
             new.may_fall_back = False
         else:
-            new.channel = old.channel
+            new.channel = old.channel  # none when the media is still to come back: a new one
         try:
             new.place(destination, submitter, headers=tuple(headers), offer=offer)
         except CallError as error:

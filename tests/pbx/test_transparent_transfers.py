@@ -269,3 +269,114 @@ def test_refer_on_a_bridged_call_whose_referrer_left_still_connects_the_target(m
     answer_request(harness, reinvite, 200, body=offer(), source=CALLER, tag="ft1")
     assert leg.call.leg.call_id == carol_invite.call_id and leg.bridge is tasks["front"]
     assert ("front", "BreakBridge") not in log
+
+
+# -- simple bridges keep their channels ----------------------------------------------------
+
+
+def test_replaces_toward_a_simply_bridged_call_hands_the_channel_and_its_bridge_to_the_newcomer(made):  # noqa: F811
+    from communigate.pbx.events import BridgeMode
+
+    harness, bob_invite, answer, tasks = bridged(made, mode=BridgeMode.SIMPLE)
+    leg, front = tasks["leg"], tasks["front"]
+    channel = leg.call.channel
+    assert channel is not None and front.call.channel.bridge is channel
+    replacing_invite(harness, bob_invite)
+    (taken,) = finals_at(harness, CAROL)
+    assert taken.status == 200 and media_port_of(taken.body) == channel.port
+    assert [r.method for r in requests_at(harness, BOB)] == ["BYE"]
+    assert [r.method for r in harness.requests_to()] == []  # the caller sees nothing
+    assert leg.call.channel is channel and front.call.channel.bridge is channel
+
+
+def test_refer_on_a_simply_bridged_call_offers_the_legs_channel_and_keeps_the_bridge(made):  # noqa: F811
+    from communigate.pbx.events import BridgeMode
+
+    harness, bob_invite, answer, tasks = bridged(made, mode=BridgeMode.SIMPLE)
+    leg, front = tasks["leg"], tasks["front"]
+    channel = leg.call.channel
+    refer_from_bob(harness, bob_invite)
+    (carol_invite,) = requests_at(harness, CAROL, "INVITE")
+    assert media_port_of(carol_invite.body) == channel.port
+    answer_request(harness, carol_invite, 200, body=carol_sdp(), source=CAROL, tag="carol1")
+    sent = [m for m in harness.take(BOB) if isinstance(m, Request)]
+    assert notify_bodies(sent)[-1] == ("SIP/2.0 200 OK", "terminated") and "BYE" in [r.method for r in sent]
+    assert [r.method for r in harness.requests_to()] == []
+    assert leg.call.leg.call_id == carol_invite.call_id and leg.call.channel is channel
+    assert front.call.channel.bridge is channel
+
+
+# -- the task's own verbs on a transparent call --------------------------------------------
+
+
+def test_a_transparently_bridged_tasks_verbs_fail_with_call_errors_or_work_without_a_channel(made):  # noqa: F811
+    results = []
+
+    async def leg(task):
+        item = await task.read_input(None)
+        await task.start_bridged_call("bob@example.com", item)
+        while True:
+            item = await task.read_input(None)
+            if isinstance(item, Event) and item.is_call_completed:
+                break
+        for verb in (task.hold, task.unhold, lambda: task.play_tone(500, 100), lambda: task.record(1),
+                     lambda: task.attach_mixer("room")):
+            try:
+                await verb()
+            except CallError as error:
+                results.append(str(error))
+        await task.transfer_call("carol@example.com")  # a REFER needs no channel
+        results.append("referred")
+        await task.read_input(None)
+
+    async def front(task):
+        helper = task.start_task("leg")
+        await task.start_bridge(helper, "transparent")
+        await task.read_input(None)
+
+    harness = made(leg=leg, front=front)
+    harness.route("S:<gw> = front#postmaster")
+    harness.invite("sip:gw@example.com")
+    (invite,) = requests_at(harness, BOB, "INVITE")
+    answer_request(harness, invite, 200, body=BOB_SDP)
+    (refer,) = requests_at(harness, BOB, "REFER")
+    assert refer.headers.get("Refer-To") == "<sip:carol@example.com>"
+    answer_request(harness, refer, 202)
+    assert results == ["bridged", "bridged", "no media channel", "no media channel", "bridged", "referred"]
+
+
+def test_start_transfer_between_transparently_bridged_tasks_sends_the_refer_with_replaces(made):  # noqa: F811
+    from communigate.pbx.transfer import is_start_transfer
+
+    results = []
+
+    async def leg(task):
+        item = await task.read_input(None)
+        await task.start_bridged_call("bob@example.com", item)
+        while True:
+            item = await task.read_input(None)
+            if is_start_transfer(item):
+                await task.accept_transfer(item)
+                results.append("accepted")
+
+    async def front(task):
+        helper = task.start_task("leg")
+        await task.start_bridge(helper, "transparent")
+        await task.read_input(0.5)
+        await task.start_transfer(helper)
+        results.append("transferred")
+        await task.read_input(None)
+
+    harness = made(leg=leg, front=front)
+    harness.route("S:<gw> = front#postmaster")
+    harness.invite("sip:gw@example.com")
+    (invite,) = requests_at(harness, BOB, "INVITE")
+    answer_request(harness, invite, 200, body=BOB_SDP)
+    answer = harness.final()
+    harness.ack(answer)
+    harness.reactor.advance(0.6)
+    harness.turn()
+    (refer,) = [r for r in harness.requests_to() if r.method == "REFER"]
+    assert "Replaces=" in refer.headers.get("Refer-To") and invite.call_id.split("@")[0] in refer.headers.get("Refer-To")
+    answer_request(harness, refer, 202, source=CALLER, tag="ft1")
+    assert results == ["accepted", "transferred"]
