@@ -8,7 +8,9 @@ task's C{refer} signal option (CG/PL's C{SignalOption("refer", ...)}):
     placed to the C{Refer-To} target (its C{Replaces} header, when it has
     one, goes in the INVITE with C{Require: replaces}, RFC 3891; the
     REFER's C{Referred-By} too, RFC 3892) using the task's own media
-    channel.  When it is answered the referring peer gets the final
+    channel (a transparently bridged call has none: the target is
+    offered the far peer's SDP and takes the referrer's place in the
+    bridge, L{communigate.pbx.transparent_transfers}).  When it is answered the referring peer gets the final
     NOTIFY (C{200 OK}) and a BYE, and the task's call is the new one: its
     play, record, echo, bridge and mixer state go on with the new peer
     (the channel follows the new peer's SDP).  With C{transferReport} on,
