@@ -10,10 +10,11 @@ task's C{refer} signal option (CG/PL's C{SignalOption("refer", ...)}):
     REFER's C{Referred-By} too, RFC 3892) using the task's own media
     channel (a transparently bridged call has none: the target is
     offered the far peer's SDP and takes the referrer's place in the
-    bridge, L{communigate.pbx.transparent_transfers}).  When it is answered the referring peer gets the final
-    NOTIFY (C{200 OK}) and a BYE, and the task's call is the new one: its
-    play, record, echo, bridge and mixer state go on with the new peer
-    (the channel follows the new peer's SDP).  With C{transferReport} on,
+    bridge, L{communigate.pbx.transparent_transfers}).  When it is
+    answered the referring peer gets the final NOTIFY (C{200 OK}) and a
+    BYE, and the task's call is the new one: its play, record, echo,
+    bridge and mixer state go on with the new peer (the channel follows
+    the new peer's SDP).  With C{transferReport} on,
     the program gets C{CallTransferred} (parameter: the new peer's URI).
     When the new call fails the referring peer gets a NOTIFY with the
     failure and keeps its call with the task.  The referring peer may hang
@@ -49,7 +50,7 @@ from twisted.logger import Logger
 from communigate.pbx.call import Call, CallState
 from communigate.pbx.events import CALL_TRANSFERRED, CallError, Event
 from communigate.pbx.leg import CallLeg, address_header, new_call_id
-from communigate.pbx.transparent_transfers import bridged_far_task, far_sdp, far_submitter
+from communigate.pbx.transparent_transfers import bridged_far_task, far_sdp, far_submitter, offer_to_far
 from communigate.signal.model import response
 from communigate.sip.headers import HeaderError, parse_name_addr
 from communigate.sip.uri import SIPURI
@@ -184,7 +185,6 @@ class _Transfer:
         self.referred_by = signal.header("Referred-By") or call.leg.remote.split(";tag=")[0]
         self.channel = call.channel
         self.far = None  # the task a transparent call is bridged with
-        self.far_answering = False  # its peer is being re-INVITEd with the target's answer
 
     def __getattr__(self, name):
         return getattr(self._task, name)
@@ -291,19 +291,12 @@ class _Transfer:
         if new.transparent and self.far is not None and not self._task_gone():
             # The far peer is told where the media goes now; the transfer
             # is done when it accepts (_far_answered).
-            far, self.far_answering = self.far, True
-            sdp = new.peer_sdp
-
-            def reply(code, reason, answer):  # in the far task's turn
-                self.later(self._far_answered, code, reason, answer)
-
-            far.later(far._bridged_offer, task, sdp, reply)
+            offer_to_far(task, self.later, self.far, new.peer_sdp, self._far_answered)
             return
         self._hand_over()
 
     def _far_answered(self, code: int, reason, answer) -> None:
         old, new = self.old, self.new
-        self.far_answering = False
         if not new.is_live:
             # The target hung up meanwhile (the transfer failed): the far
             # peer's media goes back to the referrer, if it is still there.

@@ -11,9 +11,10 @@ the Call-ID and the C{to-tag} (our own tag, RFC 3891 section 3), and
 L{take_over} runs in the task's turn:
 
   - the new INVITE becomes the task's call, answered with the task's own
-    media channel (a transparently bridged call has none: the newcomer
-    takes the old peer's place in the bridge instead, its SDP exchanged
-    with the far peer by re-INVITE, L{communigate.pbx.transparent_transfers}) (200 with the channel's answer to the new offer): what
+    media channel (200 with the channel's answer to the new offer; a
+    transparently bridged call has none: the newcomer takes the old
+    peer's place in the bridge instead, its SDP exchanged with the far
+    peer by re-INVITE, L{communigate.pbx.transparent_transfers}): what
     the task plays, records, echoes, its bridge and its mixer party go on
     with the new peer, and the program is not interrupted;
   - the old peer gets a BYE (or, when the task was still placing the

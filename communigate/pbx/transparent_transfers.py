@@ -8,7 +8,8 @@ to the peer of the bridged task's call (the I{far peer}).  So neither
 path can hand the task's channel to the new party; the new party takes
 the old peer's place I{in the bridge} instead, and the far peer is told
 where the media goes now by a re-INVITE from the bridged task (the same
-exchange as a peer's relayed offer, L{TransparentBridging._bridged_offer}):
+exchange as a peer's relayed offer, L{TransparentBridging._bridged_offer};
+a 491 from the far peer is tried again once after RFC 3261 14.1's delay):
 
   - B{Replaces}: the newcomer's offer is offered to the far peer, whose
     answer answers the newcomer (200); an INVITE without SDP gets the far
@@ -43,14 +44,16 @@ address in practice; a far peer that moved would need one more re-INVITE.
 
 from __future__ import annotations
 
+import random
+
 import attrs
 from twisted.logger import Logger
 
 from communigate.pbx.call import CallState
 from communigate.pbx.events import CallError
-from communigate.pbx.transparent import is_sdp
+from communigate.pbx.transparent import glare_delay, is_sdp
 
-__all__ = ["bridged_far_task", "far_sdp", "far_submitter", "replace_bridged"]
+__all__ = ["bridged_far_task", "far_sdp", "far_submitter", "offer_to_far", "replace_bridged"]
 
 log = Logger(namespace="communigate.pbx.transparent_transfers")
 
@@ -114,13 +117,38 @@ def replace_bridged(call, new, signal, other) -> None:
         return
     call.relaying = True  # the old peer's offers meanwhile: 500 Retry-After; another Replaces: 491
 
+    def answered(code, reason, sdp):
+        _replacing_answered(call, new, other, offer, code, reason, sdp)
+
+    offer_to_far(task, task.later, other, offer, answered)
+
+
+def offer_to_far(origin, later, other, offer: bytes | None, answered, attempt: int = 1) -> None:
+    """
+    Have task C{other} re-INVITE its peer (the far peer of C{origin}'s
+    bridge) with C{offer}, or without SDP when it is L{None};
+    C{answered(code, reason, sdp)} runs through C{later} (the turn of
+    C{origin}, or of what stands in for it) with the far peer's answer
+    (its offer, for an offerless re-INVITE).  A 491 (glare) is tried again
+    once after RFC 3261 14.1's delay.
+    """
+
     def reply(code, reason, sdp):  # in the other task's turn
-        task.later(_replacing_answered, call, new, other, offer, code, reason, sdp)
+        later(back, code, reason, sdp)
+
+    def back(code, reason, sdp):
+        if code == 491 and attempt == 1 and not other.ended:
+            theirs = other.call
+            owns_call_id = theirs is not None and not theirs.leg.incoming
+            delay = glare_delay(owns_call_id, random.random())
+            origin.service.clock.callLater(delay, later, offer_to_far, origin, later, other, offer, answered, 2)
+            return
+        answered(code, reason, sdp)
 
     if offer is not None:
-        other.later(other._bridged_offer, task, offer, reply)
+        other.later(other._bridged_offer, origin, offer, reply)
     else:
-        other.later(other._bridged_offerless, task, reply)
+        other.later(other._bridged_offerless, origin, reply)
 
 
 def _replacing_answered(call, new, other, offer, code: int, reason, sdp) -> None:

@@ -7,7 +7,7 @@ caller) by re-INVITE; the fallbacks when a peer refuses.
 """
 
 from communigate.pbx.events import CallError, Event
-from communigate.sip.message import Request, make_response
+from communigate.sip.message import Request
 
 from .conftest import CALLER, CALLER_MEDIA, offer
 from .test_transparent import (  # noqa: F401  (made: a fixture)
@@ -377,6 +377,42 @@ def test_start_transfer_between_transparently_bridged_tasks_sends_the_refer_with
     harness.reactor.advance(0.6)
     harness.turn()
     (refer,) = [r for r in harness.requests_to() if r.method == "REFER"]
-    assert "Replaces=" in refer.headers.get("Refer-To") and invite.call_id.split("@")[0] in refer.headers.get("Refer-To")
+    refer_to = refer.headers.get("Refer-To")
+    assert "Replaces=" in refer_to and invite.call_id.split("@")[0] in refer_to
     answer_request(harness, refer, 202, source=CALLER, tag="ft1")
     assert results == ["accepted", "transferred"]
+
+
+# -- glare on the far peer's re-INVITE -----------------------------------------------------
+
+
+def test_a_491_from_the_far_peer_on_a_replaces_is_tried_again_after_the_glare_delay(made):  # noqa: F811
+    harness, bob_invite, answer, tasks = bridged(made)
+    replacing_invite(harness, bob_invite)
+    (reinvite,) = [r for r in harness.requests_to() if r.method == "INVITE"]
+    answer_request(harness, reinvite, 491, source=CALLER, tag="ft1")
+    assert [r.method for r in harness.requests_to()] == ["ACK"] and finals_at(harness, CAROL) == []
+    harness.reactor.advance(2.01)  # we did not choose the caller's Call-ID: 0-2 s
+    harness.turn()
+    (again,) = [r for r in harness.requests_to() if r.method == "INVITE"]
+    assert media_port_of(again.body) == CAROL_MEDIA[1]
+    answer_request(harness, again, 200, body=offer(), source=CALLER, tag="ft1")
+    (taken,) = finals_at(harness, CAROL)
+    assert taken.status == 200 and media_port_of(taken.body) == CALLER_MEDIA[1]
+    assert tasks["leg"].call.transparent
+
+
+def test_a_491_from_the_far_peer_on_a_refer_is_tried_again_and_the_transfer_completes(made):  # noqa: F811
+    harness, bob_invite, answer, tasks = bridged(made)
+    refer_from_bob(harness, bob_invite)
+    (carol_invite,) = requests_at(harness, CAROL, "INVITE")
+    answer_request(harness, carol_invite, 200, body=carol_sdp(), source=CAROL, tag="carol1")
+    (reinvite,) = [r for r in harness.requests_to() if r.method == "INVITE"]
+    answer_request(harness, reinvite, 491, source=CALLER, tag="ft1")
+    harness.reactor.advance(2.01)
+    harness.turn()
+    (again,) = [r for r in harness.requests_to() if r.method == "INVITE"]
+    answer_request(harness, again, 200, body=offer(), source=CALLER, tag="ft1")
+    sent = [m for m in harness.take(BOB) if isinstance(m, Request)]
+    assert notify_bodies(sent)[-1] == ("SIP/2.0 200 OK", "terminated") and "BYE" in [r.method for r in sent]
+    assert tasks["leg"].call.leg.call_id == carol_invite.call_id
