@@ -3,7 +3,8 @@ Transfers of a transparently bridged call on the memory reactor: an
 INVITE with Replaces naming the leg's dialog and a REFER from the leg's
 peer (the B2BUA's callee transfers the caller); the new party takes the
 old peer's place in the bridge, its SDP exchanged with the far peer (the
-caller) by re-INVITE; the fallbacks when a peer refuses.
+caller) by re-INVITE; the fallbacks when a peer refuses; glare.  Simple
+and mixer bridges keep handing the channel over.
 """
 
 from communigate.pbx.events import CallError, Event
@@ -416,3 +417,52 @@ def test_a_491_from_the_far_peer_on_a_refer_is_tried_again_and_the_transfer_comp
     sent = [m for m in harness.take(BOB) if isinstance(m, Request)]
     assert notify_bodies(sent)[-1] == ("SIP/2.0 200 OK", "terminated") and "BYE" in [r.method for r in sent]
     assert tasks["leg"].call.leg.call_id == carol_invite.call_id
+
+
+def test_replaces_toward_a_mixed_gateway_leg_hands_the_channel_and_its_mixer_party_to_the_newcomer(made):  # noqa: F811
+    from communigate.pbx.gateway import GatewayIncoming
+    from communigate.sip.message import make_response, serialize
+
+    from .conftest import TICK, PeerMedia, frequency_of, tone
+
+    far, far_media = ("127.0.0.1", 5099), ("127.0.0.1", 42000)
+    harness = made()
+    harness.pbx.applications["gatewayincoming"] = GatewayIncoming()
+    harness.route("S:<incoming> = gatewayincoming{sip:5551234@127.0.0.1:5099,mixer}#postmaster")
+    harness.invite("sip:incoming@example.com")
+    (invite,) = [r for r in harness.requests_to(far) if r.method == "INVITE"]
+    ok = make_response(invite, 200, to_tag="far", headers=[("Contact", "<sip:5551234@127.0.0.1:5099>")])
+    harness.port.receive(serialize(ok.with_body(offer(port=far_media[1]), SDP)), far)
+    harness.turn()
+    answer = harness.final()
+    harness.ack(answer)
+    leg = next(t for t in harness.pbx.tasks.values() if t.program == "gatewaymixerleg")
+    channel, mixer = leg.call.channel, leg.mixer_attached()
+    value = f"{invite.call_id};to-tag={invite.from_().tag};from-tag=far"
+    message = harness.request(
+        "INVITE", "sip:127.0.0.1:5060", user="carol", domain="example.net", call_id="carolcall@127.0.0.1",
+        from_tag="ct1", source=CAROL,
+        headers=[("Contact", "<sip:carol@127.0.0.1:5100>"), ("Replaces", value),
+                 ("Referred-By", "<sip:5551234@127.0.0.1>")],
+        body=carol_sdp(), content_type=SDP,
+    )
+    harness.port.receive(message, CAROL)
+    harness.turn()
+    (taken,) = finals_at(harness, CAROL)
+    assert taken.status == 200 and media_port_of(taken.body) == channel.port
+    assert [r.method for r in harness.requests_to(far) if r.method != "ACK"] == ["BYE"]
+    assert [r.method for r in harness.requests_to()] == []
+    assert leg.call.channel is channel and leg.mixer_attached() is mixer
+    # carol's 700 Hz reaches the caller through the room
+    caller = harness.peer(answer)
+    port = next(p for p in harness.reactor.udp_ports if p.getHost().port == channel.port and p.listening)
+    carol = PeerMedia(harness, port)
+    carol.source = CAROL_MEDIA
+    a, b = tone(440, 1.0), tone(700, 1.0)
+    for start in range(0, len(a), 320):
+        caller.send_audio(a[start:start + 320], advance=False)
+        carol.send_audio(b[start:start + 320], advance=False)
+        harness.reactor.advance(TICK)
+    harness.reactor.advance(0.2)
+    assert abs(frequency_of(caller.heard()[-3200:]) - 700) < 10
+    assert abs(frequency_of(carol.heard()[-3200:]) - 440) < 10
