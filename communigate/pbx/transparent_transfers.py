@@ -56,6 +56,9 @@ from communigate.pbx.transparent import glare_delay, is_sdp
 __all__ = ["bridged_far_task", "far_sdp", "far_submitter", "offer_to_far", "replace_bridged"]
 
 log = Logger(namespace="communigate.pbx.transparent_transfers")
+#: Seconds to wait for the far peer's answer to a transfer's re-INVITE
+#: (64*T1, an INVITE transaction's limit) before giving up with 480.
+FAR_ANSWER_LIMIT = 32.0
 
 
 def bridged_far_task(task, call):
@@ -120,32 +123,49 @@ def replace_bridged(call, new, signal, other) -> None:
     def answered(code, reason, sdp):
         _replacing_answered(call, new, other, offer, code, reason, sdp)
 
-    offer_to_far(task, task.later, other, offer, answered)
+    def later(fn, *args):
+        if task.ended:
+            fn(*args)  # the newcomer still gets its answer
+        else:
+            task.later(fn, *args)
+
+    offer_to_far(task, later, other, offer, answered)
 
 
 def offer_to_far(origin, later, other, offer: bytes | None, answered, attempt: int = 1) -> None:
     """
     Have task C{other} re-INVITE its peer (the far peer of C{origin}'s
     bridge) with C{offer}, or without SDP when it is L{None};
-    C{answered(code, reason, sdp)} runs through C{later} (the turn of
+    C{answered(code, reason, sdp)} runs once through C{later} (the turn of
     C{origin}, or of what stands in for it) with the far peer's answer
     (its offer, for an offerless re-INVITE).  A 491 (glare) is tried again
-    once after RFC 3261 14.1's delay.
+    once after RFC 3261 14.1's delay.  A task that ends meanwhile (its
+    queue dropped) or no answer within L{FAR_ANSWER_LIMIT} seconds is
+    answered 480.
     """
+    clock = origin.service.clock
+    done = []
 
-    def reply(code, reason, sdp):  # in the other task's turn
-        later(back, code, reason, sdp)
+    def reply(code, reason, sdp):  # in the other task's turn, or anywhere
+        if not done:
+            done.append(True)
+            if guard.active():
+                guard.cancel()
+            later(back, code, reason, sdp)
 
     def back(code, reason, sdp):
         if code == 491 and attempt == 1 and not other.ended:
             theirs = other.call
             owns_call_id = theirs is not None and not theirs.leg.incoming
             delay = glare_delay(owns_call_id, random.random())
-            origin.service.clock.callLater(delay, later, offer_to_far, origin, later, other, offer, answered, 2)
+            clock.callLater(delay, later, offer_to_far, origin, later, other, offer, answered, 2)
             return
         answered(code, reason, sdp)
 
-    if offer is not None:
+    guard = clock.callLater(FAR_ANSWER_LIMIT, reply, 480, "The bridged call did not answer", None)
+    if other.ended:
+        reply(480, "The bridged call has ended", None)
+    elif offer is not None:
         other.later(other._bridged_offer, origin, offer, reply)
     else:
         other.later(other._bridged_offerless, origin, reply)

@@ -466,3 +466,34 @@ def test_replaces_toward_a_mixed_gateway_leg_hands_the_channel_and_its_mixer_par
     harness.reactor.advance(0.2)
     assert abs(frequency_of(caller.heard()[-3200:]) - 700) < 10
     assert abs(frequency_of(carol.heard()[-3200:]) - 440) < 10
+
+
+# -- hang-ups during the far peer's re-INVITE ----------------------------------------------
+
+
+def test_the_old_peer_hanging_up_while_the_far_peer_answers_a_replaces_gets_the_newcomer_603(made):  # noqa: F811
+    log = []
+    harness, bob_invite, answer, tasks = bridged(made, log)
+    replacing_invite(harness, bob_invite)
+    (reinvite,) = [r for r in harness.requests_to() if r.method == "INVITE"]
+    bye_from(harness, BOB, bob_invite.call_id, "bobtag", bob_invite.from_().tag)
+    answer_request(harness, reinvite, 200, body=offer(), source=CALLER, tag="ft1")
+    assert [m.status for m in finals_at(harness, CAROL)] == [603]
+    assert ("front", "BreakBridge") in log
+
+
+def test_the_target_hanging_up_while_the_far_peer_answers_a_refer_gives_the_media_back_to_bob(made):  # noqa: F811
+    harness, bob_invite, answer, tasks = bridged(made)
+    leg = tasks["leg"]
+    refer_from_bob(harness, bob_invite)
+    (carol_invite,) = requests_at(harness, CAROL, "INVITE")
+    answer_request(harness, carol_invite, 200, body=carol_sdp(), source=CAROL, tag="carol1")
+    (reinvite,) = [r for r in harness.requests_to() if r.method == "INVITE"]
+    bye_from(harness, CAROL, carol_invite.call_id, "carol1", carol_invite.from_().tag, user="carol")
+    sent = [m for m in harness.take(BOB) if isinstance(m, Request)]
+    assert notify_bodies(sent)[-1][1] == "terminated" and "BYE" not in [r.method for r in sent]
+    answer_request(harness, reinvite, 200, body=offer(), source=CALLER, tag="ft1")
+    # the caller had taken carol's media: it is re-INVITEd with bob's again
+    (back,) = [r for r in harness.requests_to() if r.method == "INVITE"]
+    assert media_port_of(back.body) == media_port_of(BOB_SDP)
+    assert leg.call.leg.call_id == bob_invite.call_id and leg.call.is_live
