@@ -702,7 +702,9 @@ class Call(TransparentCall):
     def accept_replacing(self, channel) -> None:
         """
         Answer this call's INVITE (one with C{Replaces}) with C{channel},
-        the media channel of the call it replaces, which goes on as it is.
+        the media channel of the call it replaces, which goes on as it is;
+        L{None} (the replaced call had none: transparent) answers with a
+        new channel.
 
         @raise CallError: the INVITE was rejected (488 ...); the channel
             is left to the old call.

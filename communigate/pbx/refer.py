@@ -8,10 +8,13 @@ task's C{refer} signal option (CG/PL's C{SignalOption("refer", ...)}):
     placed to the C{Refer-To} target (its C{Replaces} header, when it has
     one, goes in the INVITE with C{Require: replaces}, RFC 3891; the
     REFER's C{Referred-By} too, RFC 3892) using the task's own media
-    channel.  When it is answered the referring peer gets the final
-    NOTIFY (C{200 OK}) and a BYE, and the task's call is the new one: its
-    play, record, echo, bridge and mixer state go on with the new peer
-    (the channel follows the new peer's SDP).  With C{transferReport} on,
+    channel (a transparently bridged call has none: the target is
+    offered the far peer's SDP and takes the referrer's place in the
+    bridge, L{communigate.pbx.transparent_transfers}).  When it is
+    answered the referring peer gets the final NOTIFY (C{200 OK}) and a
+    BYE, and the task's call is the new one: its play, record, echo,
+    bridge and mixer state go on with the new peer (the channel follows
+    the new peer's SDP).  With C{transferReport} on,
     the program gets C{CallTransferred} (parameter: the new peer's URI).
     When the new call fails the referring peer gets a NOTIFY with the
     failure and keeps its call with the task.  The referring peer may hang
@@ -47,6 +50,7 @@ from twisted.logger import Logger
 from communigate.pbx.call import Call, CallState
 from communigate.pbx.events import CALL_TRANSFERRED, CallError, Event
 from communigate.pbx.leg import CallLeg, address_header, new_call_id
+from communigate.pbx.transparent_transfers import bridged_far_task, far_sdp, far_submitter, offer_to_far
 from communigate.signal.model import response
 from communigate.sip.headers import HeaderError, parse_name_addr
 from communigate.sip.uri import SIPURI
@@ -180,6 +184,7 @@ class _Transfer:
         self.early_media = False
         self.referred_by = signal.header("Referred-By") or call.leg.remote.split(";tag=")[0]
         self.channel = call.channel
+        self.far = None  # the task a transparent call is bridged with
 
     def __getattr__(self, name):
         return getattr(self._task, name)
@@ -202,12 +207,24 @@ class _Transfer:
             remote=f"<{destination}>",
         )
         new = Call(self, leg)
-        new.channel = old.channel
         old.task = self
         self.new = new
         log.info("Task {id}: its peer transfers the call to {target}", id=task.id, target=destination)
+        submitter, offer = task.submitter, None
+        self.far = bridged_far_task(task, old)
+        if self.far is not None:
+            # No channel to offer: the target gets the far peer's SDP and
+            # takes the referrer's place in the bridge (transparent_transfers).
+            offer = far_sdp(self.far)
+            if offer is None:
+                self._failed("488 No media to offer the transfer target")
+                return
+            submitter = far_submitter(submitter, self.far)
+            new.may_fall_back = False
+        else:
+            new.channel = old.channel  # none when the media is still to come back: a new one
         try:
-            new.place(destination, task.submitter, headers=tuple(headers))
+            new.place(destination, submitter, headers=tuple(headers), offer=offer)
         except CallError as error:
             self._failed(str(error))
 
@@ -223,7 +240,7 @@ class _Transfer:
 
     def _in_turn(self, fn, args) -> None:
         old, new = self.old, self.new
-        if new is not None and fn == new._final and not args[0].success:
+        if new is not None and fn == new._final and not args[0].success and new.channel is self.channel:
             new.channel = None  # the call failed: its _finish must not close the task's channel
         if fn == old.peer_request and old.task is self:
             method = args[0].method.upper()
@@ -245,7 +262,7 @@ class _Transfer:
             self._failed(reason)
 
     def _call_provisioned(self, call, answer) -> None:
-        if call is self.new and answer.body and not self.early_media:
+        if call is self.new and answer.body and not self.early_media and not call.transparent:
             self.early_media = True  # the channel follows the new peer already
             if call.channel is not None:
                 call.channel.forget_peer()
@@ -271,6 +288,32 @@ class _Transfer:
 
     def _succeeded(self) -> None:
         task, old, new = self._task, self.old, self.new
+        if new.transparent and self.far is not None and not self._task_gone():
+            # The far peer is told where the media goes now; the transfer
+            # is done when it accepts (_far_answered).
+            offer_to_far(task, self.later, self.far, new.peer_sdp, self._far_answered)
+            return
+        self._hand_over()
+
+    def _far_answered(self, code: int, reason, answer) -> None:
+        old, new = self.old, self.new
+        if not new.is_live:
+            # The target hung up meanwhile (the transfer failed): the far
+            # peer's media goes back to the referrer, if it is still there.
+            if code < 300 and old.is_live and old.peer_sdp is not None and self.far is not None:
+                self.far.later(self.far._bridged_offer, self._task, old.peer_sdp, lambda *_: None)
+            return
+        if code >= 300 or answer is None:
+            log.info("Task {id}: the far peer refused the transfer target's media ({code} {reason})",
+                     id=self._task.id, code=code, reason=reason)
+            new.task = self._task
+            new.hang_up()
+            self._failed(f"{code} {reason}".strip() if code >= 300 else "488 No usable media")
+            return
+        self._hand_over()
+
+    def _hand_over(self) -> None:
+        task, old, new = self._task, self.old, self.new
         new.task = task
         old.task = task
         if self._task_gone():
@@ -291,7 +334,8 @@ class _Transfer:
         old.task = task
         if new is not None:
             new.task = task
-            new.channel = None  # the channel stays with the task's call
+            if new.channel is self.channel:
+                new.channel = None  # the channel stays with the task's call
         log.info("Task {id}: the transfer its peer asked for failed: {error}", id=task.id, error=error)
         if old.is_live:
             _notify(old, error if error[:3].isdigit() else f"503 {error}", final=True)

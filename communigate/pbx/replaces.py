@@ -11,7 +11,10 @@ the Call-ID and the C{to-tag} (our own tag, RFC 3891 section 3), and
 L{take_over} runs in the task's turn:
 
   - the new INVITE becomes the task's call, answered with the task's own
-    media channel (200 with the channel's answer to the new offer): what
+    media channel (200 with the channel's answer to the new offer; a
+    transparently bridged call has none: the newcomer takes the old
+    peer's place in the bridge instead, its SDP exchanged with the far
+    peer by re-INVITE, L{communigate.pbx.transparent_transfers}): what
     the task plays, records, echoes, its bridge and its mixer party go on
     with the new peer, and the program is not interrupted;
   - the old peer gets a BYE (or, when the task was still placing the
@@ -25,7 +28,9 @@ Refusals (RFC 3891 section 3):
     phone's);
   - a dialog of ours that has ended → 603 (the table remembers the last
     1024 ended dialogs);
-  - a call whose transfer (a peer's REFER) is being carried out → 491;
+  - a call whose transfer (a peer's REFER) is being carried out, or whose
+    peer's offer (or another replacing party's) is being answered by the
+    far peer of a transparent bridge → 491;
   - more than one C{Replaces}, or one that does not parse → 400;
   - the C{from-tag} is not the peer's tag → 481;
   - an early dialog the peer started (a call the task has not answered
@@ -51,6 +56,7 @@ from twisted.logger import Logger
 from communigate.pbx.call import Call, CallState
 from communigate.pbx.events import CallError
 from communigate.pbx.leg import CallLeg, LegError
+from communigate.pbx.transparent_transfers import bridged_far_task, replace_bridged
 from communigate.signal.model import response
 from communigate.sip.headers import HeaderError, parse_name_addr
 from communigate.sip.replaces import Replaces, parse_replaces
@@ -99,6 +105,9 @@ def take_over(call: Call, signal, replaces: Replaces, responder) -> None:
     if getattr(task, "stands_in", False):
         _refuse(responder, 491, "A transfer of this call is in progress")
         return
+    if call.relaying:
+        _refuse(responder, 491, "The call's media is being changed")
+        return
     if task.ended or task.call is not call or not call.is_live:
         _refuse(responder, 603, "The dialog to replace has ended")
         return
@@ -125,6 +134,12 @@ def take_over(call: Call, signal, replaces: Replaces, responder) -> None:
         _refuse(responder, 400, str(error)[:80])
         return
     new = Call(task, leg, responder=responder)
+    other = bridged_far_task(task, call)
+    if other is not None:
+        # Transparently bridged: no channel to hand over; the newcomer
+        # takes the old peer's place in the bridge.
+        replace_bridged(call, new, signal, other)
+        return
     try:
         new.accept_replacing(call.channel)
     except CallError as error:

@@ -772,7 +772,6 @@ class Task(BridgeVerbs, MixerVerbs, TransferVerbs, PeerReferVerbs, Machine):
         else:
             self.call = None
             self.mode = TaskMode.DISCONNECTED
-        self._queue_input(Event(CALL_COMPLETED, None, error))
         if self._bridging_for is not None:
             bridging, self._bridging_for = self._bridging_for, None
             if error is None:
@@ -782,6 +781,10 @@ class Task(BridgeVerbs, MixerVerbs, TransferVerbs, PeerReferVerbs, Machine):
                     self.log.info("Task {id}: the bridge failed: {error}", id=self.id, error=failure)
             else:
                 self._answer_bridge(bridging, error)
+        # After the bridge is accepted: a program woken by the event sees
+        # itself bridged (a media verb must not take a transparent call's
+        # media back first).
+        self._queue_input(Event(CALL_COMPLETED, None, error))
 
     def _call_transferred(self, call: Call) -> None:
         if call is self.call:

@@ -130,6 +130,7 @@ class TransparentCall:
     _pending_offer: bytes | None = None  # the peer's offer in a 2xx, not answered yet
     relaying = False  # a peer's offer is being answered by the other peer
     fell_back = False  # placed again with our own offer after the callee's 488
+    may_fall_back = True  # whether a 488 to the bridged offer may do that
     ack_goes_to = None  # the task whose peer waits for the answer our peer's ACK brings
     awaiting_ack = False  # our 200 to the peer's INVITE is not acknowledged yet
 
@@ -172,7 +173,7 @@ class TransparentCall:
         offer (the bridge falls back to simple, which transcodes between
         the G.711 laws).  Whether we did.
         """
-        if not self.transparent or self._placing is None or self.fell_back:
+        if not self.transparent or self._placing is None or self.fell_back or not self.may_fall_back:
             return False
         try:
             offer = self.ours(self._new_channel().make_offer())
@@ -500,6 +501,41 @@ class TransparentBridging:
             return
         call.peer_sdp = offer
         responder.final(call.leg.answer(200, "OK", body=call.ours(sdp), content_type=SDP, contact=call._contact()))
+
+    def _turn_simple(self, other: Task) -> None:
+        """
+        (The far side of a transparent bridge whose other call was taken
+        over by a party the far peer would not exchange SDP with:
+        L{communigate.pbx.transparent_transfers}.)  The bridge with
+        C{other} goes on through the channels: ours comes back by
+        re-INVITE and is joined to the other call's channel.
+        """
+        call, theirs = self.call, other.call
+        if self.bridge is not other or call is None or not call.is_live or not call.connected:
+            return
+        if theirs is None or theirs.channel is None:
+            return
+        if call.transparent:
+            call.transparent = False
+            try:
+                call._new_channel()
+            except ChannelError as error:  # no port pair free
+                self.log.info("Task {id}: no media channel for a simple bridge: {error}", id=self.id, error=error)
+                call.hang_up(480, "No media port")
+                self._call_ended(call, "no media")
+                return
+            pending = call._pending_offer
+            if pending is not None:
+                answer = self._channel_answer(call, pending)
+                call.ack_with(answer)
+                if answer is None:
+                    call.hang_up(488, "No usable media")
+                    self._call_ended(call, "no media")
+                    return
+            else:
+                self._offer_own_media(call, attempt=1)
+        call.channel.bridge_to(theirs.channel)
+        self.service.bridges["fallback"] = self.service.bridges.get("fallback", 0) + 1
 
     def _media_back_later(self) -> None:
         """

@@ -20,7 +20,12 @@ caller's sends 440 Hz, bob's 1 kHz.
   - a task that bridges transparently and, when bob hangs up, takes the
     caller's media back (re-INVITE naming its channel) and plays 700 Hz:
     the caller hears bob's 1 kHz from bob's peer, then 700 Hz from the
-    task's channel port.
+    task's channel port;
+  - transfers of the bridged call (carol's peer sends 700 Hz): bob's
+    phone REFERs it to carol, or carol sends an INVITE with Replaces
+    naming the B2BUA's dialog with bob; either way the caller is
+    re-INVITEd with carol's SDP, carol gets the caller's, bob is hung up
+    on, and the caller and carol hear each other peer to peer.
 """
 
 from __future__ import annotations
@@ -418,3 +423,127 @@ def test_a_callee_refusing_the_callers_offer_is_bridged_through_the_server_inste
     assert low <= second <= high and low <= answered <= high and second != answered
     assert heard(to_caller, 1000, ("127.0.0.1", answered)) >= 10, "bob's 1 kHz did not reach the caller"
     assert heard(to_bob, 440, ("127.0.0.1", second)) >= 10, "the caller's 440 Hz did not reach bob"
+
+
+def test_bob_transferring_a_transparently_bridged_caller_to_carol_connects_the_caller_and_carol(server, tmp_path):
+    """
+    A caller (440 Hz) through C{gatewayincoming{bob,bridge}} to bob (1 kHz);
+    bob's phone REFERs the call to carol (a sipp callee, 700 Hz): carol is
+    offered the caller's own media port, the caller is re-INVITEd with
+    carol's, each hears the other from the other's socket; bob gets the
+    final NOTIFY (200) and a BYE.
+    """
+    server, (low, high) = server
+    carol_port = free_port()
+    with Peer(440, latch=False) as caller_peer, Peer(1000) as bob_peer, Peer(700, latch=False) as carol_peer:
+        carol = subprocess.Popen(
+            ["sipp", "-sf", os.path.join(SCENARIOS, "uas_transparent.xml"), "-m", "1", "-p", str(carol_port),
+             *SIPP, "-key", "rtp_port", str(carol_peer.port), "-timeout", "30s", "-timeout_error"],
+            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, cwd=tmp_path,
+        )
+        port = free_port()
+        register_bob(server, tmp_path, port)
+        bob = subprocess.Popen(
+            ["sipp", "-sf", os.path.join(SCENARIOS, "uas_transparent_refers.xml"), "-m", "1", "-p", str(port),
+             *SIPP, "-key", "rtp_port", str(bob_peer.port), "-key", "refer_to", f"sip:carol@127.0.0.1:{carol_port}",
+             "-timeout", "30s", "-timeout_error"],
+            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, cwd=tmp_path,
+        )
+        time.sleep(0.3)
+        calling = caller(server, tmp_path, "gw", "uac_transparent_transferred.xml", caller_peer.port)
+        offered = wait_for(lambda: logged(tmp_path, "uas_transparent_refers", "offered"))
+        assert offered == [caller_peer.port], errors(tmp_path)
+        bob_peer.send_to(("127.0.0.1", offered[0]))
+        answered = wait_for(lambda: logged(tmp_path, "uac_transparent_transferred", "answered"))
+        assert answered == [bob_peer.port], errors(tmp_path)
+        caller_peer.send_to(("127.0.0.1", bob_peer.port))
+        # bob transfers: carol is offered the caller's own media
+        carol_offered = wait_for(lambda: logged(tmp_path, "uas_transparent", "offered"), 15)
+        assert carol_offered == [caller_peer.port], errors(tmp_path)
+        carol_peer.send_to(("127.0.0.1", caller_peer.port))
+        reoffered = wait_for(lambda: logged(tmp_path, "uac_transparent_transferred", "reoffered"), 10)
+        assert reoffered == [carol_peer.port], errors(tmp_path)
+        caller_peer.send_to(("127.0.0.1", carol_peer.port))
+        code, output = finished(calling)
+        assert code == 0, output + errors(tmp_path)
+        code, output = finished(bob)
+        assert code == 0, output + errors(tmp_path)
+        code, output = finished(carol)
+        assert code == 0, output + errors(tmp_path)
+        to_caller, to_carol, to_bob = caller_peer.packets(), carol_peer.packets(), bob_peer.packets()
+    carol_address, caller_address = ("127.0.0.1", carol_peer.port), ("127.0.0.1", caller_peer.port)
+    bob_address = ("127.0.0.1", bob_peer.port)
+    assert heard(to_bob, 440, caller_address) >= 5, "bob did not hear the caller before the transfer"
+    assert heard(to_caller, 1000, bob_address) >= 5, "the caller did not hear bob before the transfer"
+    assert heard(to_caller, 700, carol_address) >= 10, "the caller did not hear carol's 700 Hz"
+    assert heard(to_carol, 440, caller_address) >= 10, "carol did not hear the caller's 440 Hz"
+    # peer to peer all along: nothing came from a PBX channel's port
+    assert not {port for (_, port), _ in to_caller + to_carol} & set(range(low, high + 1))
+    assert "final notify" in "".join(p.read_text() for p in tmp_path.glob("uas_transparent_refers_*_logs.log"))
+    assert "transferred to" in server.output()
+
+
+def _live_helpers():
+    import importlib.util
+
+    path = os.path.join(os.path.dirname(__file__), "pbx_live_helpers.py")
+    spec = importlib.util.spec_from_file_location("pbx_live_helpers", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_carol_replacing_bobs_transparently_bridged_call_talks_to_the_caller_peer_to_peer(server, tmp_path):
+    """
+    Attended transfer: a caller (440 Hz) through C{gatewayincoming{bob,bridge}}
+    to bob (1 kHz); carol (700 Hz) sends an INVITE with Replaces naming the
+    B2BUA's dialog with bob: the caller is re-INVITEd with carol's SDP,
+    carol's 200 carries the caller's, bob gets a BYE, and the caller and
+    carol hear each other straight from each other's socket.
+    """
+    helpers = _live_helpers()
+    server, (low, high) = server
+    with Peer(440, latch=False) as caller_peer, Peer(1000) as bob_peer, Peer(700, latch=False) as carol_peer:
+        bob = bob_phone(server, tmp_path, "uas_transparent.xml", bob_peer.port)
+        calling = caller(server, tmp_path, "gw", "uac_transparent_transferred.xml", caller_peer.port)
+        offered = wait_for(lambda: logged(tmp_path, "uas_transparent", "offered"))
+        assert offered == [caller_peer.port], errors(tmp_path)
+        bob_peer.send_to(("127.0.0.1", offered[0]))
+        answered = wait_for(lambda: logged(tmp_path, "uac_transparent_transferred", "answered"))
+        assert answered == [bob_peer.port], errors(tmp_path)
+        caller_peer.send_to(("127.0.0.1", bob_peer.port))
+
+        def leg_dialog():
+            status = helpers.task_status(server, "gatewayleg")
+            dialog = None if status is None else status.get("Call")
+            return dialog if dialog and dialog.get("State") == "connected" else None
+
+        dialog = wait_for(leg_dialog)
+        assert dialog, "the B2BUA's leg never connected"
+        time.sleep(1)  # the caller and bob talk
+        replaces = (f"{dialog['Call-ID']};to-tag={helpers.tag_of(dialog['Local'])};"
+                    f"from-tag={helpers.tag_of(dialog['Remote'])}")
+        party = dialog["Remote"].split("<", 1)[1].split(">", 1)[0]
+        (tmp_path / "carol.csv").write_text(f"SEQUENTIAL\n127.0.0.1:{server.sip_port};{carol_peer.port}\n")
+        carol = subprocess.Popen(
+            ["sipp", "-sf", os.path.join(SCENARIOS, "uac_replaces_bridged.xml"), "-inf", "carol.csv", "-m", "1",
+             "-p", "0", *SIPP, "-key", "replaces", replaces, "-key", "replaced_party", party,
+             "-timeout", "30s", "-timeout_error", f"127.0.0.1:{server.sip_port}"],
+            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, cwd=tmp_path,
+        )
+        reoffered = wait_for(lambda: logged(tmp_path, "uac_transparent_transferred", "reoffered"), 10)
+        assert reoffered == [carol_peer.port], errors(tmp_path)
+        caller_peer.send_to(("127.0.0.1", carol_peer.port))
+        carol_answered = wait_for(lambda: logged(tmp_path, "uac_replaces_bridged", "answered"), 10)
+        assert carol_answered == [caller_peer.port], errors(tmp_path)
+        carol_peer.send_to(("127.0.0.1", caller_peer.port))
+        for process in (calling, bob, carol):
+            code, output = finished(process)
+            assert code == 0, output + errors(tmp_path)
+        to_caller, to_carol, to_bob = caller_peer.packets(), carol_peer.packets(), bob_peer.packets()
+    carol_address, caller_address = ("127.0.0.1", carol_peer.port), ("127.0.0.1", caller_peer.port)
+    assert heard(to_bob, 440, caller_address) >= 5, "bob did not hear the caller before the transfer"
+    assert heard(to_caller, 700, carol_address) >= 10, "the caller did not hear carol's 700 Hz"
+    assert heard(to_carol, 440, caller_address) >= 10, "carol did not hear the caller's 440 Hz"
+    assert not {port for (_, port), _ in to_caller + to_carol} & set(range(low, high + 1))
+    assert "bridged call" in server.output() and "replaced by" in server.output()
