@@ -49,10 +49,8 @@ from twisted.logger import Logger
 from twisted.python.failure import Failure
 
 from communigate.core.scheduler import Machine, Started
-from communigate.media.wav import Audio, serialize_wav
 from communigate.pbx.bridging import BridgeVerbs
 from communigate.pbx.call import Call, CallState
-from communigate.pbx.channel import ChannelError
 from communigate.pbx.events import (
     CALL_COMPLETED,
     CALL_PROVISION,
@@ -66,8 +64,8 @@ from communigate.pbx.events import (
     check_event_name,
 )
 from communigate.pbx.leg import CallLeg, LegError, address_header, new_call_id
+from communigate.pbx.media_verbs import MediaVerbs
 from communigate.pbx.mixing import MixerVerbs
-from communigate.pbx.prompts import frames, tone_frames
 from communigate.pbx.refer import PeerReferVerbs
 from communigate.pbx.transfer import TransferVerbs
 from communigate.routing.addresses import Address, AddressError, parse_address, sip_uri
@@ -76,7 +74,6 @@ from communigate.sip.replaces import parse_replaces
 
 __all__ = ["Task"]
 
-_DTMF_KEYS = frozenset("0123456789*#ABCD")
 #: Unread events (and, apart, unread keys) a task keeps; more are dropped.
 MAX_QUEUED = 256
 
@@ -120,7 +117,7 @@ class _Waiter:
         self.token = token
 
 
-class Task(BridgeVerbs, MixerVerbs, TransferVerbs, PeerReferVerbs, Machine):
+class Task(BridgeVerbs, MixerVerbs, TransferVerbs, PeerReferVerbs, MediaVerbs, Machine):
     """
     One running program; see the module docstring.
 
@@ -687,34 +684,6 @@ class Task(BridgeVerbs, MixerVerbs, TransferVerbs, PeerReferVerbs, Machine):
         except CallError as error:
             return fail(error)
 
-    def hold(self, inactive: bool = False) -> Deferred:
-        """
-        Put the peer on hold: a re-INVITE offering C{sendonly} (we may go on
-        sending, e.g. music), or C{inactive} (no media either way).
-        """
-        return self._reinvite("inactive" if inactive else "sendonly")
-
-    def unhold(self) -> Deferred:
-        """
-        Take the peer off hold (a re-INVITE offering C{sendrecv}).
-        """
-        return self._reinvite("sendrecv")
-
-    def set_local_hold(self, flag: bool) -> Deferred:
-        return self.hold() if flag else self.unhold()
-
-    def _reinvite(self, direction: str) -> Deferred:
-        self._check()
-        call = self.call
-        if call is None or call.state != CallState.CONNECTED:
-            return fail(CallError("not connected"))
-        if self.bridge is not None:
-            return fail(CallError("bridged"))
-        try:
-            return call.reinvite(direction)
-        except (CallError, ChannelError) as error:
-            return fail(error if isinstance(error, CallError) else CallError(str(error)))
-
     # -- what the call reports --------------------------------------------------------
 
     def _call_ended(self, call: Call, reason: str) -> None:
@@ -790,137 +759,6 @@ class Task(BridgeVerbs, MixerVerbs, TransferVerbs, PeerReferVerbs, Machine):
         if call is self.call:
             self._queue_input(Event(CALL_TRANSFERRED))
 
-    # -- media ----------------------------------------------------------------------
-
-    def _make_channel(self):
-        return self.service.make_channel(
-            name=self.id,
-            on_dtmf=lambda key, method: self.later(self._dtmf_received, key, method),
-            on_played=lambda token: self.later(self._played, token),
-            on_recorded=lambda token, pcm: self.later(self._recorded, token, pcm),
-        )
-
-    def _media(self):
-        self._check()
-        call = self.call
-        if call is not None and call.transparent and self.bridge is None:
-            # The bridge is gone and our media not back yet: now.
-            self._media_back_now(call)
-        # A channel whose SDP answer is still to come (an INVITE without
-        # SDP: the answer is in the ACK) takes the request and starts when
-        # the answer arrives.
-        if call is None or call.channel is None or call.channel.closed:
-            raise CallError("no media channel")
-        if self.mode not in (TaskMode.CONNECTED, TaskMode.PROVISIONED) and call.state != CallState.CONNECTED:
-            raise CallError("no media channel")
-        return call.channel
-
-    def _play(self, played) -> Deferred:
-        try:
-            channel = self._media()
-        except CallError as error:
-            return fail(error)
-        if self._inputs or (self.interrupt_on_dtmf and self._dtmf):
-            return succeed(False)
-        token = object()
-        channel.play(played, token)
-        return self._wait("play", token=token)
-
-    def _played(self, token) -> None:
-        waiter = self._waiter
-        if waiter is not None and waiter.kind == "play" and waiter.token is token:
-            self._wake(True)
-
-    def play_file(self, name: str, ms: int | None = None) -> Deferred:
-        """
-        Play prompt C{name} (see L{communigate.pbx.prompts}): whole, for
-        C{ms} milliseconds (repeating it when it is shorter), or looping
-        until interrupted when C{ms} is negative.  True when it played to
-        the end, False when a key, an event or a hang-up stopped it.
-        """
-        try:
-            pcm = self.service.prompts.load(name)
-        except LookupError as error:
-            return fail(CallError(str(error)))
-        if ms is None:
-            played = frames(pcm)
-        elif ms < 0:
-            played = frames(pcm, loop=True)
-        else:
-            played = frames(pcm, limit=max(1, round(ms / 20)))
-        return self._play(played)
-
-    def play_tone(self, frequency: float, ms: int, frequency2: float = 0.0, level: float = -10.0) -> Deferred:
-        """
-        Play a tone (two with C{frequency2}; silence for frequency 0) for
-        C{ms} milliseconds (negative: until interrupted).
-        """
-        if not 0 <= frequency < 4000 or not 0 <= frequency2 < 4000:
-            return fail(ValueError("tone frequencies are 0-3999 Hz"))
-        return self._play(tone_frames(frequency, ms, frequency2, level))
-
-    def play(self, pcm: bytes) -> Deferred:
-        """
-        Play L16 audio (8 kHz, 16-bit little-endian), e.g. a recording.
-        """
-        return self._play(frames(pcm))
-
-    def record(self, max_seconds: float) -> Deferred:
-        """
-        Record what the peer says for up to C{max_seconds} (stopped early by
-        a key, an event or a hang-up); a WAV file (8 kHz 16-bit) as bytes,
-        or L{None} when nothing was heard.
-        """
-        try:
-            channel = self._media()
-        except CallError as error:
-            return fail(error)
-        if max_seconds <= 0:
-            return fail(ValueError("record needs a positive number of seconds"))
-        token = object()
-        channel.record(max_seconds, token)
-        return self._wait("record", token=token)
-
-    def _recorded(self, token, pcm: bytes) -> None:
-        waiter = self._waiter
-        if waiter is not None and waiter.kind == "record" and waiter.token is token:
-            self._wake(_as_wav(pcm))
-
-    def _finish_recording(self):
-        channel = None if self.call is None else self.call.channel
-        pcm = None if channel is None else channel.stop_recording()
-        return _as_wav(pcm)
-
-    def send_dtmf(self, keys: str) -> None:
-        """
-        Send DTMF C{keys} to the peer (RFC 4733 events, or tones).
-        """
-        channel = self._media()
-        bad = [key for key in keys if key.upper() not in _DTMF_KEYS]
-        if bad:
-            raise ValueError(f"not DTMF keys: {''.join(bad)!r}")
-        channel.send_dtmf(keys.upper())
-
-    def start_echo(self) -> None:
-        """
-        Send the peer's own audio back to it (the C{echo} application).
-        """
-        self._media().loopback = True
-
-    def stop_echo(self) -> None:
-        channel = self._media()
-        channel.loopback = False
-
-    def release_media_channel(self) -> None:
-        """
-        Stop playing, recording and echoing.
-        """
-        channel = self._media()
-        channel.stop_playing()
-        channel.stop_recording()
-        channel.loopback = False
-
-
 def _replaces_headers(replaces: str | None) -> tuple:
     if replaces is None:
         return ()
@@ -929,12 +767,6 @@ def _replaces_headers(replaces: str | None) -> tuple:
     except ValueError as error:
         raise CallError(f"bad replaces: {error}") from None
     return (("Replaces", value), ("Require", "replaces"))
-
-
-def _as_wav(pcm: bytes | None) -> bytes | None:
-    if not pcm:
-        return None
-    return serialize_wav(Audio("L16", pcm))
 
 
 def _sip_target(destination: str, account: str) -> str:
