@@ -61,6 +61,7 @@ bench: $(VENV)/.installed-test bench-peers
 	$(BIN)/python benchmarks/import_accounts.py
 	$(BIN)/python benchmarks/sip_load.py
 	$(BIN)/python benchmarks/xmpp_load.py
+	$(BIN)/python benchmarks/bridged_calls.py
 
 clean:
 	rm -rf $(VENV) build dist *.egg-info

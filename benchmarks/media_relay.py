@@ -322,6 +322,7 @@ def stepped(kinds, max_calls: int, seconds: float) -> dict:
     print(f"  {'relay':>11} {'calls':>6} {'offered/s':>10} {'relayed/s':>10} {'loss':>7} {'relay CPU':>10} "
           f"{'us/pkt':>7} {'generator late':>15}")
     best = {}
+    clean = {}  # calls -> {name: CPU a packet} for the steps without loss
     running = list(kinds)
     calls = 25
     while calls <= max_calls and running:
@@ -343,8 +344,9 @@ def stepped(kinds, max_calls: int, seconds: float) -> dict:
                 running.remove(kind)
                 continue
             best[kind.name] = (calls, rate, per_packet, result["cpu"] / result["wall"])
+            clean.setdefault(calls, {})[kind.name] = per_packet
         calls *= 2
-    return best
+    return best, clean
 
 
 def main(max_calls: int, seconds: float, kinds=(Relay,)) -> None:
@@ -352,7 +354,7 @@ def main(max_calls: int, seconds: float, kinds=(Relay,)) -> None:
     if RTPEngineRelay in kinds:
         print(f"rtpengine {RTPEngineRelay.version}, user space (--table=-1), "
               f"{RTPEngineRelay.threads or 'default (one per core)'} worker threads")
-    best = stepped(kinds, max_calls, seconds)
+    best, clean = stepped(kinds, max_calls, seconds)
     for name, (calls, rate, per_packet, share) in best.items():
         print(f"{name}: largest step without loss: {calls} calls, {2 * RATE * calls:,} packets/s offered, "
               f"{rate:,.0f}/s relayed with the relay at {share:.0%} of a core "
@@ -368,13 +370,18 @@ def main(max_calls: int, seconds: float, kinds=(Relay,)) -> None:
             f"{result['forwarded'] / result['wall']:,.0f}/s of wall time; drops {result['drops']}",
             flush=True,
         )
-    if len(kinds) > 1 and "communigate" in best and "rtpengine" in best:
-        ours, theirs = best["communigate"], best["rtpengine"]
-        print(f"ratio at each one's largest loss-free step ({ours[0]} / {theirs[0]} calls): communigate uses "
-              f"{ours[2] / theirs[2]:.1f}x rtpengine's CPU a packet ({ours[2]:.1f} / {theirs[2]:.1f} us)")
-        ours, theirs = flat["communigate"], flat["rtpengine"]
-        print(f"ratio flat out: rtpengine forwards {(theirs['forwarded'] / theirs['cpu']) / (ours['forwarded'] / ours['cpu']):.1f}x "
-              f"as many packets per CPU second as communigate")
+    both = [calls for calls, names in clean.items() if len(names) == 2 and all(names.values())]
+    if len(kinds) > 1 and both:
+        calls = max(both)
+        ours, theirs = clean[calls]["communigate"], clean[calls]["rtpengine"]
+        print(f"ratio at {calls} calls ({2 * RATE * calls:,} packets/s, the largest step both carried without "
+              f"loss): communigate uses {ours / theirs:.2f}x rtpengine's CPU a packet "
+              f"({ours:.1f} / {theirs:.1f} us)")
+    if len(kinds) > 1:
+        ours = flat["communigate"]["forwarded"] / flat["communigate"]["cpu"]
+        theirs = flat["rtpengine"]["forwarded"] / flat["rtpengine"]["cpu"]
+        print(f"ratio flat out: rtpengine forwards {theirs / ours:.2f}x as many packets per CPU second "
+              "as communigate")
 
 
 if __name__ == "__main__":
