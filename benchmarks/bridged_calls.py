@@ -33,6 +33,8 @@ Once every call carries audio, a measuring window of WINDOW seconds:
   - server CPU: its process CPU time (user + system, from /proc) over the
     window, in per cent of one core and in microseconds per packet
     carried (two packets a call every 20 ms);
+  - the PBX's 20 ms channel ticks (the server's /metrics, read a second
+    before and after the window): mean lateness and ticks missed;
   - how late this generator itself ran (it shares the cores).
 
 A level passes when every call was set up and carried audio, under 0.5%
@@ -62,6 +64,7 @@ import time
 from communigate.admin.client import CLIClient
 from communigate.formats.cgdata import loads
 from communigate.testing import free_port, start_server, stop_server
+from pbx_echo import metrics
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 CALLER = os.path.join(HERE, "sipp", "bridged_caller.xml")
@@ -324,6 +327,7 @@ def run_level(mode: str, count: int, workdir: str, window: float) -> dict:
                 if state["up_by"] is None:
                     state["up_by"] = now - started
                 state["window"] = (now + 1.0, now + 1.0 + window, cpu_seconds(server.process.pid))
+                state["metrics"] = metrics(server)
                 endpoints.worst_lateness = 0.0
             elif now - started > setup + hold:
                 state["window"] = (now, now, 0.0)  # never came up: give up
@@ -345,6 +349,7 @@ def run_level(mode: str, count: int, workdir: str, window: float) -> dict:
 
         endpoints.run(until, between)
         generator_late = endpoints.worst_lateness
+        after = metrics(server) if "metrics" in state else None
         # The calls end on their own (BYE after the hold); keep both ends
         # answering meanwhile so that no retransmission is left behind.
         endpoints.run(lambda: caller.poll() is not None)
@@ -372,6 +377,14 @@ def run_level(mode: str, count: int, workdir: str, window: float) -> dict:
         result["cpu_share"] = (cpu_end - cpu_start) / (end - start)
         # packets the server carried in the window: 2 a call every 20 ms
         result["cpu_per_packet"] = (cpu_end - cpu_start) / max(1, result["sent"]) * 1e6
+        before = state["metrics"]
+        ticks = (after["communigate_scheduler_tick_lateness_seconds_count"]
+                 - before["communigate_scheduler_tick_lateness_seconds_count"])
+        lateness = (after["communigate_scheduler_tick_lateness_seconds_sum"]
+                    - before["communigate_scheduler_tick_lateness_seconds_sum"])
+        result["tick_late"] = lateness / ticks if ticks else 0.0
+        result["ticks_missed"] = (after["communigate_scheduler_ticks_missed_total"]
+                                  - before["communigate_scheduler_ticks_missed_total"])
     return result
 
 
@@ -398,7 +411,8 @@ def main() -> None:
     print(f"bridged calls, 2 x 50 packets/s of 172-octet PCMU a call; {options.window:g} s measured a level; "
           f"load average {os.getloadavg()[0]:.2f}")
     print(f"{'mode':>5} {'calls':>5} {'up':>4} {'audio':>5} {'frames':>8} {'lost %':>7} {'late %':>7} "
-          f"{'delay p50/p99 ms':>17} {'jitter mean/max ms':>18} {'server CPU':>10} {'us/pkt':>7} {'gen late ms':>11}")
+          f"{'delay p50/p99 ms':>17} {'jitter mean/max ms':>18} {'server CPU':>10} {'us/pkt':>7} {'tick late ms':>12} "
+          f"{'missed':>6} {'gen late ms':>11}")
     best = {}
     with tempfile.TemporaryDirectory() as workdir:
         for mode in modes:
@@ -417,6 +431,7 @@ def main() -> None:
                     f"{1000 * result['delay_p50']:>8.1f}/{1000 * result['delay_p99']:<8.1f} "
                     f"{1000 * result['jitter_mean']:>9.2f}/{1000 * result['jitter_max']:<8.2f} "
                     f"{result['cpu_share']:>10.0%} {result['cpu_per_packet']:>7.1f} "
+                    f"{1000 * result['tick_late']:>12.2f} {result['ticks_missed']:>6.0f} "
                     f"{1000 * result['generator_late']:>11.1f}",
                     flush=True,
                 )
