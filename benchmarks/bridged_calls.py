@@ -14,6 +14,11 @@ ways through the server:
          task's media channel (jitter buffer, 20 ms ticks) and out of the
          other's (PCMU both sides, so the payload is not transcoded).
 
+Both phones offer and answer telephone-event (RFC 4733), as SIP phones
+do; with --inband-callee the callee answers PCMU alone, as many PSTN
+gateways do, so that PBX channel also runs every frame it hears through
+the in-band DTMF detector (decoded, Goertzel), the costly case.
+
 For each mode and each level N (default 50, 100, 200, 400; a mode stops
 after a level that fails): a fresh server; bob registered at one sipp UAS
 (benchmarks/sipp/bridged_callee.xml) that answers every call with SDP
@@ -41,6 +46,7 @@ A level passes when every call was set up and carried audio, under 0.5%
 of the frames were lost and the generator kept its pacing within 20 ms.
 
     python benchmarks/bridged_calls.py [--modes relay,pbx] [--levels 50,100,200,400] [--window 10]
+                                       [--inband-callee]
 
 Bounded: at most the levels given, each a few seconds of setup plus the
 window.  Nothing is asserted; figures are printed.
@@ -262,7 +268,21 @@ def map_relays(client: CLIClient, endpoints: Endpoints) -> int:
     return sum(remote is not None for remote in endpoints.remote)
 
 
-def run_level(mode: str, count: int, workdir: str, window: float) -> dict:
+def callee_scenario(workdir: str, inband: bool) -> str:
+    """The callee's scenario; with C{inband}, written without telephone-event into C{workdir}."""
+    if not inband:
+        return CALLEE
+    with open(CALLEE) as f:
+        text = f.read()
+    text = text.replace(" RTP/AVP 0 101", " RTP/AVP 0")
+    text = "".join(line for line in text.splitlines(True) if ":101 " not in line)
+    path = os.path.join(workdir, "bridged_callee_inband.xml")
+    with open(path, "w") as f:
+        f.write(text)
+    return path
+
+
+def run_level(mode: str, count: int, workdir: str, window: float, inband: bool = False) -> dict:
     setup = count / min(count, SETUP_RATE)
     hold = setup + window + 8  # every call is up and the window is over before the first BYE
     frames = int((hold + setup + 10) / FRAME)
@@ -305,7 +325,8 @@ def run_level(mode: str, count: int, workdir: str, window: float) -> dict:
             f.write("SEQUENTIAL\n" + "".join(f"{destination};example.com;{port}\n"
                                              for port in endpoints.ports[:count]))
         limits = ["-m", str(count), "-l", str(count), "-timeout", f"{int(hold + setup + 60)}s"]
-        callee = sipp(CALLEE, workdir, "-inf", "callee.csv", "-p", str(callee_port), *limits)
+        callee = sipp(callee_scenario(workdir, inband), workdir, "-inf", "callee.csv", "-p", str(callee_port),
+                      *limits)
         processes.append(callee)
         time.sleep(0.3)
         caller = sipp(CALLER, workdir, "-inf", "caller.csv", "-p", "0", "-r", str(min(count, SETUP_RATE)),
@@ -403,12 +424,15 @@ def main() -> None:
     parser.add_argument("--modes", default=",".join(MODES))
     parser.add_argument("--levels", default=",".join(map(str, LEVELS)))
     parser.add_argument("--window", type=float, default=WINDOW, help="seconds measured once every call is up")
+    parser.add_argument("--inband-callee", action="store_true",
+                        help="the callee answers without telephone-event (its PBX channel detects DTMF in-band)")
     options = parser.parse_args()
     modes = options.modes.split(",")
     if set(modes) - set(MODES):
         parser.error(f"--modes: {', '.join(MODES)}")
     levels = [int(level) for level in options.levels.split(",")]
     print(f"bridged calls, 2 x 50 packets/s of 172-octet PCMU a call; {options.window:g} s measured a level; "
+          f"callee {'without' if options.inband_callee else 'with'} telephone-event; "
           f"load average {os.getloadavg()[0]:.2f}")
     print(f"{'mode':>5} {'calls':>5} {'up':>4} {'audio':>5} {'frames':>8} {'lost %':>7} {'late %':>7} "
           f"{'delay p50/p99 ms':>17} {'jitter mean/max ms':>18} {'server CPU':>10} {'us/pkt':>7} {'tick late ms':>12} "
@@ -417,7 +441,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as workdir:
         for mode in modes:
             for count in levels:
-                result = run_level(mode, count, workdir, options.window)
+                result = run_level(mode, count, workdir, options.window, options.inband_callee)
                 if "sent" not in result:
                     print(f"{mode:>5} {count:>5} {result['established']:>4} {result['carrying']:>5}  "
                           "the calls did not all carry audio; no window measured", flush=True)
