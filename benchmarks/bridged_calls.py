@@ -76,7 +76,7 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 CALLER = os.path.join(HERE, "sipp", "bridged_caller.xml")
 CALLEE = os.path.join(HERE, "sipp", "bridged_callee.xml")
 REGISTER = os.path.join(HERE, os.pardir, "tests", "integration", "sipp", "register_contact.xml")
-SIPP = ["-i", "127.0.0.1", "-nostdin", "-default_behaviors", "all,-bye"]
+SIPP = ["-i", "127.0.0.1", "-nostdin", "-default_behaviors", "all,-bye", "-trace_err"]
 
 MODES = ("relay", "pbx")
 LEVELS = (50, 100, 200, 400)
@@ -268,6 +268,18 @@ def map_relays(client: CLIClient, endpoints: Endpoints) -> int:
     return sum(remote is not None for remote in endpoints.remote)
 
 
+def errors_logged(workdir: str) -> str:
+    """What the sipps logged as errors (-trace_err) in C{workdir}, then emptied for the next level."""
+    text = ""
+    for name in sorted(os.listdir(workdir)):
+        if name.endswith("_errors.log"):
+            path = os.path.join(workdir, name)
+            with open(path, errors="replace") as f:
+                text += f"{name}:\n{f.read()}"
+            os.remove(path)
+    return text
+
+
 def callee_scenario(workdir: str, inband: bool) -> str:
     """The callee's scenario; with C{inband}, written without telephone-event into C{workdir}."""
     if not inband:
@@ -390,7 +402,7 @@ def run_level(mode: str, count: int, workdir: str, window: float, inband: bool =
         "carrying": endpoints.carrying() // 2,
         "up_by": state["up_by"],
         "generator_late": generator_late,
-        "sipp": outputs[1][-1500:] if len(outputs) > 1 else "",
+        "sipp": errors_logged(workdir)[-3000:] or (outputs[1][-1500:] if len(outputs) > 1 else ""),
     }
     if "start" in cpu and "end" in cpu and state["window"][1] > state["window"][0]:
         (start, cpu_start), (end, cpu_end) = cpu["start"], cpu["end"]
@@ -446,7 +458,7 @@ def main() -> None:
                     print(f"{mode:>5} {count:>5} {result['established']:>4} {result['carrying']:>5}  "
                           "the calls did not all carry audio; no window measured", flush=True)
                     if result["established"] != count:
-                        print(f"the caller's sipp said: {result['sipp']}")
+                        print(f"sipp said: {result['sipp']}")
                     break
                 print(
                     f"{mode:>5} {count:>5} {result['established']:>4} {result['carrying']:>5} {result['sent']:>8} "
