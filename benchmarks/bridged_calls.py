@@ -124,6 +124,7 @@ class Endpoints:
         self.next_frame = [0] * len(self.socks)
         self.got_any = [False] * len(self.socks)
         self.worst_lateness = 0.0
+        self.relay_states: dict[str, int] = {}
         self._sequence = [random.getrandbits(16) for _ in self.socks]
         self._timestamp = [random.getrandbits(32) for _ in self.socks]
 
@@ -254,9 +255,10 @@ def map_relays(client: CLIClient, endpoints: Endpoints) -> int:
     sends a party nothing before the other party sends): the number of
     sockets that know where to send.
     """
+    states = {}
     for relay in command(client, "LISTMEDIARELAYS") or []:
-        if relay.get("State") != "established":
-            continue
+        # Any state: a leg's Expected address is known from its party's SDP.
+        states[relay.get("State")] = states.get(relay.get("State"), 0) + 1
         for side in ("Caller", "Callee"):
             leg = relay[side]
             expected = leg.get("Expected") or []
@@ -265,6 +267,7 @@ def map_relays(client: CLIClient, endpoints: Endpoints) -> int:
             index = endpoints.index.get(int(expected[0].rsplit(":", 1)[1]))
             if index is not None and endpoints.remote[index] is None:
                 endpoints.remote[index] = ("127.0.0.1", int(leg["Ports"][0].split("/")[0]))
+    endpoints.relay_states = states
     return sum(remote is not None for remote in endpoints.remote)
 
 
@@ -396,6 +399,8 @@ def run_level(mode: str, count: int, workdir: str, window: float, inband: bool =
         stop_server(server)
     match = re.search(r"Successful call\s*\|\s*\d+\s*\|\s*(\d+)", outputs[1] if len(outputs) > 1 else "")
     result = {
+        "relay_states": endpoints.relay_states,
+        "mapped": state["mapped"],
         "mode": mode,
         "calls": count,
         "established": int(match.group(1)) if match else -1,
@@ -457,6 +462,9 @@ def main() -> None:
                 if "sent" not in result:
                     print(f"{mode:>5} {count:>5} {result['established']:>4} {result['carrying']:>5}  "
                           "the calls did not all carry audio; no window measured", flush=True)
+                    if mode == "relay":
+                        print(f"  sockets pointed at a relay leg: {result['mapped']} of {2 * count}; "
+                              f"relay sessions by state: {result['relay_states']}")
                     if result["established"] != count:
                         print(f"sipp said: {result['sipp']}")
                     break
