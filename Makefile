@@ -37,9 +37,10 @@ test-peers:
 	    $$SUDO env DEBIAN_FRONTEND=noninteractive apt-get update -qq && \
 	    $$SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq sip-tester; }
 
-# The peers the benchmarks compare with: sipp and Kamailio (the reference
-# registrar in benchmarks/sip_load.py), installed the same way.  Not part
-# of `make test`.
+# The peers the benchmarks compare with: sipp, Kamailio (the reference
+# registrar in benchmarks/sip_load.py) and rtpengine (the reference media
+# relay in benchmarks/media_relay.py --rtpengine), installed the same way.
+# Not part of `make test`.
 bench-peers: test-peers
 	@command -v kamailio >/dev/null || [ -x /usr/sbin/kamailio ] || { \
 	    SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
@@ -48,6 +49,9 @@ bench-peers: test-peers
 	@command -v prosody >/dev/null || { \
 	    SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
 	    $$SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq prosody; }
+	@command -v rtpengine >/dev/null || [ -x /usr/bin/rtpengine ] || { \
+	    SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
+	    $$SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq rtpengine-daemon; }
 
 test: $(VENV)/.installed-test test-peers
 	$(BIN)/python -m pytest
@@ -57,6 +61,7 @@ bench: $(VENV)/.installed-test bench-peers
 	$(BIN)/python benchmarks/import_accounts.py
 	$(BIN)/python benchmarks/sip_load.py
 	$(BIN)/python benchmarks/xmpp_load.py
+	$(BIN)/python benchmarks/bridged_calls.py
 
 clean:
 	rm -rf $(VENV) build dist *.egg-info
