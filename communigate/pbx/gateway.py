@@ -209,12 +209,22 @@ async def _mixed(task, destination: str) -> None:
     try:
         await mix_out(task, destination, _uri_of(task.remote_uri()) or "")
     except CallError as error:
-        if task.call is not None:
-            code = _code(error)
-            if code is None or code == 503 or not 300 <= code <= 699:
-                await task.reject_call(480, "The destination cannot be reached")
-            else:
-                await task.reject_call(code, str(error)[4:])
+        await _refuse_for_destination(task, error)
+
+
+async def _refuse_for_destination(task, error: CallError) -> None:
+    """
+    Answer the gateway's call with why the destination was not reached:
+    its final status, or 480 for a 503 (RFC 3261 16.7 would turn it into
+    500) or a failure without one.
+    """
+    if task.call is None:
+        return
+    code = _code(error)
+    if code is None or code == 503 or not 300 <= code <= 699:
+        await task.reject_call(480, "The destination cannot be reached")
+    else:
+        await task.reject_call(code, str(error)[4:])
 
 
 async def bridge_out(task, destination: str, leg_parameters: tuple[str, ...],
@@ -385,12 +395,7 @@ class GatewayIncoming:
         try:
             await bridge_out(task, destination, (caller,), mode)
         except CallError as error:
-            if task.call is not None:
-                code = _code(error)
-                if code is None or code == 503 or not 300 <= code <= 699:
-                    await task.reject_call(480, "The destination cannot be reached")
-                else:
-                    await task.reject_call(code, str(error)[4:])
+            await _refuse_for_destination(task, error)
             return
         task.set_status(f"connected to {destination}")
         await _until_either_hangs_up(task)

@@ -515,25 +515,8 @@ class TransparentBridging:
             return
         if theirs is None or theirs.channel is None:
             return
-        if call.transparent:
-            call.transparent = False
-            try:
-                call._new_channel()
-            except ChannelError as error:  # no port pair free
-                self.log.info("Task {id}: no media channel for a simple bridge: {error}", id=self.id, error=error)
-                call.hang_up(480, "No media port")
-                self._call_ended(call, "no media")
-                return
-            pending = call._pending_offer
-            if pending is not None:
-                answer = self._channel_answer(call, pending)
-                call.ack_with(answer)
-                if answer is None:
-                    call.hang_up(488, "No usable media")
-                    self._call_ended(call, "no media")
-                    return
-            else:
-                self._offer_own_media(call, attempt=1)
+        if call.transparent and not self._take_media_back(call, "for a simple bridge"):
+            return
         call.channel.bridge_to(theirs.channel)
         self.service.bridges["fallback"] = self.service.bridges.get("fallback", 0) + 1
 
@@ -553,25 +536,35 @@ class TransparentBridging:
             return
         if not call.connected:
             return
+        self._take_media_back(call, "to take the call back")
+
+    def _take_media_back(self, call, purpose: str) -> bool:
+        """
+        A new channel for transparent C{call}, its peer brought to it: our
+        peer's offer still waiting for its answer (in a 2xx) is answered by
+        the channel in the ACK, else the peer is re-INVITEd with the
+        channel's offer.  False when the call had to be hung up (no port
+        pair free, no usable media).
+        """
         call.transparent = False
         try:
             call._new_channel()
         except ChannelError as error:  # no port pair free
-            self.log.info("Task {id}: no media channel to take the call back: {error}", id=self.id, error=error)
+            self.log.info("Task {id}: no media channel {purpose}: {error}", id=self.id, purpose=purpose, error=error)
             call.hang_up(480, "No media port")
             self._call_ended(call, "no media")
-            return
+            return False
         pending = call._pending_offer
-        if pending is not None:
-            # Our peer's offer (in a 2xx) still waits for its answer: our
-            # channel answers it in the ACK, which brings the media back.
-            answer = self._channel_answer(call, pending)
-            call.ack_with(answer)
-            if answer is None:
-                call.hang_up(488, "No usable media")
-                self._call_ended(call, "no media")
-            return
-        self._offer_own_media(call, attempt=1)
+        if pending is None:
+            self._offer_own_media(call, attempt=1)
+            return True
+        answer = self._channel_answer(call, pending)
+        call.ack_with(answer)
+        if answer is None:
+            call.hang_up(488, "No usable media")
+            self._call_ended(call, "no media")
+            return False
+        return True
 
     def _offer_own_media(self, call, attempt: int) -> None:
         """
