@@ -113,7 +113,12 @@ class JitterBuffer:
     def reset(self) -> None:
         """Forget the stream (a new SSRC); the counters stay."""
         self._frames: dict[int, tuple[int, bytes]] = {}
-        self._transits: deque[float] = deque(maxlen=self.window)
+        # The last `window` transit times, kept as two monotonic queues of
+        # (arrival count, transit): their heads are the window's least and
+        # greatest, found without a pass over the window for every packet.
+        self._arrivals = 0
+        self._lows: deque[tuple[int, float]] = deque()
+        self._highs: deque[tuple[int, float]] = deque()
         self._min_transit = 0.0
         self._spread = 0.0
         self._reference: int | None = None  # last extended timestamp seen
@@ -127,7 +132,7 @@ class JitterBuffer:
     @property
     def delay(self) -> float:
         """The target playout delay in seconds."""
-        if len(self._transits) < 2:
+        if self._arrivals < 2:
             return self.initial_delay
         return min(max(self._spread + self.frame_time, self.min_delay), self.max_delay)
 
@@ -174,10 +179,25 @@ class JitterBuffer:
             return False
         self._reference = ts if self._reference is None else max(self._reference, ts)
         self._frames[ts] = (sequence, bytes(payload))
-        self._transits.append(arrival - ts / self.clock_rate)
-        self._min_transit = min(self._transits)
-        self._spread = max(self._transits) - self._min_transit
+        self._note_transit(arrival - ts / self.clock_rate)
         return True
+
+    def _note_transit(self, transit: float) -> None:
+        count = self._arrivals = self._arrivals + 1
+        oldest = count - self.window
+        lows, highs = self._lows, self._highs
+        while lows and lows[-1][1] >= transit:
+            lows.pop()
+        lows.append((count, transit))
+        if lows[0][0] <= oldest:
+            lows.popleft()
+        while highs and highs[-1][1] <= transit:
+            highs.pop()
+        highs.append((count, transit))
+        if highs[0][0] <= oldest:
+            highs.popleft()
+        self._min_transit = lows[0][1]
+        self._spread = highs[0][1] - self._min_transit
 
     # -------------------------------------------------------------- output
     def _position(self, now: float) -> float:

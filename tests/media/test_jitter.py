@@ -247,3 +247,13 @@ def test_packets_the_network_held_back_never_restart_the_buffer_however_many():
     frames = simulate(buffer, on_time + stragglers, 50)
     played = audio(frames)
     assert played == sorted(set(played)) and buffer.resyncs == 0 and buffer.late == 15
+
+
+@given(st.lists(st.floats(-5, 5), min_size=1, max_size=200), st.integers(1, 20))
+def test_the_transit_window_keeps_the_least_and_greatest_of_the_last_packets(transits, window):
+    buffer = JitterBuffer(window=window)
+    for index, transit in enumerate(transits):
+        buffer._note_transit(transit)
+        last = transits[max(0, index + 1 - window):index + 1]
+        assert buffer._min_transit == min(last)
+        assert buffer._spread == max(last) - min(last)

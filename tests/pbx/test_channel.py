@@ -186,6 +186,19 @@ def test_the_channel_latches_to_where_the_peers_packets_come_from(setup):
     assert setup.counters.foreign == 1
 
 
+def test_a_peer_named_by_a_host_name_is_sent_to_once_it_has_sent(setup):
+    channel = setup.channel()
+    offer = sdp_offer(port=45000).replace(b"c=IN IP4 127.0.0.1", b"c=IN IP4 phone.example.com")
+    channel.answer_offer(offer)
+    port = setup.port_of(channel)
+    setup.ticks(5)
+    assert port.written == []  # never resolved on the packet path
+    source = ("127.0.0.1", 46000)
+    feed(port, bytes(320 * 3), source=source)
+    setup.ticks(5)
+    assert channel.remote == source and sent(port, to=source)
+
+
 def test_malformed_and_unexpected_packets_are_counted_and_dropped(setup):
     channel = setup.channel()
     channel.answer_offer(sdp_offer(formats="0 101"))
