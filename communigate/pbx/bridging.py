@@ -45,7 +45,31 @@ from communigate.pbx.transparent import TransparentBridging, is_sdp
 if TYPE_CHECKING:
     from communigate.pbx.task import Task
 
-__all__ = ["BridgeVerbs"]
+__all__ = ["BridgeVerbs", "UNCOPIED"]
+
+#: Headers a bridged call never takes from the other call: they make its
+#: dialog, route it or describe its own body.
+UNCOPIED = frozenset({
+    "via", "v", "from", "f", "to", "t", "call-id", "i", "cseq", "contact", "m", "route",
+    "record-route", "max-forwards", "content-length", "l", "content-type", "c",
+    "content-encoding", "e", "replaces", "require", "proxy-require", "supported", "k",
+    "authorization", "proxy-authorization", "expires", "session-expires", "x",
+})
+
+
+def _copied_headers(call, names) -> tuple[tuple[str, str], ...]:
+    """
+    The headers named in C{names} of C{call}'s incoming INVITE, in the
+    order it had them; L{CallError} for a name in L{UNCOPIED}.
+    """
+    wanted = {str(name).strip().lower() for name in names}
+    refused = sorted(wanted & UNCOPIED)
+    if refused:
+        raise CallError(f"these headers are never copied to a bridged call: {', '.join(refused)}")
+    invite = None if call is None or not call.leg.incoming else call.leg.invite
+    if not wanted or invite is None:
+        return ()
+    return tuple((name, value) for name, value in invite.headers if name.lower() in wanted)
 
 
 class BridgeVerbs(TransparentBridging):
@@ -298,7 +322,8 @@ class BridgeVerbs(TransparentBridging):
         if bridging is not None:
             self._answer_bridge(bridging, error)
 
-    def start_bridged_call(self, destination: str, event: Event, mode=None, **options) -> Deferred:
+    def start_bridged_call(self, destination: str, event: Event, mode=None, *, copy_headers=(),
+                           **options) -> Deferred:
         """
         Place a call to C{destination} for the task that sent the
         C{StartBridge} C{event}: its provisional responses are passed on to
@@ -307,6 +332,12 @@ class BridgeVerbs(TransparentBridging):
         C{start_bridge} raises with the error.  Our own C{CallCompleted}
         comes as usual.  C{options} are C{start_call}'s (C{headers},
         C{expires}, C{caller}, C{credentials}).
+
+        Nothing of the starter's INVITE is copied but what
+        C{copy_headers} names (e.g. C{("Subject", "Priority",
+        "P-Asserted-Identity")}): those headers, as the starter's caller
+        sent them.  Headers that make a dialog or route it (L{UNCOPIED})
+        are refused with L{CallError}: the two calls stay separate.
 
         In C{transparent} mode (the event's unless C{mode} says otherwise)
         the INVITE carries the SDP offer of the starter's unanswered
@@ -325,6 +356,12 @@ class BridgeVerbs(TransparentBridging):
             return fail(CallError("the bridging task is gone"))
         offer = offer_from = None
         theirs = starter.call
+        try:
+            copied = _copied_headers(theirs, copy_headers)
+        except CallError as error:
+            return fail(error)
+        if copied:
+            options["headers"] = tuple(options.get("headers", ())) + copied
         if mode is BridgeMode.TRANSPARENT and theirs is not None and theirs.leg.incoming and theirs.state in (
             CallState.INCOMING, CallState.PROVISIONED
         ) and theirs.channel is None:

@@ -40,6 +40,7 @@ from twisted.plugin import IPlugin
 from zope.interface import implementer
 
 from communigate.interfaces import ICallApplication
+from communigate.pbx.bridging import UNCOPIED
 from communigate.pbx.events import BridgeMode, CallError, Event, TaskMode
 from communigate.sip.headers import HeaderError, parse_name_addr
 
@@ -271,6 +272,9 @@ class GatewayLeg:
                 settings = None
             if settings is not None and settings.credentials is not None:
                 options["credentials"] = settings.credentials
+        copied = copied_header_names(task.service.context.directory, task.account)
+        if copied:
+            options["copy_headers"] = copied
         event = await task.read_input(_BRIDGE_WAIT)
         if not isinstance(event, Event) or not event.is_start_bridge:
             return
@@ -293,6 +297,32 @@ class GatewayLeg:
 
 
 GATEWAY_LEG = GatewayLeg()
+
+#: The account setting naming the headers of a gateway call's INVITE that
+#: its bridged call carries on (e.g. C{(Subject, P-Asserted-Identity,
+#: Privacy)}); none by default: the two calls share nothing [D].
+COPIED_HEADERS_SETTING = "BridgedCallHeaders"
+
+
+def copied_header_names(directory, account: str) -> tuple[str, ...]:
+    """
+    C{account}'s L{COPIED_HEADERS_SETTING}, less the names never copied
+    (logged): a bad setting must not stop its calls.
+    """
+    try:
+        names = directory.account_effective_settings(account).get(COPIED_HEADERS_SETTING)
+    except Exception as error:  # an unknown account, a storage error: copy nothing
+        log.info("gatewayleg: no settings of {account}: {error}", account=account, error=error)
+        return ()
+    if isinstance(names, str):
+        names = [names]
+    if not isinstance(names, list):
+        return ()
+    good = tuple(str(name).strip() for name in names if str(name).strip().lower() not in UNCOPIED)
+    if len(good) != len(names):
+        log.warn("gatewayleg: {setting} of {account} names headers never copied; ignored",
+                 setting=COPIED_HEADERS_SETTING, account=account)
+    return good
 
 
 @implementer(IPlugin, ICallApplication)

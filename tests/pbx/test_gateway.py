@@ -261,3 +261,32 @@ def test_gatewayincoming_bridge_alone_is_transparent_and_media_keeps_the_media_o
     assert (port == CALLER_MEDIA[1]) is transparent
     leg = next(t for t in pbx.pbx.tasks.values() if t.program == "gatewayleg")
     assert leg.call.transparent is transparent
+
+
+@pytest.mark.parametrize("setting, expected", [
+    (None, []),
+    ("(Subject, X-Account-Code)", [("Subject", "Invoice 42"), ("X-Account-Code", "77")]),
+    ("(Subject, Call-ID, Via)", [("Subject", "Invoice 42")]),   # dialog headers are never copied
+])
+def test_the_bridged_call_carries_only_the_headers_the_account_names(pbx, setting, expected):
+    destination = ("127.0.0.1", 5099)
+    if setting is not None:
+        pbx.cli(f"UPDATEACCOUNTSETTINGS postmaster {{BridgedCallHeaders = {setting};}}")
+    pbx.pbx.applications["gatewayincoming"] = GatewayIncoming()
+    pbx.route("S:<incoming> = gatewayincoming{sip:5551234@127.0.0.1:5099,bridge}#postmaster")
+    pbx.invite("sip:incoming@example.com", headers=[
+        ("Subject", "Invoice 42"), ("P-Asserted-Identity", "<sip:+15550001@gw.example.net>"),
+        ("X-Account-Code", "77"),
+    ])
+    (invite,) = [r for r in pbx.requests_to(destination) if r.method == "INVITE"]
+    carried = [(name, invite.headers.get(name)) for name in ("Subject", "P-Asserted-Identity", "X-Account-Code")]
+    assert [(name, value) for name, value in carried if value is not None] == expected
+
+
+def test_start_bridged_call_refuses_to_copy_a_dialog_header():
+    from communigate.pbx.bridging import _copied_headers
+    from communigate.pbx.events import CallError
+
+    with pytest.raises(CallError, match="call-id"):
+        _copied_headers(None, ["Subject", "Call-ID"])
+    assert _copied_headers(None, ["Subject"]) == ()
