@@ -470,14 +470,17 @@ def task_status(server, program: str) -> dict | None:
     return None
 
 
-def connected_call(server, program: str, timeout: float = 10.0) -> dict | None:
-    """The C{Call} status of C{program}'s first task once it is connected (within C{timeout}), else L{None}."""
+def connected_call(server, program: str, timeout: float = 10.0, interval: float = 0.05) -> dict | None:
+    """
+    The C{Call} status of C{program}'s first task once it is connected
+    (asked every C{interval} for C{timeout} seconds), else L{None}.
+    """
     def found():
         status = task_status(server, program)
         dialog = None if status is None else status.get("Call")
         return dialog if dialog and dialog.get("State") == "connected" else None
 
-    return wait_for(found, timeout)
+    return wait_for(found, timeout, interval)
 
 
 def tag_of(value: str) -> str:
