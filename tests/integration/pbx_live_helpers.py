@@ -273,7 +273,35 @@ class ThreadedPeer:
         raise NotImplementedError
 
 
-class RTPPeer(ThreadedPeer):
+class _UDPPeer(ThreadedPeer):
+    """A L{ThreadedPeer} with one UDP socket on 127.0.0.1 (C{port}), read 5 ms at a time."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        self.sock.bind(("127.0.0.1", 0))
+        self.sock.settimeout(0.005)
+        self.port = self.sock.getsockname()[1]
+
+    def _close(self) -> None:
+        self.sock.close()
+
+    def _receive(self):
+        """
+        (RTP packet, or L{None} if it is none, source) of the next datagram
+        heard within 5 ms, else L{None}; raises L{OSError} once closed.
+        """
+        try:
+            data, source = self.sock.recvfrom(2048)
+        except socket.timeout:
+            return None
+        try:
+            return parse_rtp(data), source
+        except RTPError:
+            return None, source
+
+
+class RTPPeer(_UDPPeer):
     """
     A phone's media side in a thread: it waits for the task's first packet
     (symmetric RTP: it answers where that came from), then sends a 20 ms
@@ -283,18 +311,11 @@ class RTPPeer(ThreadedPeer):
 
     def __init__(self, frequency: float = 0.0) -> None:
         super().__init__()
-        self.sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-        self.sock.bind(("127.0.0.1", 0))
-        self.sock.settimeout(0.005)
-        self.port = self.sock.getsockname()[1]
         self.frequency = frequency
         self.remote = None
         self.heard: list[bytes] = []
         self.frames_sent = 0
         self._keys = TelephoneEventSender(160)
-
-    def _close(self) -> None:
-        self.sock.close()
 
     def press(self, key: str) -> None:
         with self._lock:
@@ -310,16 +331,11 @@ class RTPPeer(ThreadedPeer):
         next_send = None
         while not self._stop.is_set():
             try:
-                data, source = self.sock.recvfrom(2048)
-            except socket.timeout:
-                data = None
+                received = self._receive()
             except OSError:
                 return
-            if data is not None:
-                try:
-                    packet = parse_rtp(data)
-                except RTPError:
-                    packet = None
+            if received is not None:
+                packet, source = received
                 if packet is not None and packet.payload_type == 0:
                     with self._lock:
                         self.heard.append(g711.decode("PCMU", packet.payload))
@@ -342,7 +358,7 @@ class RTPPeer(ThreadedPeer):
             timestamp = (timestamp + 160) & 0xFFFFFFFF
 
 
-class SourceRecordingPeer(ThreadedPeer):
+class SourceRecordingPeer(_UDPPeer):
     """
     A phone's media side in a thread for tests of where media flows
     (transparent bridging, relays): sends a 20 ms PCMU frame of its tone
@@ -353,17 +369,10 @@ class SourceRecordingPeer(ThreadedPeer):
 
     def __init__(self, frequency: float, latch: bool = True) -> None:
         super().__init__()
-        self.sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-        self.sock.bind(("127.0.0.1", 0))
-        self.sock.settimeout(0.005)
-        self.port = self.sock.getsockname()[1]
         self.frequency = frequency
         self.remote = None
         self.latch = latch
         self.heard: list[tuple[tuple[str, int], bytes]] = []
-
-    def _close(self) -> None:
-        self.sock.close()
 
     def send_to(self, remote) -> None:
         with self._lock:
@@ -380,16 +389,11 @@ class SourceRecordingPeer(ThreadedPeer):
         next_send = time.monotonic()
         while not self._stop.is_set():
             try:
-                data, source = self.sock.recvfrom(2048)
-            except socket.timeout:
-                data = None
+                received = self._receive()
             except OSError:
                 return
-            if data is not None:
-                try:
-                    packet = parse_rtp(data)
-                except RTPError:
-                    packet = None
+            if received is not None:
+                packet, source = received
                 with self._lock:
                     if packet is not None and packet.payload_type == 0:
                         self.heard.append((tuple(source[:2]), g711.decode("PCMU", packet.payload)))
