@@ -274,14 +274,19 @@ class ThreadedPeer:
 
 
 class _UDPPeer(ThreadedPeer):
-    """A L{ThreadedPeer} with one UDP socket on 127.0.0.1 (C{port}), read 5 ms at a time."""
+    """
+    A L{ThreadedPeer} with one UDP socket on 127.0.0.1 (C{port}), read 5 ms
+    at a time, and one RTP stream (SSRC C{ssrc}) of 20 ms PCMU frames.
+    """
 
-    def __init__(self) -> None:
+    def __init__(self, ssrc: int) -> None:
         super().__init__()
         self.sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
         self.sock.bind(("127.0.0.1", 0))
         self.sock.settimeout(0.005)
         self.port = self.sock.getsockname()[1]
+        self._ssrc = ssrc
+        self._sequence, self._timestamp = 1, 1000
 
     def _close(self) -> None:
         self.sock.close()
@@ -300,6 +305,19 @@ class _UDPPeer(ThreadedPeer):
         except RTPError:
             return None, source
 
+    def _send_audio(self, pcm: bytes, remote) -> None:
+        """Send 160 samples of L16 C{pcm} to C{remote} as the stream's next PCMU frame."""
+        self._send(RTPPacket(0, self._sequence, self._timestamp, self._ssrc, g711.encode("PCMU", pcm)), remote)
+
+    def _send_event(self, event, remote) -> None:
+        """Send an RFC 4733 packet (payload type 101) of a key in place of the stream's next frame."""
+        self._send(RTPPacket(101, self._sequence, event.timestamp, self._ssrc, event.payload, event.marker), remote)
+
+    def _send(self, packet: RTPPacket, remote) -> None:
+        self.sock.sendto(packet.serialize(), remote)
+        self._sequence = (self._sequence + 1) & 0xFFFF
+        self._timestamp = (self._timestamp + 160) & 0xFFFFFFFF
+
 
 class RTPPeer(_UDPPeer):
     """
@@ -310,7 +328,7 @@ class RTPPeer(_UDPPeer):
     """
 
     def __init__(self, frequency: float = 0.0) -> None:
-        super().__init__()
+        super().__init__(0x5EED)
         self.frequency = frequency
         self.remote = None
         self.heard: list[bytes] = []
@@ -327,7 +345,6 @@ class RTPPeer(_UDPPeer):
 
     def _run(self) -> None:
         tone = ToneGenerator(Tone((self.frequency,), -10.0)) if self.frequency else None
-        sequence, timestamp, ssrc = 1, 1000, 0x5EED
         next_send = None
         while not self._stop.is_set():
             try:
@@ -346,16 +363,12 @@ class RTPPeer(_UDPPeer):
                 continue
             next_send += 0.02
             with self._lock:
-                event = self._keys.tick(timestamp)
+                event = self._keys.tick(self._timestamp)
             if event is not None:
-                packet = RTPPacket(101, sequence, event.timestamp, ssrc, event.payload, event.marker)
+                self._send_event(event, self.remote)
             else:
-                pcm = tone.frame(160) if tone is not None else bytes(320)
-                packet = RTPPacket(0, sequence, timestamp, ssrc, g711.encode("PCMU", pcm))
-            self.sock.sendto(packet.serialize(), self.remote)
+                self._send_audio(tone.frame(160) if tone is not None else bytes(320), self.remote)
             self.frames_sent += 1
-            sequence = (sequence + 1) & 0xFFFF
-            timestamp = (timestamp + 160) & 0xFFFFFFFF
 
 
 class SourceRecordingPeer(_UDPPeer):
@@ -368,7 +381,7 @@ class SourceRecordingPeer(_UDPPeer):
     """
 
     def __init__(self, frequency: float, latch: bool = True) -> None:
-        super().__init__()
+        super().__init__(random.getrandbits(32))
         self.frequency = frequency
         self.remote = None
         self.latch = latch
@@ -385,7 +398,6 @@ class SourceRecordingPeer(_UDPPeer):
 
     def _run(self) -> None:
         tone = ToneGenerator(Tone((self.frequency,), -10.0))
-        sequence, timestamp, ssrc = 1, 1000, random.getrandbits(32)
         next_send = time.monotonic()
         while not self._stop.is_set():
             try:
@@ -407,10 +419,7 @@ class SourceRecordingPeer(_UDPPeer):
                     next_send = now
                 continue
             next_send += 0.02
-            packet = RTPPacket(0, sequence, timestamp, ssrc, g711.encode("PCMU", tone.frame(160)))
-            self.sock.sendto(packet.serialize(), remote)
-            sequence = (sequence + 1) & 0xFFFF
-            timestamp = (timestamp + 160) & 0xFFFFFFFF
+            self._send_audio(tone.frame(160), remote)
 
 
 # -- audio checks ----------------------------------------------------------
