@@ -20,7 +20,13 @@ because pytest runs with C{--import-mode=importlib}, which puts none.
     L{SourceRecordingPeer} (keeps where each packet came from, sends where
     it is told), L{ThreadedPeer} (their common thread and waiting);
   - audio checks: L{windows}, L{heard_tone}, L{hears}, L{never_hears};
-  - the PBX's state: L{task_status}, L{tag_of}, L{wait_for}.
+  - the PBX's state: L{task_status}, L{connected_call}, L{wait_for}, and
+    from a task's C{Call} status L{replaces_header}, L{remote_party},
+    L{tag_of}.
+
+Each helper keeps the timeouts the tests had (sipp's C{-timeout}, how
+long a run may take, how often a wait polls) as defaults or parameters:
+moving a helper here changes no test's timing.
 """
 
 from __future__ import annotations
