@@ -1,7 +1,7 @@
 """
 The C{conference} application in a real C{twistd communigate}: sipp
 places the calls, threaded Python RTP peers (the helpers of
-C{test_pbx_live.py}) send tones and analyse what they hear.
+C{pbx_live_helpers.py}) send tones and analyse what they hear.
 
   - three callers in one room, sending 440 Hz, 1 kHz and 1.5 kHz: each
     hears the other two and not its own tone;
@@ -12,62 +12,35 @@ C{test_pbx_live.py}) send tones and analyse what they hear.
 
 from __future__ import annotations
 
-import importlib.util
-import os
-import random
-
 import pytest
 
-from communigate.admin.client import CLIClient
-from communigate.media.analysis import energy_fraction
-from communigate.testing import start_server, stop_server
-
-
-def _pbx_live():
-    path = os.path.join(os.path.dirname(__file__), "test_pbx_live.py")
-    spec = importlib.util.spec_from_file_location("pbx_live_helpers", path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-_helpers = _pbx_live()
-RTPPeer, call, finished, errors, windows, cli = (
-    _helpers.RTPPeer, _helpers.call, _helpers.finished, _helpers.errors, _helpers.windows, _helpers.cli,
-)
+import pbx_live_helpers as live
+from pbx_live_helpers import RTPPeer, call, configure, errors, finished, pbx_server, router_table
 
 
 @pytest.fixture
 def conference_server(tmp_path):
-    low = random.randrange(30000, 60000, 200)
-    server = start_server(tmp_path / "data", "--pbx", f"rtp:{low}-{low + 199}:interface=127.0.0.1")
-    try:
-        with CLIClient.connect(f"tcp:127.0.0.1:{server.cli_port}") as client:
-            client.login("postmaster", server.postmaster_password)
-            table = "\\e".join([
+    with pbx_server(tmp_path) as (server, _):
+        configure(
+            server,
+            router_table(
                 "S:<conf> = conference{live}#postmaster",
                 "S:<listen> = conference{live,listen}#postmaster",
                 "S:<secret> = conference{secret}#postmaster",
-            ])
-            assert client.command(f'SETROUTERTABLE "{table}"')[0] == 200
-            assert client.command('UPDATEACCOUNTSETTINGS postmaster {ConferencePINs={secret="4711";};}')[0] == 200
+            ),
+            'UPDATEACCOUNTSETTINGS postmaster {ConferencePINs={secret="4711";};}',
+        )
         yield server
-    finally:
-        stop_server(server)
 
 
 def hears(pcm: bytes, others, own=None) -> bool:
-    """Some 200 ms of C{pcm} holds every one of C{others} and not C{own}."""
-    for window in windows(pcm):
-        if all(energy_fraction(window, f) > 0.25 for f in others) and (
-            own is None or energy_fraction(window, own) < 0.05
-        ):
-            return True
-    return False
+    """Some 200 ms of C{pcm} holds every one of C{others} and not C{own} (a mixer's sum: lower shares)."""
+    return live.hears(pcm, others, own, share=0.25, leak=0.05)
 
 
 def never_hears(pcm: bytes, frequency: float) -> bool:
-    return all(energy_fraction(window, frequency) < 0.2 for window in windows(pcm))
+    """No 200 ms of C{pcm} holds a fifth or more of C{frequency}."""
+    return live.never_hears(pcm, frequency, limit=0.2)
 
 
 def test_three_callers_in_a_room_each_hear_the_other_two_and_not_themselves(conference_server, tmp_path):

@@ -27,8 +27,9 @@ from communigate.media.session import RTPSession
 from communigate.media.tones import Tone, ToneGenerator
 from communigate.testing import free_port
 
-SCENARIOS = os.path.join(os.path.dirname(__file__), "sipp")
-SIPP = ["-i", "127.0.0.1", "-nostdin", "-default_behaviors", "all,-bye", "-trace_err", "-trace_logs"]
+from pbx_live_helpers import SCENARIOS, errors, register
+from pbx_live_helpers import SIPP_LOGS as SIPP
+
 FRAMES = 50
 
 
@@ -77,10 +78,6 @@ def sipp_logged_ports(workdir, scenario):
     return [int(port) for port in re.findall(r"relay port (\d+) at c=IN IP4 127\.0\.0\.1", text)]
 
 
-def errors(workdir):
-    return "".join(p.read_text() for p in workdir.glob("*_errors.log"))
-
-
 def wait_for(condition, timeout):
     """Poll C{condition} every 50 ms on the reactor until it gives a value."""
     deadline = time.monotonic() + timeout
@@ -123,15 +120,7 @@ def test_a_natted_callers_call_is_relayed_and_both_sides_hear_each_other(relayed
     try:
         # bob registers a contact that is his sipp UAS; his SDP names his RTP peer.
         uas_sip = free_port()
-        (tmp_path / "reg.csv").write_text(
-            f"SEQUENTIAL\nbob;example.com;[authentication username=bob password=bpw];127.0.0.1:{uas_sip}\n"
-        )
-        registered = subprocess.run(
-            ["sipp", "-sf", os.path.join(SCENARIOS, "register_contact.xml"), "-inf", "reg.csv", "-m", "1",
-             "-p", "0", *SIPP, "-timeout", "20s", "-timeout_error", f"127.0.0.1:{server.sip_port}"],
-            capture_output=True, text=True, cwd=tmp_path, timeout=30,
-        )
-        assert registered.returncode == 0, errors(tmp_path)
+        register(server, tmp_path, "bob", "bpw", f"127.0.0.1:{uas_sip}", options=SIPP)
         processes.append(subprocess.Popen(
             ["sipp", "-sf", os.path.join(SCENARIOS, "uas_media.xml"), "-m", "1", "-p", str(uas_sip), *SIPP,
              "-key", "rtp_port", str(callee_port.getHost().port), "-timeout", "30s", "-timeout_error"],
@@ -254,16 +243,7 @@ def test_an_unreadable_offer_gets_488_and_one_without_audio_goes_through_unrelay
             socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as carol:
         bob.bind(("127.0.0.1", 0))
         carol.bind(("127.0.0.1", 0))
-        (tmp_path / "reg.csv").write_text(
-            "SEQUENTIAL\nbob;example.com;[authentication username=bob password=bpw];"
-            f"127.0.0.1:{bob.getsockname()[1]}\n"
-        )
-        registered = subprocess.run(
-            ["sipp", "-sf", os.path.join(SCENARIOS, "register_contact.xml"), "-inf", "reg.csv", "-m", "1",
-             "-p", "0", *SIPP, "-timeout", "20s", "-timeout_error", f"127.0.0.1:{server.sip_port}"],
-            capture_output=True, text=True, cwd=tmp_path, timeout=30,
-        )
-        assert registered.returncode == 0, errors(tmp_path)
+        register(server, tmp_path, "bob", "bpw", f"127.0.0.1:{bob.getsockname()[1]}", options=SIPP)
         proxy = ("127.0.0.1", server.sip_port)
 
         # carol is behind NAT (Via 10.0.0.5, sent from 127.0.0.1): her call must be

@@ -1,7 +1,7 @@
 """
 The stock PBX applications and bridged calls in a real C{twistd
 communigate}: sipp places and answers the calls, the Python RTP peer of
-C{test_pbx_live} sends and analyses the audio.
+C{pbx_live_helpers} sends and analyses the audio.
 
   - voicemail: a caller leaves a 1 kHz message; the WAV is in the data
     directory and GETACCOUNTMWI shows new = 1;
@@ -17,35 +17,28 @@ C{test_pbx_live} sends and analyses the audio.
 
 from __future__ import annotations
 
-import importlib.util
-import os
-import random
-import subprocess
 import time
 
 import pytest
 
-from communigate.admin.client import CLIClient
 from communigate.formats.cgdata import loads
 from communigate.media.analysis import dominant_frequency
 from communigate.media.wav import read_wav
-from communigate.testing import free_port, start_server, stop_server
 
-
-def _helpers():
-    # test_pbx_live's RTP peer and sipp helpers, loaded by path: the test
-    # directories are not packages.
-    path = os.path.join(os.path.dirname(__file__), "test_pbx_live.py")
-    spec = importlib.util.spec_from_file_location("pbx_live_helpers", path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-live = _helpers()
-RTPPeer, call, finished, errors, heard_tone, cli = (
-    live.RTPPeer, live.call, live.finished, live.errors, live.heard_tone, live.cli)
-SCENARIOS, SIPP = live.SCENARIOS, live.SIPP
+from pbx_live_helpers import (
+    RTPPeer,
+    answering_phone,
+    call,
+    cli,
+    configure,
+    errors,
+    finished,
+    heard_tone,
+    install_plugin,
+    pbx_server,
+    router_table,
+    run_sipp_client,
+)
 
 B2BUA_PLUGIN = '''
 from twisted.plugin import IPlugin
@@ -134,59 +127,22 @@ consult = Consult()
 
 @pytest.fixture
 def apps_server(tmp_path, monkeypatch):
-    plugins = tmp_path / "plugins" / "communigate" / "plugins"
-    plugins.mkdir(parents=True)
-    (plugins / "pbx_b2bua_test_app.py").write_text(B2BUA_PLUGIN)
-    monkeypatch.setenv(
-        "PYTHONPATH", os.pathsep.join(filter(None, [str(tmp_path / "plugins"), os.environ.get("PYTHONPATH")]))
-    )
-    low = random.randrange(30000, 60000, 200)
-    server = start_server(tmp_path / "data", "--pbx", f"rtp:{low}-{low + 199}:interface=127.0.0.1")
-    try:
-        with CLIClient.connect(f"tcp:127.0.0.1:{server.cli_port}") as client:
-            client.login("postmaster", server.postmaster_password)
-            table = "\\e".join([
+    install_plugin(tmp_path, monkeypatch, "pbx_b2bua_test_app.py", B2BUA_PLUGIN)
+    with pbx_server(tmp_path) as (server, _):
+        configure(
+            server,
+            router_table(
                 "S:<vm> = voicemail#postmaster",
                 "S:<main> = attendant{2=support}#postmaster",
                 "S:<gw> = b2bua{bob}#postmaster",
                 "S:<front> = front{bob}#postmaster",
-            ])
-            for line in (
-                f'SETROUTERTABLE "{table}"',
-                "UPDATEDOMAINSETTINGS example.com {SIPDigestAlgorithms = (MD5);}",
-                "CREATEACCOUNT alice {Password = apw;}",
-                "CREATEACCOUNT bob {Password = bpw;}",
-                "CREATEACCOUNT support {Password = spw;}",
-            ):
-                assert client.command(line)[0] == 200, line
+            ),
+            "UPDATEDOMAINSETTINGS example.com {SIPDigestAlgorithms = (MD5);}",
+            "CREATEACCOUNT alice {Password = apw;}",
+            "CREATEACCOUNT bob {Password = bpw;}",
+            "CREATEACCOUNT support {Password = spw;}",
+        )
         yield server
-    finally:
-        stop_server(server)
-
-
-def sipp_client(workdir, scenario, server, fields, timeout=30):
-    (workdir / f"{scenario}.csv").write_text("SEQUENTIAL\n" + ";".join(fields) + "\n")
-    return subprocess.run(
-        ["sipp", "-sf", os.path.join(SCENARIOS, scenario), "-inf", f"{scenario}.csv", "-m", "1",
-         "-p", "0", *SIPP, "-timeout", "20s", "-timeout_error", f"127.0.0.1:{server.sip_port}"],
-        capture_output=True, text=True, cwd=workdir, timeout=timeout,
-    )
-
-
-def phone(server, workdir, user, password, scenario):
-    """A sipp UAS registered as C{user}: returns the process."""
-    port = free_port()
-    done = sipp_client(workdir, "register_contact.xml", server,
-                       [user, "example.com", f"[authentication username={user} password={password}]",
-                        f"127.0.0.1:{port}"])
-    assert done.returncode == 0, done.stdout + errors(workdir)
-    process = subprocess.Popen(
-        ["sipp", "-sf", os.path.join(SCENARIOS, scenario), "-m", "1", "-p", str(port), *SIPP,
-         "-timeout", "25s", "-timeout_error"],
-        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, cwd=workdir,
-    )
-    time.sleep(0.3)
-    return process
 
 
 def test_a_caller_leaves_a_1_khz_message_in_voicemail_and_mwi_counts_it(apps_server, tmp_path):
@@ -209,7 +165,7 @@ def test_a_caller_leaves_a_1_khz_message_in_voicemail_and_mwi_counts_it(apps_ser
 
 def test_pressing_2_at_the_attendant_bridges_the_caller_to_support_and_the_callers_bye_ends_it(
         apps_server, tmp_path):
-    support = phone(apps_server, tmp_path, "support", "spw", "uas.xml")
+    support = answering_phone(apps_server, tmp_path, "support", "spw", "uas.xml")
     with RTPPeer(0) as peer:
         sipp = call(apps_server, tmp_path, "main", peer.port)
         assert peer.wait_for(lambda: heard_tone(peer.audio(), 440)), "the greeting was not heard"
@@ -221,16 +177,16 @@ def test_pressing_2_at_the_attendant_bridges_the_caller_to_support_and_the_calle
 
 
 def test_the_callers_cancel_during_a_bridged_call_setup_cancels_the_outgoing_leg(apps_server, tmp_path):
-    bob = phone(apps_server, tmp_path, "bob", "bpw", "uas_ringing.xml")
-    done = sipp_client(tmp_path, "uac_cancel.xml", apps_server,
-                       ["alice", "example.com", "gw", "[authentication username=alice password=apw]"])
+    bob = answering_phone(apps_server, tmp_path, "bob", "bpw", "uas_ringing.xml")
+    done = run_sipp_client(apps_server, tmp_path, "uac_cancel.xml",
+                           ["alice", "example.com", "gw", "[authentication username=alice password=apw]"])
     assert done.returncode == 0, done.stdout + errors(tmp_path)
     code, output = finished(bob)
     assert code == 0, output + errors(tmp_path)      # it got the CANCEL
 
 
 def test_the_callees_bye_on_a_bridged_call_ends_the_callers_leg(apps_server, tmp_path):
-    bob = phone(apps_server, tmp_path, "bob", "bpw", "uas_hangs_up.xml")
+    bob = answering_phone(apps_server, tmp_path, "bob", "bpw", "uas_hangs_up.xml")
     with RTPPeer(0) as peer:
         code, output = finished(call(apps_server, tmp_path, "gw", peer.port, "uac_app_hung_up.xml"))
     assert code == 0, output + errors(tmp_path)
@@ -239,7 +195,7 @@ def test_the_callees_bye_on_a_bridged_call_ends_the_callers_leg(apps_server, tmp
 
 
 def test_an_attended_transfer_refers_the_caller_to_the_consulted_phone_with_replaces(apps_server, tmp_path):
-    bob = phone(apps_server, tmp_path, "bob", "bpw", "uas.xml")
+    bob = answering_phone(apps_server, tmp_path, "bob", "bpw", "uas.xml")
     with RTPPeer(0) as peer:
         code, output = finished(call(apps_server, tmp_path, "front", peer.port, "uac_app_referred.xml"))
     assert code == 0, output + errors(tmp_path)

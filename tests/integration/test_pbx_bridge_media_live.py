@@ -14,57 +14,37 @@ caller's 440 Hz, bob's 1 kHz.
 
 from __future__ import annotations
 
-import importlib.util
-import os
-import random
-
 import pytest
 
-from communigate.testing import start_server, stop_server
-
-
-def _peers():
-    path = os.path.join(os.path.dirname(__file__), "pbx_peers.py")
-    spec = importlib.util.spec_from_file_location("integration_pbx_peers", path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-peers = _peers()
+from pbx_live_helpers import RTPPeer, answering_phone, call, configure, errors, finished, hears, never_hears, pbx_server
 
 CALLER_TONE, CALLEE_TONE = 440, 1000
 
 
 @pytest.fixture
 def bridge_server(tmp_path):
-    low = random.randrange(30000, 60000, 200)
-    server = start_server(tmp_path / "data", "--pbx", f"rtp:{low}-{low + 199}:interface=127.0.0.1")
-    try:
+    with pbx_server(tmp_path) as (server, _):
         # `media`, not `bridge`: simple bridging through the two channels
         # whatever `bridge` alone comes to mean.
-        for line in (
+        configure(
+            server,
             'SETROUTERTABLE "S:<bridged> = gatewayincoming{bob,media}#postmaster"',
             "UPDATEDOMAINSETTINGS example.com {SIPDigestAlgorithms = (MD5);}",
             "CREATEACCOUNT bob {Password = bpw;}",
-        ):
-            code, text = peers.cli(server, line)
-            assert code == 200, (line, text)
+        )
         yield server
-    finally:
-        stop_server(server)
 
 
 def both_hear_each_other(caller, callee) -> bool:
-    return (peers.hears(caller.audio(), CALLEE_TONE, CALLER_TONE)
-            and peers.hears(callee.audio(), CALLER_TONE, CALLEE_TONE))
+    return (hears(caller.audio(), CALLEE_TONE, CALLER_TONE)
+            and hears(callee.audio(), CALLER_TONE, CALLEE_TONE))
 
 
 def check_audio(caller_heard: bytes, callee_heard: bytes) -> None:
-    assert peers.hears(caller_heard, CALLEE_TONE, CALLER_TONE), "the caller did not hear the callee's 1 kHz alone"
-    assert peers.hears(callee_heard, CALLER_TONE, CALLEE_TONE), "the callee did not hear the caller's 440 Hz alone"
-    assert peers.never_hears(caller_heard, CALLER_TONE), "the caller heard its own 440 Hz"
-    assert peers.never_hears(callee_heard, CALLEE_TONE), "the callee heard its own 1 kHz"
+    assert hears(caller_heard, CALLEE_TONE, CALLER_TONE), "the caller did not hear the callee's 1 kHz alone"
+    assert hears(callee_heard, CALLER_TONE, CALLEE_TONE), "the callee did not hear the caller's 440 Hz alone"
+    assert never_hears(caller_heard, CALLER_TONE), "the caller heard its own 440 Hz"
+    assert never_hears(callee_heard, CALLEE_TONE), "the callee heard its own 1 kHz"
 
 
 def place(server, tmp_path, callee_scenario: str, caller_scenario: str):
@@ -72,15 +52,15 @@ def place(server, tmp_path, callee_scenario: str, caller_scenario: str):
     bob_dir, caller_dir = tmp_path / "bob", tmp_path / "caller"
     bob_dir.mkdir()
     caller_dir.mkdir()
-    with peers.RTPPeer(CALLER_TONE) as caller, peers.RTPPeer(CALLEE_TONE) as callee:
-        bob = peers.answering_phone(server, bob_dir, "bob", "bpw", callee_scenario, callee.port)
-        sipp = peers.call(server, caller_dir, "bridged", caller.port, caller_scenario)
+    with RTPPeer(CALLER_TONE) as caller, RTPPeer(CALLEE_TONE) as callee:
+        bob = answering_phone(server, bob_dir, "bob", "bpw", callee_scenario, callee.port)
+        sipp = call(server, caller_dir, "bridged", caller.port, caller_scenario)
         heard_both = caller.wait_for(lambda: both_hear_each_other(caller, callee))
-        code, output = peers.finished(sipp)
-        bob_code, bob_output = peers.finished(bob)
+        code, output = finished(sipp)
+        bob_code, bob_output = finished(bob)
         caller_heard, callee_heard = caller.audio(), callee.audio()
-    assert code == 0, output + peers.errors(caller_dir) + server.output()[-3000:]
-    assert bob_code == 0, bob_output + peers.errors(bob_dir)
+    assert code == 0, output + errors(caller_dir) + server.output()[-3000:]
+    assert bob_code == 0, bob_output + errors(bob_dir)
     assert heard_both, "the two phones did not hear each other through the bridge"
     check_audio(caller_heard, callee_heard)
     return caller_heard, callee_heard

@@ -17,20 +17,25 @@ C{PSTN*} settings and calls the sipp UAS "gateway" on 127.0.0.1:
 
 from __future__ import annotations
 
-import os
-import random
 import re
-import subprocess
 import time
 
 import pytest
 
-from communigate.admin.client import CLIClient
 from communigate.formats.cgdata import loads
-from communigate.testing import free_port, start_server, stop_server
+from communigate.testing import free_port
 
-SCENARIOS = os.path.join(os.path.dirname(__file__), "sipp")
-SIPP = ["-i", "127.0.0.1", "-nostdin", "-default_behaviors", "all,-bye", "-trace_err"]
+from pbx_live_helpers import (
+    SIPP,
+    cli,
+    configure,
+    errors,
+    finished,
+    pbx_server,
+    router_table,
+    run_sipp_client,
+    start_sipp_server,
+)
 
 #: The Router records of the seed's "VoIP routing: best practices" slide.
 PSTN_TABLE = [
@@ -42,60 +47,30 @@ PSTN_TABLE = [
 ]
 
 
-def cli(server, *lines):
-    with CLIClient.connect(f"tcp:127.0.0.1:{server.cli_port}") as client:
-        client.login("postmaster", server.postmaster_password)
-        answers = [client.command(line) for line in lines]
-    return answers[0] if len(answers) == 1 else answers
-
-
 @pytest.fixture
 def pstn_server(tmp_path):
-    low = random.randrange(30000, 60000, 200)
-    server = start_server(tmp_path / "data", "--pbx", f"rtp:{low}-{low + 199}:interface=127.0.0.1")
-    try:
-        table = "\\e".join(PSTN_TABLE)
-        for code, text in cli(
+    with pbx_server(tmp_path) as (server, _):
+        configure(
             server,
-            f'SETROUTERTABLE "{table}"',
+            router_table(*PSTN_TABLE),
             "UPDATEDOMAINSETTINGS example.com {SIPDigestAlgorithms = (MD5);}",
             "CREATEACCOUNT alice {Password = apw;}",
-        ):
-            assert code == 200, text
+        )
         yield server
-    finally:
-        stop_server(server)
 
 
 def gateway(workdir, scenario, port, name):
+    """A sipp gateway answering on C{port} in its own directory C{name}, tracing the messages it gets."""
     directory = workdir / name
     directory.mkdir()
-    return subprocess.Popen(
-        ["sipp", "-sf", os.path.join(SCENARIOS, scenario), "-m", "1", "-p", str(port), *SIPP,
-         "-trace_msg", "-timeout", "25s", "-timeout_error"],
-        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, cwd=directory,
-    )
+    return start_sipp_server(directory, scenario, port, timeout="25s", options=[*SIPP, "-trace_msg"])
 
 
 def dial(server, workdir, number):
-    (workdir / "caller.csv").write_text(
-        f"SEQUENTIAL\nalice;example.com;{number};[authentication username=alice password=apw]\n"
-    )
-    return subprocess.run(
-        ["sipp", "-sf", os.path.join(SCENARIOS, "uac_auth.xml"), "-inf", "caller.csv", "-m", "1", "-p", "0",
-         *SIPP, "-timeout", "20s", "-timeout_error", f"127.0.0.1:{server.sip_port}"],
-        capture_output=True, text=True, cwd=workdir, timeout=40,
-    )
-
-
-def finished(process):
-    try:
-        output, _ = process.communicate(timeout=25)
-    except subprocess.TimeoutExpired:
-        process.kill()
-        output, _ = process.communicate()
-        return None, output
-    return process.returncode, output
+    """alice, authenticating to the proxy, calls C{number}; the finished process."""
+    return run_sipp_client(server, workdir, "uac_auth.xml",
+                           ["alice", "example.com", number, "[authentication username=alice password=apw]"],
+                           csv="caller.csv", wait=40)
 
 
 def received_invites(directory) -> list[str]:
@@ -118,10 +93,6 @@ def call_records(server, account="alice"):
         time.sleep(0.2)
 
 
-def errors(workdir) -> str:
-    return "".join(p.read_text(errors="replace") for p in workdir.rglob("*_errors.log"))
-
-
 def test_a_dialled_number_goes_through_the_router_to_gatewaycaller_and_the_authenticating_gateway(
     pstn_server, tmp_path
 ):
@@ -134,9 +105,9 @@ def test_a_dialled_number_goes_through_the_router_to_gatewaycaller_and_the_authe
     uas = gateway(tmp_path, "uas_gateway_auth.xml", port, "gw")
     time.sleep(0.3)
     caller = dial(pstn_server, tmp_path, "0036301234567")
-    code, output = finished(uas)
-    assert caller.returncode == 0, caller.stdout + errors(tmp_path) + pstn_server.output()[-3000:]
-    assert code == 0, output + errors(tmp_path)
+    code, output = finished(uas, timeout=25)
+    assert caller.returncode == 0, caller.stdout + errors(tmp_path, below=True) + pstn_server.output()[-3000:]
+    assert code == 0, output + errors(tmp_path, below=True)
 
     first, second = received_invites(tmp_path / "gw")[:2]
     # +36301234567@telnum -> 0301234567@pstn -> gatewaycaller{0301234567}
@@ -165,11 +136,11 @@ def test_a_gateway_answering_503_passes_the_call_to_the_next_one(pstn_server, tm
     answering = gateway(tmp_path, "uas.xml", up, "gw2")
     time.sleep(0.3)
     caller = dial(pstn_server, tmp_path, "+15553837461")
-    failed_code, failed_output = finished(failing)
-    code, output = finished(answering)
-    assert caller.returncode == 0, caller.stdout + errors(tmp_path) + pstn_server.output()[-3000:]
+    failed_code, failed_output = finished(failing, timeout=25)
+    code, output = finished(answering, timeout=25)
+    assert caller.returncode == 0, caller.stdout + errors(tmp_path, below=True) + pstn_server.output()[-3000:]
     assert failed_code == 0, failed_output
-    assert code == 0, output + errors(tmp_path)
+    assert code == 0, output + errors(tmp_path, below=True)
     # +15553837461@telnum -> 0015553837461@pstn
     (invite,) = received_invites(tmp_path / "gw2")[:1]
     assert re.search(rf"^INVITE sip:0015553837461@127\.0\.0\.1:{up} SIP/2\.0", invite.strip(), re.M), invite

@@ -14,18 +14,14 @@ brings the server's RTCP BYE.
 
 from __future__ import annotations
 
-import os
 import random
 import re
 import select
 import socket
-import subprocess
-import threading
 import time
 
 import pytest
 
-from communigate.admin.client import CLIClient
 from communigate.media import g711
 from communigate.media.rtcp import (
     Goodbye,
@@ -39,10 +35,9 @@ from communigate.media.rtcp import (
 )
 from communigate.media.rtp import RTPError, RTPPacket, parse_rtp
 from communigate.media.tones import Tone, ToneGenerator
-from communigate.testing import start_server, stop_server
 
-SCENARIOS = os.path.join(os.path.dirname(__file__), "sipp")
-SIPP = ["-i", "127.0.0.1", "-nostdin", "-default_behaviors", "all,-bye", "-trace_err"]
+from pbx_live_helpers import ThreadedPeer, call, cli, configure, pbx_server
+
 PEER_SSRC = 0x5EED0001
 
 
@@ -67,7 +62,7 @@ def bind_pair():
     raise RuntimeError("no free even/odd UDP port pair")
 
 
-class RTCPListeningPeer:
+class RTCPListeningPeer(ThreadedPeer):
     """
     A phone's media side with RTCP, in a thread: it answers the task's RTP
     where it came from with a 440 Hz tone every 20 ms (SSRC C{PEER_SSRC}),
@@ -78,6 +73,7 @@ class RTCPListeningPeer:
     """
 
     def __init__(self) -> None:
+        super().__init__()
         self.rtp, self.rtcp = bind_pair()
         self.port = self.rtp.getsockname()[1]
         self.rtp_heard: list[RTPPacket] = []
@@ -88,31 +84,14 @@ class RTCPListeningPeer:
         self.highest_sent = None
         self.replied = False
         self._remote = None
-        self._lock = threading.Lock()
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, daemon=True)
 
-    def __enter__(self):
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc):
-        self._stop.set()
-        self._thread.join(5)
+    def _close(self) -> None:
         self.rtp.close()
         self.rtcp.close()
 
     def reports(self):
         with self._lock:
             return list(self.rtcp_heard)
-
-    def wait_for(self, predicate, timeout: float) -> bool:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if predicate():
-                return True
-            time.sleep(0.02)
-        return False
 
     def _run(self) -> None:
         tone = ToneGenerator(Tone((440.0,), -10.0))
@@ -165,31 +144,15 @@ class RTCPListeningPeer:
 
 @pytest.fixture
 def echo_server(tmp_path):
-    low = random.randrange(30000, 60000, 200)
-    server = start_server(tmp_path / "data", "--pbx", f"rtp:{low}-{low + 199}:interface=127.0.0.1")
-    try:
-        assert cli(server, 'SETROUTERTABLE "S:<echo> = echo#postmaster"')[0] == 200
+    with pbx_server(tmp_path) as (server, _):
+        configure(server, 'SETROUTERTABLE "S:<echo> = echo#postmaster"')
         yield server
-    finally:
-        stop_server(server)
-
-
-def cli(server, line):
-    with CLIClient.connect(f"tcp:127.0.0.1:{server.cli_port}") as client:
-        client.login("postmaster", server.postmaster_password)
-        return client.command(line)
 
 
 def test_a_call_to_echo_gets_sender_reports_about_its_stream_and_a_bye(echo_server, tmp_path):
-    scenario = "uac_app_rtcp.xml"
     with RTCPListeningPeer() as peer:
-        (tmp_path / f"{scenario}.csv").write_text(f"SEQUENTIAL\necho;example.com;{peer.port}\n")
         started = time.monotonic()
-        sipp = subprocess.Popen(
-            ["sipp", "-sf", os.path.join(SCENARIOS, scenario), "-inf", f"{scenario}.csv", "-m", "1", "-p", "0",
-             *SIPP, "-timeout", "30s", "-timeout_error", f"127.0.0.1:{echo_server.sip_port}"],
-            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, cwd=tmp_path,
-        )
+        sipp = call(echo_server, tmp_path, "echo", peer.port, "uac_app_rtcp.xml", timeout="30s")
         try:
             got_sr = peer.wait_for(
                 lambda: any(isinstance(p[0], SenderReport) for _, p, _ in peer.reports()), timeout=7.0

@@ -16,51 +16,35 @@ threaded Python RTP peers (the helpers of C{pbx_live_helpers.py}).
 
 from __future__ import annotations
 
-import importlib.util
-import os
-import random
-
 import pytest
 
-from communigate.testing import free_port, start_server, stop_server
+from communigate.testing import free_port
 
-
-def _helpers():
-    path = os.path.join(os.path.dirname(__file__), "pbx_live_helpers.py")
-    spec = importlib.util.spec_from_file_location("pbx_live_helpers", path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-live = _helpers()
-RTPPeer, call, cli, errors, finished, heard_tone = (
-    live.RTPPeer, live.call, live.cli, live.errors, live.finished, live.heard_tone)
+from pbx_live_helpers import (
+    RTPPeer,
+    call,
+    configure,
+    connected_call,
+    errors,
+    finished,
+    heard_tone,
+    pbx_server,
+    remote_party,
+    replaces_header,
+    router_table,
+    sipp_callee,
+    start_sipp_client,
+)
 
 
 @pytest.fixture
 def server(tmp_path):
-    low = random.randrange(30000, 60000, 200)
-    started = start_server(tmp_path / "data", "--pbx", f"rtp:{low}-{low + 199}:interface=127.0.0.1")
-    try:
+    with pbx_server(tmp_path) as (started, _):
         yield started
-    finally:
-        stop_server(started)
 
 
 def route(server, *lines):
-    table = "\\e".join(lines)
-    code, text = cli(server, f'SETROUTERTABLE "{table}"')
-    assert code == 200, text
-
-
-def connected_call(server, program):
-    def found():
-        status = live.task_status(server, program)
-        call_status = None if status is None else status.get("Call")
-        return call_status if call_status and call_status.get("State") == "connected" else None
-
-    return live.wait_for(found)
+    configure(server, router_table(*lines))
 
 
 def test_a_second_phone_takes_over_an_echo_call_with_replaces_and_the_first_gets_a_bye(server, tmp_path):
@@ -70,11 +54,9 @@ def test_a_second_phone_takes_over_an_echo_call_with_replaces_and_the_first_gets
         dialog = connected_call(server, "echo")
         assert dialog, "the echo task never answered"
         assert first.wait_for(lambda: heard_tone(first.audio(), 440)), "the first phone heard no echo"
-        replaces = f"{dialog['Call-ID']};to-tag={live.tag_of(dialog['Local'])};from-tag={live.tag_of(dialog['Remote'])}"
-        party = dialog["Remote"].split("<", 1)[1].split(">", 1)[0]
-        taking = live.sipp_client(server, tmp_path, "uac_replaces.xml",
-                                  [f"127.0.0.1:{server.sip_port}", str(second.port)],
-                                  replaces=replaces, replaced_party=party)
+        taking = start_sipp_client(server, tmp_path, "uac_replaces.xml",
+                                   [f"127.0.0.1:{server.sip_port}", str(second.port)],
+                                   replaces=replaces_header(dialog), replaced_party=remote_party(dialog))
         assert second.wait_for(lambda: heard_tone(second.audio(), 1000)), "the new phone heard no echo"
         code_taking, output_taking = finished(taking)
         code_replaced, output_replaced = finished(replaced)
@@ -86,8 +68,8 @@ def test_a_second_phone_takes_over_an_echo_call_with_replaces_and_the_first_gets
 
 
 def test_replaces_naming_no_dialog_gets_481(server, tmp_path):
-    nothing = live.sipp_client(server, tmp_path, "uac_replaces_nothing.xml", [f"127.0.0.1:{server.sip_port}"],
-                               replaces="nosuchcall@127.0.0.1;to-tag=a;from-tag=b")
+    nothing = start_sipp_client(server, tmp_path, "uac_replaces_nothing.xml", [f"127.0.0.1:{server.sip_port}"],
+                                replaces="nosuchcall@127.0.0.1;to-tag=a;from-tag=b")
     code, output = finished(nothing)
     assert code == 0, output + errors(tmp_path)
 
@@ -96,9 +78,9 @@ def test_a_peers_refer_sends_the_echo_task_to_another_phone_with_notifies(server
     route(server, "S:<echo> = echo#postmaster")
     port = free_port()
     with RTPPeer(440) as referrer, RTPPeer(1000) as target:
-        callee = live.sipp_callee(tmp_path, "uas_media_hangs_up.xml", port, rtp_port=target.port)
-        referring = live.sipp_client(server, tmp_path, "uac_app_refers.xml",
-                                     ["echo", "example.com", str(referrer.port), f"sip:target@127.0.0.1:{port}"])
+        callee = sipp_callee(tmp_path, "uas_media_hangs_up.xml", port, rtp_port=target.port)
+        referring = start_sipp_client(server, tmp_path, "uac_app_refers.xml",
+                                      ["echo", "example.com", str(referrer.port), f"sip:target@127.0.0.1:{port}"])
         assert target.wait_for(lambda: heard_tone(target.audio(), 1000), 15), "the new peer heard no echo"
         code_referring, output_referring = finished(referring)
         code_callee, output_callee = finished(callee)
@@ -111,7 +93,7 @@ def test_gatewayincoming_with_mixer_lets_caller_and_callee_hear_each_other(serve
     port = free_port()
     route(server, f"S:<incoming> = gatewayincoming{{sip:callee@127.0.0.1:{port},mixer}}#postmaster")
     with RTPPeer(440) as caller, RTPPeer(1000) as called:
-        callee = live.sipp_callee(tmp_path, "uas_media.xml", port, rtp_port=called.port)
+        callee = sipp_callee(tmp_path, "uas_media.xml", port, rtp_port=called.port)
         calling = call(server, tmp_path, "incoming", caller.port, "uac_app_ringing.xml")
         assert caller.wait_for(lambda: heard_tone(caller.audio(), 1000), 15), "the caller never heard 1 kHz"
         assert called.wait_for(lambda: heard_tone(called.audio(), 440), 5), "the callee never heard 440 Hz"

@@ -30,25 +30,31 @@ caller's sends 440 Hz, bob's 1 kHz.
 
 from __future__ import annotations
 
-import os
-import random
-import re
 import socket
-import subprocess
-import threading
 import time
 
 import pytest
 
-from communigate.admin.client import CLIClient
-from communigate.media import g711
 from communigate.media.analysis import energy_fraction
-from communigate.media.rtp import RTPError, RTPPacket, parse_rtp
-from communigate.media.tones import Tone, ToneGenerator
-from communigate.testing import free_port, start_server, stop_server
+from communigate.testing import free_port
 
-SCENARIOS = os.path.join(os.path.dirname(__file__), "sipp")
-SIPP = ["-i", "127.0.0.1", "-nostdin", "-default_behaviors", "all,-bye", "-trace_err", "-trace_logs"]
+import pbx_live_helpers as live
+from pbx_live_helpers import (
+    SIPP_LOGS,
+    configure,
+    connected_call,
+    errors,
+    install_plugin,
+    logged_ports,
+    pbx_server,
+    register,
+    remote_party,
+    replaces_header,
+    router_table,
+    start_sipp_client,
+    start_sipp_server,
+)
+from pbx_live_helpers import SourceRecordingPeer as Peer
 
 APP_PLUGIN = '''
 from twisted.plugin import IPlugin
@@ -133,78 +139,6 @@ callsout = CallsOut()
 '''
 
 
-class Peer:
-    """
-    A phone's media side in a thread: sends a 20 ms PCMU frame of its tone
-    every 20 ms to C{remote} (given, or the source of the first packet
-    heard), and keeps each packet it hears with its source.
-    """
-
-    def __init__(self, frequency: float, latch: bool = True) -> None:
-        self.sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-        self.sock.bind(("127.0.0.1", 0))
-        self.sock.settimeout(0.005)
-        self.port = self.sock.getsockname()[1]
-        self.frequency = frequency
-        self.remote = None
-        self.latch = latch
-        self.heard: list[tuple[tuple[str, int], bytes]] = []
-        self._stop = threading.Event()
-        self._lock = threading.Lock()
-        self._thread = threading.Thread(target=self._run, daemon=True)
-
-    def __enter__(self):
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc):
-        self._stop.set()
-        self._thread.join(5)
-        self.sock.close()
-
-    def send_to(self, remote) -> None:
-        with self._lock:
-            self.remote = remote
-
-    def packets(self):
-        with self._lock:
-            return list(self.heard)
-
-    def _run(self) -> None:
-        tone = ToneGenerator(Tone((self.frequency,), -10.0))
-        sequence, timestamp, ssrc = 1, 1000, random.getrandbits(32)
-        next_send = time.monotonic()
-        while not self._stop.is_set():
-            try:
-                data, source = self.sock.recvfrom(2048)
-            except socket.timeout:
-                data = None
-            except OSError:
-                return
-            if data is not None:
-                try:
-                    packet = parse_rtp(data)
-                except RTPError:
-                    packet = None
-                with self._lock:
-                    if packet is not None and packet.payload_type == 0:
-                        self.heard.append((tuple(source[:2]), g711.decode("PCMU", packet.payload)))
-                    if self.remote is None and self.latch:
-                        self.remote = tuple(source[:2])
-            with self._lock:
-                remote = self.remote
-            now = time.monotonic()
-            if remote is None or now < next_send:
-                if remote is None:
-                    next_send = now
-                continue
-            next_send += 0.02
-            packet = RTPPacket(0, sequence, timestamp, ssrc, g711.encode("PCMU", tone.frame(160)))
-            self.sock.sendto(packet.serialize(), remote)
-            sequence = (sequence + 1) & 0xFFFF
-            timestamp = (timestamp + 160) & 0xFFFFFFFF
-
-
 def heard(packets, frequency: float, source=None) -> int:
     """How many 100 ms windows (from C{source} only, when given) hold C{frequency}."""
     pcm = b"".join(p for s, p in packets if source is None or s == source)
@@ -214,92 +148,38 @@ def heard(packets, frequency: float, source=None) -> int:
 
 @pytest.fixture
 def server(tmp_path, monkeypatch):
-    plugins = tmp_path / "plugins" / "communigate" / "plugins"
-    plugins.mkdir(parents=True)
-    (plugins / "pbx_transparent_test_app.py").write_text(APP_PLUGIN)
-    monkeypatch.setenv(
-        "PYTHONPATH", os.pathsep.join(filter(None, [str(tmp_path / "plugins"), os.environ.get("PYTHONPATH")]))
-    )
-    low = random.randrange(30000, 60000, 200)
-    running = start_server(tmp_path / "data", "--pbx", f"rtp:{low}-{low + 199}:interface=127.0.0.1")
-    try:
-        with CLIClient.connect(f"tcp:127.0.0.1:{running.cli_port}") as client:
-            client.login("postmaster", running.postmaster_password)
-            table = "\\e".join([
+    install_plugin(tmp_path, monkeypatch, "pbx_transparent_test_app.py", APP_PLUGIN)
+    with pbx_server(tmp_path) as (running, ports):
+        configure(
+            running,
+            router_table(
                 "S:<gw> = gatewayincoming{bob,bridge}#postmaster",
                 "S:<back> = takesback{bob}#postmaster",
                 "S:<join> = joiner{bob}#postmaster",
-            ])
-            for line in (
-                f'SETROUTERTABLE "{table}"',
-                "UPDATEDOMAINSETTINGS example.com {SIPDigestAlgorithms = (MD5);}",
-                "CREATEACCOUNT bob {Password = bpw;}",
-            ):
-                assert client.command(line)[0] == 200, line
-        yield running, (low, low + 199)
-    finally:
-        stop_server(running)
+            ),
+            "UPDATEDOMAINSETTINGS example.com {SIPDigestAlgorithms = (MD5);}",
+            "CREATEACCOUNT bob {Password = bpw;}",
+        )
+        yield running, ports
 
 
-def errors(workdir) -> str:
-    return "".join(p.read_text() for p in workdir.glob("*_errors.log"))
-
-
-def logged(workdir, scenario, what) -> list[int]:
-    text = "".join(p.read_text() for p in workdir.glob(f"{scenario}_*_logs.log"))
-    return [int(port) for port in re.findall(rf"\b{what} port (\d+)", text)]
-
+# This module's sipp runs log the SDP ports they see (SIPP_LOGS), wait 30 s
+# for a message and 40 s to end; it polls every 20 ms.
 
 def wait_for(predicate, timeout=10.0):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(0.02)
-    return None
-
-
-def register_bob(server, workdir, port):
-    (workdir / "register_contact.xml.csv").write_text(
-        f"SEQUENTIAL\nbob;example.com;[authentication username=bob password=bpw];127.0.0.1:{port}\n")
-    done = subprocess.run(
-        ["sipp", "-sf", os.path.join(SCENARIOS, "register_contact.xml"), "-inf", "register_contact.xml.csv",
-         "-m", "1", "-p", "0", *SIPP, "-timeout", "20s", "-timeout_error", f"127.0.0.1:{server.sip_port}"],
-        capture_output=True, text=True, cwd=workdir, timeout=30,
-    )
-    assert done.returncode == 0, done.stdout + errors(workdir)
+    return live.wait_for(predicate, timeout, interval=0.02)
 
 
 def bob_phone(server, workdir, scenario, rtp_port):
-    port = free_port()
-    register_bob(server, workdir, port)
-    process = subprocess.Popen(
-        ["sipp", "-sf", os.path.join(SCENARIOS, scenario), "-m", "1", "-p", str(port), *SIPP,
-         "-key", "rtp_port", str(rtp_port), "-timeout", "30s", "-timeout_error"],
-        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, cwd=workdir,
-    )
-    time.sleep(0.3)
-    return process
+    return live.answering_phone(server, workdir, "bob", "bpw", scenario, rtp_port, timeout="30s", options=SIPP_LOGS)
 
 
 def caller(server, workdir, callee, scenario, rtp_port):
-    (workdir / f"{scenario}.csv").write_text(f"SEQUENTIAL\n{callee};example.com;{rtp_port}\n")
-    return subprocess.Popen(
-        ["sipp", "-sf", os.path.join(SCENARIOS, scenario), "-inf", f"{scenario}.csv", "-m", "1", "-p", "0",
-         *SIPP, "-timeout", "30s", "-timeout_error", f"127.0.0.1:{server.sip_port}"],
-        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, cwd=workdir,
-    )
+    return live.call(server, workdir, callee, rtp_port, scenario, timeout="30s", options=SIPP_LOGS)
 
 
 def finished(process):
-    try:
-        output, _ = process.communicate(timeout=40)
-    except subprocess.TimeoutExpired:
-        process.kill()
-        output, _ = process.communicate()
-        return None, output
-    return process.returncode, output
+    return live.finished(process, timeout=40)
 
 
 def test_gatewayincoming_bridge_sends_the_media_peer_to_peer_and_each_side_hears_the_other(server, tmp_path):
@@ -307,7 +187,7 @@ def test_gatewayincoming_bridge_sends_the_media_peer_to_peer_and_each_side_hears
     with Peer(440) as caller_peer, Peer(1000) as bob_peer:
         bob = bob_phone(server, tmp_path, "uas_transparent.xml", bob_peer.port)
         calling = caller(server, tmp_path, "gw", "uac_transparent.xml", caller_peer.port)
-        offered = wait_for(lambda: logged(tmp_path, "uas_transparent", "offered"))
+        offered = wait_for(lambda: logged_ports(tmp_path, "uas_transparent", "offered"))
         assert offered == [caller_peer.port], errors(tmp_path)
         bob_peer.send_to(("127.0.0.1", offered[0]))
         code, output = finished(calling)
@@ -315,7 +195,7 @@ def test_gatewayincoming_bridge_sends_the_media_peer_to_peer_and_each_side_hears
         code, output = finished(bob)
         assert code == 0, output + errors(tmp_path)
         to_caller, to_bob = caller_peer.packets(), bob_peer.packets()
-    assert logged(tmp_path, "uac_transparent", "answered") == [bob_peer.port]
+    assert logged_ports(tmp_path, "uac_transparent", "answered") == [bob_peer.port]
     bob_address, caller_address = ("127.0.0.1", bob_peer.port), ("127.0.0.1", caller_peer.port)
     # peer to peer: every packet came from the other peer's own socket
     assert to_caller and {source for source, _ in to_caller} == {bob_address}
@@ -329,7 +209,7 @@ def test_when_the_callee_hangs_up_the_callers_task_takes_the_media_back_and_is_h
     with Peer(440) as caller_peer, Peer(1000) as bob_peer:
         bob = bob_phone(server, tmp_path, "uas_transparent_bye.xml", bob_peer.port)
         calling = caller(server, tmp_path, "back", "uac_transparent_back.xml", caller_peer.port)
-        offered = wait_for(lambda: logged(tmp_path, "uas_transparent_bye", "offered"))
+        offered = wait_for(lambda: logged_ports(tmp_path, "uas_transparent_bye", "offered"))
         assert offered == [caller_peer.port], errors(tmp_path)
         bob_peer.send_to(("127.0.0.1", offered[0]))
         code, output = finished(bob)
@@ -337,7 +217,7 @@ def test_when_the_callee_hangs_up_the_callers_task_takes_the_media_back_and_is_h
         code, output = finished(calling)
         assert code == 0, output + errors(tmp_path)
         to_caller = caller_peer.packets()
-    (channel_port,) = logged(tmp_path, "uac_transparent_back", "channel")
+    (channel_port,) = logged_ports(tmp_path, "uac_transparent_back", "channel")
     assert low <= channel_port <= high
     bob_address, channel_address = ("127.0.0.1", bob_peer.port), ("127.0.0.1", channel_port)
     assert {source for source, _ in to_caller} == {bob_address, channel_address}
@@ -354,15 +234,12 @@ def test_with_media_relay_requested_the_transparent_bridge_goes_through_the_rela
     with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as probe:
         probe.bind(("127.0.0.1", 0))
         low = min(probe.getsockname()[1], 65400) & ~1
-    with CLIClient.connect(f"tcp:127.0.0.1:{server.cli_port}") as client:
-        client.login("postmaster", server.postmaster_password)
-        for line in ("UPDATEACCOUNTSETTINGS bob {MediaRelay = YES;}",
-                     f'UPDATEMEDIASERVERSETTINGS {{PortRange = "{low}-{low + 99}"; IdleTimeout = 30;}}'):
-            assert client.command(line)[0] == 200, line
+    configure(server, "UPDATEACCOUNTSETTINGS bob {MediaRelay = YES;}",
+              f'UPDATEMEDIASERVERSETTINGS {{PortRange = "{low}-{low + 99}"; IdleTimeout = 30;}}')
     with Peer(440) as caller_peer, Peer(1000) as bob_peer:
         bob = bob_phone(server, tmp_path, "uas_transparent.xml", bob_peer.port)
         calling = caller(server, tmp_path, "gw", "uac_transparent.xml", caller_peer.port)
-        offered = wait_for(lambda: logged(tmp_path, "uas_transparent", "offered"))
+        offered = wait_for(lambda: logged_ports(tmp_path, "uas_transparent", "offered"))
         assert offered and low <= offered[0] <= low + 99, (offered, errors(tmp_path))
         bob_peer.send_to(("127.0.0.1", offered[0]))
         code, output = finished(calling)
@@ -370,7 +247,7 @@ def test_with_media_relay_requested_the_transparent_bridge_goes_through_the_rela
         code, output = finished(bob)
         assert code == 0, output + errors(tmp_path)
         to_caller, to_bob = caller_peer.packets(), bob_peer.packets()
-    (answered,) = logged(tmp_path, "uac_transparent", "answered")
+    (answered,) = logged_ports(tmp_path, "uac_transparent", "answered")
     assert low <= answered <= low + 99
     relay_ports = set(range(low, low + 100))
     assert to_caller and {port for (_, port), _ in to_caller} <= relay_ports
@@ -384,10 +261,10 @@ def test_two_connected_calls_joined_transparently_by_re_invite_hear_each_other_p
     with Peer(440, latch=False) as caller_peer, Peer(1000, latch=False) as bob_peer:
         bob = bob_phone(server, tmp_path, "uas_transparent_join.xml", bob_peer.port)
         calling = caller(server, tmp_path, "join", "uac_transparent_join.xml", caller_peer.port)
-        reoffered = wait_for(lambda: logged(tmp_path, "uas_transparent_join", "reoffered"))
+        reoffered = wait_for(lambda: logged_ports(tmp_path, "uas_transparent_join", "reoffered"))
         assert reoffered == [caller_peer.port], errors(tmp_path)
         bob_peer.send_to(("127.0.0.1", caller_peer.port))
-        answered = wait_for(lambda: logged(tmp_path, "uac_transparent_join", "answered"))
+        answered = wait_for(lambda: logged_ports(tmp_path, "uac_transparent_join", "answered"))
         assert answered == [bob_peer.port], errors(tmp_path)
         caller_peer.send_to(("127.0.0.1", bob_peer.port))
         code, output = finished(calling)
@@ -395,7 +272,7 @@ def test_two_connected_calls_joined_transparently_by_re_invite_hear_each_other_p
         code, output = finished(bob)
         assert code == 0, output + errors(tmp_path)
         to_caller, to_bob = caller_peer.packets(), bob_peer.packets()
-    (channel,) = logged(tmp_path, "uas_transparent_join", "offered")
+    (channel,) = logged_ports(tmp_path, "uas_transparent_join", "offered")
     assert low <= channel <= high  # bob first talked to the task's channel
     bob_address, caller_address = ("127.0.0.1", bob_peer.port), ("127.0.0.1", caller_peer.port)
     assert heard(to_caller, 1000, bob_address) >= 10, "the caller did not hear bob's 1 kHz from bob's peer"
@@ -417,9 +294,9 @@ def test_a_callee_refusing_the_callers_offer_is_bridged_through_the_server_inste
         code, output = finished(bob)
         assert code == 0, output + errors(tmp_path)
         to_caller, to_bob = caller_peer.packets(), bob_peer.packets()
-    assert logged(tmp_path, "uas_transparent_488", "refused") == [caller_peer.port]
-    (second,) = logged(tmp_path, "uas_transparent_488", "second")
-    (answered,) = logged(tmp_path, "uac_transparent", "answered")
+    assert logged_ports(tmp_path, "uas_transparent_488", "refused") == [caller_peer.port]
+    (second,) = logged_ports(tmp_path, "uas_transparent_488", "second")
+    (answered,) = logged_ports(tmp_path, "uac_transparent", "answered")
     assert low <= second <= high and low <= answered <= high and second != answered
     assert heard(to_caller, 1000, ("127.0.0.1", answered)) >= 10, "bob's 1 kHz did not reach the caller"
     assert heard(to_bob, 440, ("127.0.0.1", second)) >= 10, "the caller's 440 Hz did not reach bob"
@@ -436,32 +313,25 @@ def test_bob_transferring_a_transparently_bridged_caller_to_carol_connects_the_c
     server, (low, high) = server
     carol_port = free_port()
     with Peer(440, latch=False) as caller_peer, Peer(1000) as bob_peer, Peer(700, latch=False) as carol_peer:
-        carol = subprocess.Popen(
-            ["sipp", "-sf", os.path.join(SCENARIOS, "uas_transparent.xml"), "-m", "1", "-p", str(carol_port),
-             *SIPP, "-key", "rtp_port", str(carol_peer.port), "-timeout", "30s", "-timeout_error"],
-            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, cwd=tmp_path,
-        )
+        carol = start_sipp_server(tmp_path, "uas_transparent.xml", carol_port, timeout="30s", options=SIPP_LOGS,
+                                  rtp_port=carol_peer.port)
         port = free_port()
-        register_bob(server, tmp_path, port)
-        bob = subprocess.Popen(
-            ["sipp", "-sf", os.path.join(SCENARIOS, "uas_transparent_refers.xml"), "-m", "1", "-p", str(port),
-             *SIPP, "-key", "rtp_port", str(bob_peer.port), "-key", "refer_to", f"sip:carol@127.0.0.1:{carol_port}",
-             "-timeout", "30s", "-timeout_error"],
-            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, cwd=tmp_path,
-        )
+        register(server, tmp_path, "bob", "bpw", f"127.0.0.1:{port}", options=SIPP_LOGS)
+        bob = start_sipp_server(tmp_path, "uas_transparent_refers.xml", port, timeout="30s", options=SIPP_LOGS,
+                                rtp_port=bob_peer.port, refer_to=f"sip:carol@127.0.0.1:{carol_port}")
         time.sleep(0.3)
         calling = caller(server, tmp_path, "gw", "uac_transparent_transferred.xml", caller_peer.port)
-        offered = wait_for(lambda: logged(tmp_path, "uas_transparent_refers", "offered"))
+        offered = wait_for(lambda: logged_ports(tmp_path, "uas_transparent_refers", "offered"))
         assert offered == [caller_peer.port], errors(tmp_path)
         bob_peer.send_to(("127.0.0.1", offered[0]))
-        answered = wait_for(lambda: logged(tmp_path, "uac_transparent_transferred", "answered"))
+        answered = wait_for(lambda: logged_ports(tmp_path, "uac_transparent_transferred", "answered"))
         assert answered == [bob_peer.port], errors(tmp_path)
         caller_peer.send_to(("127.0.0.1", bob_peer.port))
         # bob transfers: carol is offered the caller's own media
-        carol_offered = wait_for(lambda: logged(tmp_path, "uas_transparent", "offered"), 15)
+        carol_offered = wait_for(lambda: logged_ports(tmp_path, "uas_transparent", "offered"), 15)
         assert carol_offered == [caller_peer.port], errors(tmp_path)
         carol_peer.send_to(("127.0.0.1", caller_peer.port))
-        reoffered = wait_for(lambda: logged(tmp_path, "uac_transparent_transferred", "reoffered"), 10)
+        reoffered = wait_for(lambda: logged_ports(tmp_path, "uac_transparent_transferred", "reoffered"), 10)
         assert reoffered == [carol_peer.port], errors(tmp_path)
         caller_peer.send_to(("127.0.0.1", carol_peer.port))
         code, output = finished(calling)
@@ -483,16 +353,6 @@ def test_bob_transferring_a_transparently_bridged_caller_to_carol_connects_the_c
     assert "transferred to" in server.output()
 
 
-def _live_helpers():
-    import importlib.util
-
-    path = os.path.join(os.path.dirname(__file__), "pbx_live_helpers.py")
-    spec = importlib.util.spec_from_file_location("pbx_live_helpers", path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
 def test_carol_replacing_bobs_transparently_bridged_call_talks_to_the_caller_peer_to_peer(server, tmp_path):
     """
     Attended transfer: a caller (440 Hz) through C{gatewayincoming{bob,bridge}}
@@ -501,40 +361,27 @@ def test_carol_replacing_bobs_transparently_bridged_call_talks_to_the_caller_pee
     carol's 200 carries the caller's, bob gets a BYE, and the caller and
     carol hear each other straight from each other's socket.
     """
-    helpers = _live_helpers()
     server, (low, high) = server
     with Peer(440, latch=False) as caller_peer, Peer(1000) as bob_peer, Peer(700, latch=False) as carol_peer:
         bob = bob_phone(server, tmp_path, "uas_transparent.xml", bob_peer.port)
         calling = caller(server, tmp_path, "gw", "uac_transparent_transferred.xml", caller_peer.port)
-        offered = wait_for(lambda: logged(tmp_path, "uas_transparent", "offered"))
+        offered = wait_for(lambda: logged_ports(tmp_path, "uas_transparent", "offered"))
         assert offered == [caller_peer.port], errors(tmp_path)
         bob_peer.send_to(("127.0.0.1", offered[0]))
-        answered = wait_for(lambda: logged(tmp_path, "uac_transparent_transferred", "answered"))
+        answered = wait_for(lambda: logged_ports(tmp_path, "uac_transparent_transferred", "answered"))
         assert answered == [bob_peer.port], errors(tmp_path)
         caller_peer.send_to(("127.0.0.1", bob_peer.port))
-
-        def leg_dialog():
-            status = helpers.task_status(server, "gatewayleg")
-            dialog = None if status is None else status.get("Call")
-            return dialog if dialog and dialog.get("State") == "connected" else None
-
-        dialog = wait_for(leg_dialog)
+        dialog = connected_call(server, "gatewayleg", interval=0.02)
         assert dialog, "the B2BUA's leg never connected"
         time.sleep(1)  # the caller and bob talk
-        replaces = (f"{dialog['Call-ID']};to-tag={helpers.tag_of(dialog['Local'])};"
-                    f"from-tag={helpers.tag_of(dialog['Remote'])}")
-        party = dialog["Remote"].split("<", 1)[1].split(">", 1)[0]
-        (tmp_path / "carol.csv").write_text(f"SEQUENTIAL\n127.0.0.1:{server.sip_port};{carol_peer.port}\n")
-        carol = subprocess.Popen(
-            ["sipp", "-sf", os.path.join(SCENARIOS, "uac_replaces_bridged.xml"), "-inf", "carol.csv", "-m", "1",
-             "-p", "0", *SIPP, "-key", "replaces", replaces, "-key", "replaced_party", party,
-             "-timeout", "30s", "-timeout_error", f"127.0.0.1:{server.sip_port}"],
-            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, cwd=tmp_path,
-        )
-        reoffered = wait_for(lambda: logged(tmp_path, "uac_transparent_transferred", "reoffered"), 10)
+        carol = start_sipp_client(server, tmp_path, "uac_replaces_bridged.xml",
+                                  [f"127.0.0.1:{server.sip_port}", carol_peer.port], csv="carol.csv",
+                                  timeout="30s", options=SIPP_LOGS,
+                                  replaces=replaces_header(dialog), replaced_party=remote_party(dialog))
+        reoffered = wait_for(lambda: logged_ports(tmp_path, "uac_transparent_transferred", "reoffered"), 10)
         assert reoffered == [carol_peer.port], errors(tmp_path)
         caller_peer.send_to(("127.0.0.1", carol_peer.port))
-        carol_answered = wait_for(lambda: logged(tmp_path, "uac_replaces_bridged", "answered"), 10)
+        carol_answered = wait_for(lambda: logged_ports(tmp_path, "uac_replaces_bridged", "answered"), 10)
         assert carol_answered == [caller_peer.port], errors(tmp_path)
         carol_peer.send_to(("127.0.0.1", caller_peer.port))
         for process in (calling, bob, carol):
