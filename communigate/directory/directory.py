@@ -108,11 +108,24 @@ class Directory:
         self._records = Records(store, recheck_after=recheck_after)
         self._derive = derive
         self._watchers: list = []
+        self._depth = 0
+        self._notices: list[tuple[str, tuple[str, ...]]] = []
 
     def watch_accounts(self, watcher) -> None:
         self._watchers.append(watcher)
 
     def _tell_watchers(self, method: str, *addresses: str) -> None:
+        """
+        Tell the watchers of a change once it is committed: at once, or
+        when the outermost L{transaction} it was made in ends well (a
+        rolled-back change is never told).
+        """
+        if self._depth:
+            self._notices.append((method, addresses))
+            return
+        self._tell(method, addresses)
+
+    def _tell(self, method: str, addresses: tuple[str, ...]) -> None:
         for watcher in list(self._watchers):
             try:
                 getattr(watcher, method)(*addresses)
@@ -131,8 +144,20 @@ class Directory:
 
     @contextlib.contextmanager
     def _writing(self):
-        with self._store.transaction(), self._records.writing():
-            yield
+        self._depth += 1
+        try:
+            with self._store.transaction(), self._records.writing():
+                yield
+        except BaseException:
+            if self._depth == 1:
+                self._notices.clear()
+            raise
+        finally:
+            self._depth -= 1
+        if not self._depth and self._notices:
+            notices, self._notices = self._notices, []
+            for method, addresses in notices:
+                self._tell(method, addresses)
 
     # -- domains -----------------------------------------------------------
 

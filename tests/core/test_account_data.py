@@ -190,3 +190,20 @@ def test_a_rename_onto_an_existing_mailbox_never_merges_them(tmp_path):
     Mailboxes(root).account_renamed(ALICE, CAROL)
     assert len(Mailbox(root, ALICE).messages()) == 1
     assert len(Mailbox(root, CAROL).messages()) == 1
+
+
+def test_watchers_hear_of_changes_in_a_transaction_when_it_commits_and_never_if_it_rolls_back(core):
+    recorder = Recorder()
+    core.directory.watch_accounts(recorder)
+    core.directory.create_account("bob", {"Password": "pw"})
+    with pytest.raises(RuntimeError):
+        with core.directory.transaction():
+            core.directory.delete_account("bob@example.com")
+            assert recorder.heard == []
+            raise RuntimeError("changed my mind")
+    assert recorder.heard == [] and core.directory.resolve_account("bob@example.com") is not None
+    with core.directory.transaction():
+        core.directory.delete_account("bob@example.com")
+        core.directory.rename_account(ALICE, CAROL)
+        assert recorder.heard == []
+    assert recorder.heard == [("removed", "bob@example.com"), ("renamed", ALICE, CAROL)]
