@@ -16,61 +16,23 @@ memory only.
 import hashlib
 import os
 import re
-import shutil
 import signal
 import socket
 import subprocess
-import sys
 import time
 import uuid
 
 import attrs
 
+import debian_package
+
 CONFIG = os.path.join(os.path.dirname(os.path.abspath(__file__)), "kamailio", "kamailio.cfg")
 START_TIMEOUT = 15.0
 
 
-def executable() -> str | None:
-    """
-    The kamailio binary (/usr/sbin is not on every user's PATH), or None.
-    """
-    found = shutil.which("kamailio")
-    if found:
-        return found
-    return "/usr/sbin/kamailio" if os.access("/usr/sbin/kamailio", os.X_OK) else None
-
-
 def install() -> str | None:
-    """
-    The kamailio binary, installed from the Debian package `kamailio` first
-    when it is missing (apt-get as root, else through `sudo -n`, which never
-    waits for a password); None when it cannot be installed.
-    """
-    found = executable()
-    if found:
-        return found
-    if not shutil.which("apt-get"):
-        print("kamailio: not installed and no apt-get here; install Kamailio 5.6 to compare", file=sys.stderr)
-        return None
-    if os.geteuid() == 0:
-        prefix = []
-    elif shutil.which("sudo"):
-        prefix = ["sudo", "-n"]
-    else:
-        print("kamailio: not installed, not root and no sudo; run `make bench-peers` as root", file=sys.stderr)
-        return None
-    print("kamailio: not installed; apt-get install -y kamailio", file=sys.stderr)
-    env = ["env", "DEBIAN_FRONTEND=noninteractive"]
-    for command in (["apt-get", "update", "-qq"], ["apt-get", "install", "-y", "-qq", "kamailio"]):
-        done = subprocess.run(prefix + env + command, capture_output=True, text=True)
-        if done.returncode != 0:
-            print(
-                f"kamailio: `{' '.join(prefix + command)}` failed ({done.returncode}): "
-                f"{(done.stderr or done.stdout).strip()[-500:]}",
-                file=sys.stderr,
-            )
-            return None
-    return executable()
+    """The kamailio binary, its Debian package installed first if need be; None when that cannot be done."""
+    return debian_package.ensure("kamailio", "kamailio", "/usr/sbin/kamailio")
 
 
 def free_udp_port() -> int:

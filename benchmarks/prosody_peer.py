@@ -10,10 +10,11 @@ foreground as a child process.
 import hashlib
 import hmac
 import os
-import shutil
 import signal
 import subprocess
 import time
+
+import debian_package
 
 CONFIG = """\
 -- Written by communigate's benchmarks/prosody_peer.py for one run.
@@ -46,21 +47,8 @@ return {{
 
 
 def ensure_installed() -> str | None:
-    """
-    The path of the prosody binary, installing the Debian package when it
-    is missing (as root, or through sudo -n); None if that cannot be done.
-    """
-    found = shutil.which("prosody")
-    if found:
-        return found
-    sudo = [] if os.geteuid() == 0 else ["sudo", "-n"]
-    env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
-    try:
-        subprocess.run([*sudo, "apt-get", "install", "-y", "-qq", "prosody"], env=env, check=True,
-                       capture_output=True, timeout=600)
-    except (OSError, subprocess.SubprocessError):
-        return None
-    return shutil.which("prosody")
+    """The prosody binary, its Debian package installed first if need be; None when that cannot be done."""
+    return debian_package.ensure("prosody", "prosody")
 
 
 def version(binary: str) -> str:

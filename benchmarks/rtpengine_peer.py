@@ -24,15 +24,15 @@ from __future__ import annotations
 
 import os
 import re
-import shutil
 import signal
 import socket
 import subprocess
-import sys
 import time
 import uuid
 
 import attrs
+
+import debian_package
 
 START_TIMEOUT = 15.0
 
@@ -99,42 +99,9 @@ def _decode(data: bytes, at: int):
 # -- the daemon ----------------------------------------------------------------
 
 
-def executable() -> str | None:
-    found = shutil.which("rtpengine")
-    if found:
-        return found
-    return "/usr/bin/rtpengine" if os.access("/usr/bin/rtpengine", os.X_OK) else None
-
-
 def install() -> str | None:
-    """
-    The rtpengine binary, installed from the Debian package
-    `rtpengine-daemon` first when it is missing (apt-get as root, else
-    through `sudo -n`, which never waits for a password); None when it
-    cannot be installed.
-    """
-    found = executable()
-    if found:
-        return found
-    if not shutil.which("apt-get"):
-        print("rtpengine: not installed and no apt-get here", file=sys.stderr)
-        return None
-    if os.geteuid() == 0:
-        prefix = []
-    elif shutil.which("sudo"):
-        prefix = ["sudo", "-n"]
-    else:
-        print("rtpengine: not installed, not root and no sudo; run `make bench-peers` as root", file=sys.stderr)
-        return None
-    print("rtpengine: not installed; apt-get install -y rtpengine-daemon", file=sys.stderr)
-    env = ["env", "DEBIAN_FRONTEND=noninteractive"]
-    for command in (["apt-get", "update", "-qq"], ["apt-get", "install", "-y", "-qq", "rtpengine-daemon"]):
-        done = subprocess.run(prefix + env + command, capture_output=True, text=True)
-        if done.returncode != 0:
-            print(f"rtpengine: `{' '.join(prefix + command)}` failed ({done.returncode}): "
-                  f"{(done.stderr or done.stdout).strip()[-500:]}", file=sys.stderr)
-            return None
-    return executable()
+    """The rtpengine binary, `rtpengine-daemon` installed first if need be; None when that cannot be done."""
+    return debian_package.ensure("rtpengine", "rtpengine-daemon", "/usr/bin/rtpengine")
 
 
 def version(binary: str) -> str:
