@@ -80,10 +80,12 @@ def install_plugin(tmp_path, monkeypatch, filename: str, source: str) -> None:
 def pbx_server(tmp_path):
     """
     A running server on C{tmp_path/data} whose PBX channels take RTP ports
-    of a random 200-port range (so parallel runs seldom collide); yields the
-    server and the range's (lowest, highest) port; stops it afterwards.
+    of a random 200-port range (so parallel runs seldom collide) below the
+    kernel's ephemeral ports (32768 up), so a test peer's socket bound to
+    port 0 never lands inside it; yields the server and the range's (lowest,
+    highest) port; stops it afterwards.
     """
-    low = random.randrange(30000, 60000, 200)
+    low = random.randrange(20000, 32600, 200)
     server = start_server(tmp_path / "data", "--pbx", f"rtp:{low}-{low + 199}:interface=127.0.0.1")
     try:
         yield server, (low, low + 199)
