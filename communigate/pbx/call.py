@@ -213,6 +213,7 @@ class Call(TransparentCall):
         self._unregister()
         if self.channel is not None:
             self.channel.close()
+        self.release_joined_media("call ended")
         transaction, self._transaction = self._transaction, None
         if transaction is not None and not transaction.called:
             transaction.errback(CallError("disconnected"))

@@ -320,6 +320,8 @@ class _Transfer:
             new.hang_up()  # the program hung up or ended meanwhile
             return
         task.call = new
+        if old.joined_media is not None:
+            old.joined_media.hand_over(old, new)
         if new.channel is not None and not self.early_media:
             new.channel.forget_peer()
         if old.is_live:

@@ -37,9 +37,11 @@ from typing import TYPE_CHECKING
 from twisted.internet.defer import Deferred, fail
 
 from communigate.media.offer_answer import NoCommonCodec
+from communigate.media.relay_policy import conclude, session_key
 from communigate.media.sdp import SDPError
 from communigate.pbx.channel import ChannelError
 from communigate.pbx.events import CallError
+from communigate.pbx.join_relay import join_media
 from communigate.signal.model import response
 
 if TYPE_CHECKING:
@@ -133,6 +135,7 @@ class TransparentCall:
     may_fall_back = True  # whether a 488 to the bridged offer may do that
     ack_goes_to = None  # the task whose peer waits for the answer our peer's ACK brings
     awaiting_ack = False  # our 200 to the peer's INVITE is not acknowledged yet
+    joined_media = None  # the media relay of our join (communigate.pbx.join_relay), if any
 
     @property
     def connected(self) -> bool:
@@ -147,6 +150,22 @@ class TransparentCall:
         if self._origin is None:
             self._origin = SDPOrigin()
         return self._origin.ours(body)
+
+    def from_bridge(self, sdp: bytes | None) -> bytes | None:
+        """
+        C{sdp} from the bridged peer as our peer must get it: pointed at
+        the media relay of our join when there is one.
+        """
+        joined = self.joined_media
+        if joined is None or sdp is None:
+            return sdp
+        return joined.toward(self, sdp)
+
+    def release_joined_media(self, reason: str) -> None:
+        """The bridge is over: the relay of our join (both sides) is released."""
+        joined = self.joined_media
+        if joined is not None:
+            joined.release(reason)
 
     def _channel_made(self, channel) -> None:
         if self._origin is not None:
@@ -199,8 +218,6 @@ class TransparentCall:
         relay = getattr(self.task.service.context, "media_relay", None)
         if relay is None or code < 200 or self._placing is None:
             return
-        from communigate.sip.media_hook import conclude, session_key
-
         session = relay.get(session_key(self.leg.call_id, self.leg.local_tag))
         if session is not None and not session.closed:
             conclude(session, code)
@@ -301,7 +318,8 @@ class TransparentBridging:
                 call.ack_with(None if call.channel is None else self._channel_answer(call, offer))
                 self._wake(None, "bridge", error=CallError("the other task has no media"))
                 return
-            other.later(other._join_offer, self, offer)
+            joined = join_media(self.service, call, other.call)
+            other.later(other._join_offer, self, offer if joined is None else joined.toward(other.call, offer))
 
         def refused(failure):
             failure.trap(CallError)
@@ -338,6 +356,8 @@ class TransparentBridging:
         The transparent join failed before our peer's offer went anywhere:
         bridge simply when both channels are there.
         """
+        if self.call is not None:
+            self.call.release_joined_media("bridge refused")
         if not self._bridge_wanted(other):
             return
         call, theirs = self.call, other.call
@@ -378,7 +398,9 @@ class TransparentBridging:
             if other.bridge is self:
                 other.later(other._bridge_broken, self)
             return
-        call.ack_with(sdp)
+        call.ack_with(call.from_bridge(sdp))
+        if call.joined_media is not None:
+            call.joined_media.answered()
         call.go_transparent()
         if not self._bridge_wanted(other):
             self._media_back_later()
@@ -393,6 +415,9 @@ class TransparentBridging:
         call = self.call
         if call is None or not call.is_live:
             return
+        if call.joined_media is not None:
+            offer = call.peer_sdp or offer  # our peer's own, not the relay's rewrite
+            call.release_joined_media("bridge refused")
         answer = None if call.channel is None else self._channel_answer(call, offer)
         call.ack_with(answer)
         if answer is None:
@@ -412,6 +437,7 @@ class TransparentBridging:
         if other is None or other.ended:
             # The bridge is gone and the media not back yet: our channel answers.
             call.transparent = False
+            call.release_joined_media("bridge ended")
             try:
                 call._new_channel()
             except ChannelError:
@@ -451,7 +477,7 @@ class TransparentBridging:
             error = failure.value
             reply(error.code or 500, str(error)[4:] if error.code else str(error), None)
 
-        call.reinvite_with(offer).addCallbacks(lambda sdp: reply(200, "OK", sdp), refused)
+        call.reinvite_with(call.from_bridge(offer)).addCallbacks(lambda sdp: reply(200, "OK", sdp), refused)
 
     def _bridged_offerless(self, origin: Task, reply) -> None:
         call = self.call
@@ -475,7 +501,8 @@ class TransparentBridging:
                 responder.final(response(code if code >= 300 else 500, reason))
             return
         call.ack_goes_to = other
-        responder.final(call.leg.answer(200, "OK", body=call.ours(sdp), content_type=SDP, contact=call._contact()))
+        responder.final(call.leg.answer(200, "OK", body=call.ours(call.from_bridge(sdp)), content_type=SDP,
+                                        contact=call._contact()))
 
     def _peer_ack_answer(self, call, sdp: bytes | None) -> None:
         """
@@ -489,7 +516,7 @@ class TransparentBridging:
     def _bridged_ack(self, sdp: bytes | None) -> None:
         call = self.call
         if call is not None and call.is_live and call._pending_offer is not None:
-            call.ack_with(sdp)
+            call.ack_with(call.from_bridge(sdp))
 
     def _peer_offer_answered(self, call, responder, offer: bytes, code: int, reason, sdp) -> None:
         from communigate.pbx.transparent import SDP
@@ -500,7 +527,8 @@ class TransparentBridging:
             responder.final(response(code if code >= 300 else 500, reason))
             return
         call.peer_sdp = offer
-        responder.final(call.leg.answer(200, "OK", body=call.ours(sdp), content_type=SDP, contact=call._contact()))
+        responder.final(call.leg.answer(200, "OK", body=call.ours(call.from_bridge(sdp)), content_type=SDP,
+                                        contact=call._contact()))
 
     def _turn_simple(self, other: Task) -> None:
         """
@@ -547,6 +575,7 @@ class TransparentBridging:
         pair free, no usable media).
         """
         call.transparent = False
+        call.release_joined_media("bridge ended")
         try:
             call._new_channel()
         except ChannelError as error:  # no port pair free

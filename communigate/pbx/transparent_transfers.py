@@ -191,7 +191,7 @@ def _replacing_answered(call, new, other, offer, code: int, reason, sdp) -> None
         _hand_over(call, new)
         other.later(other._turn_simple, task)
         return
-    new.accept(sdp)  # transparent: the far peer's SDP, under the new call's origin
+    new.accept(call.from_bridge(sdp))  # transparent: the far peer's SDP, under the new call's origin
     if offer is not None:
         new.peer_sdp = offer
     else:
@@ -202,6 +202,8 @@ def _replacing_answered(call, new, other, offer, code: int, reason, sdp) -> None
 def _hand_over(call, new) -> None:
     task = call.task
     task.call = new
+    if call.joined_media is not None:
+        call.joined_media.hand_over(call, new)
     call.replaced()
     log.info("Task {id}: bridged call {old} replaced by {new} from {caller}",
              id=task.id, old=call.leg.call_id, new=new.leg.call_id, caller=new.leg.remote)

@@ -12,9 +12,9 @@ transaction ended (`stray`).  SDP from the caller is rewritten to the
 relay's callee-side leg and records where the caller receives; SDP from
 the callee the other way round (`communigate.media.relay.relay_description`).
 
-When a call is relayed (`relay_reason`, CommuniGate's rule: a media proxy
-is built for LAN↔WAN calls, for remote-NAT↔not-the-same-NAT, for
-IPv4↔IPv6, or on request) [D]:
+When a call is relayed (`relay_reason` of
+`communigate.media.relay_policy`, shared with the PBX's joins; here the
+caller is the INVITE's sender and the callee the branch's target) [D]:
 
 - ``nat``: the caller is behind NAT (`behind_nat` of its INVITE) or the
   callee's binding is, unless both are behind the same NAT (the same
@@ -27,12 +27,8 @@ IPv4↔IPv6, or on request) [D]:
   ``MediaRelay = YES`` (inherited like any account setting, so a domain
   or the whole server can ask for it).
 
-The first that applies names the reason (in that order).
-
-A party is latched from anywhere when it is behind NAT, or when the
-address its SDP names is not routable (private, LAN or NATed IPs) and is
-not the address it signals from; otherwise only from the host its SDP
-names.
+The first that applies names the reason (in that order). Latching
+follows `relay_policy.latch_rule`.
 
 Bad SDP [D]: an offer that must be relayed but does not parse gets
 ``488 Not Acceptable Here`` (the relay cannot point a body it cannot read
@@ -52,14 +48,20 @@ relay's own idle timeout.  Record-Route is on for every initial INVITE
 
 from __future__ import annotations
 
-import re
-import socket
-
 import attrs
 from twisted.logger import Logger
 
 from communigate.directory.errors import DirectoryError
 from communigate.media.relay import LegAddress, RelayRefused, Side, names_relay, relay_description
+from communigate.media.relay_policy import (
+    Party,
+    conclude,
+    first_address,
+    latch_rule,
+    leg_address,
+    relay_reason,
+    session_key,
+)
 from communigate.media.sdp import SDPError
 from communigate.sip.headers import HeaderError, parse_name_addr
 from communigate.sip.message import Request
@@ -82,50 +84,6 @@ class MediaRefused(Exception):
         self.reason = reason
 
 
-@attrs.frozen
-class Party:
-    """
-    One side of a call as the relay decision sees it: the IP its SIP
-    comes from, whether it is behind NAT, and (for the caller) the address
-    its SDP names, when known.
-    """
-
-    source: str
-    nat: bool = False
-    media: str | None = None
-
-
-def _version(address: str | None) -> int | None:
-    """4 or 6 for an IP address (as sockets and SDP write them), else None."""
-    if not address:
-        return None
-    if ":" in address:
-        return 6
-    return 4 if address[-1:].isdigit() and "." in address else None
-
-
-def relay_reason(caller: Party, callee: Party, network, requested=False) -> str | None:
-    """
-    Why the call between C{caller} and C{callee} must be relayed (C{nat},
-    C{ipv4-ipv6}, C{lan-wan}, C{requested}), or L{None} (see the module
-    docstring).  C{network} is the L{communigate.network.NetworkSettings}
-    in force; C{requested} a bool, or a callable asked only when nothing
-    else calls for a relay (it reads account settings).
-    """
-    if caller.nat or callee.nat:
-        if not (caller.nat and callee.nat and caller.source == callee.source):
-            return "nat"
-    caller_version = _version(caller.media) or _version(caller.source)
-    callee_version = _version(callee.source)
-    if caller_version and callee_version and caller_version != callee_version:
-        return "ipv4-ipv6"
-    if network.is_lan(caller.source) != network.is_lan(callee.source):
-        return "lan-wan"
-    if requested() if callable(requested) else requested:
-        return "requested"
-    return None
-
-
 def _is_sdp(content_type: str | None) -> bool:
     return content_type is not None and content_type.split(";")[0].strip().lower() == "application/sdp"
 
@@ -139,47 +97,7 @@ def _tag(value: str | None, name: str) -> str | None:
         return None
 
 
-def session_key(call_id: str, caller_tag: str) -> str:
-    """The relay session's key for the call C{call_id} from C{caller_tag}."""
-    return f"{call_id};{caller_tag}"
-
-
 _key = session_key
-
-
-def conclude(session, code: int) -> None:
-    """
-    The final answer C{code} to the call of relay C{session} reached its
-    caller: a failure releases the relay, and so does a success from a
-    branch that was not relayed.
-    """
-    if code >= 300:
-        session.release("cancel" if code == 487 else "failure")
-    elif not session.notes.answered:
-        session.release("unused")
-
-
-_CONNECTION = re.compile(rb"^c=IN IP[46] ([^\s/]+)", re.M)
-
-
-def _first_address(body: bytes) -> str | None:
-    """The first connection address of an SDP body, read cheaply (no parse)."""
-    found = _CONNECTION.search(body)
-    return None if found is None else found.group(1).decode("ascii", "replace")
-
-
-def local_address_towards(peer: str) -> str | None:
-    """
-    The address of our interface that packets to C{peer} leave from (a
-    connected UDP socket's name; nothing is sent), or L{None}.
-    """
-    family = socket.AF_INET6 if ":" in peer else socket.AF_INET
-    try:
-        with socket.socket(family, socket.SOCK_DGRAM) as probe:
-            probe.connect((peer, 9))
-            return probe.getsockname()[0]
-    except OSError:
-        return None
 
 
 @attrs.define
@@ -249,7 +167,7 @@ class MediaRelayPolicy:
         if caller_tag is None or request.call_id is None:
             return request, None
         network = self._service.network.current
-        media = _first_address(request.body) if request.body else None
+        media = first_address(request.body) if request.body else None
         if submitter.protocol == "pbx":
             # A PBX task's transparently bridged call: the offer is its
             # ingress peer's, from the address the submitter names; that
@@ -411,24 +329,11 @@ class MediaRelayPolicy:
 
     @staticmethod
     def _latch(party: Party, network):
-        def latch_any(host: str) -> bool:
-            return party.nat or (host != party.source and network.is_not_routable(host))
-
-        return latch_any
+        return latch_rule(party, network)
 
     def _leg(self, peer: str, network) -> LegAddress:
         """Where the leg facing C{peer} binds, and the address it is shown by."""
-        v6 = ":" in peer
-        settings = self.relay.settings
-        bind = (settings.ipv6_address if v6 else settings.address) or self._listener_host(v6)
-        wan = network.wan_address_for(peer)
-        if wan:
-            advertise = wan
-        elif bind not in _WILDCARDS:
-            advertise = bind
-        else:
-            advertise = local_address_towards(peer) or ("::1" if v6 else "127.0.0.1")
-        return LegAddress(bind or ("::" if v6 else "0.0.0.0"), advertise)
+        return leg_address(self.relay.settings, peer, network, self._listener_host(":" in peer))
 
     def _listener_host(self, v6: bool) -> str:
         """The SIP UDP listener's address of that IP version, when it is one."""

@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import socket
 import time
+from pathlib import Path
 
 import pytest
 
@@ -397,3 +398,40 @@ def test_carol_replacing_bobs_transparently_bridged_call_talks_to_the_caller_pee
     assert {source for source, _ in to_caller} <= {("127.0.0.1", bob_peer.port), carol_address}
     assert {source for source, _ in to_carol} == {caller_address}
     assert "bridged call" in server.output() and "replaced by" in server.output()
+
+
+def test_a_natted_caller_joined_with_bob_talks_to_him_through_a_relay_the_join_opens(server, tmp_path):
+    """
+    The caller's SDP names a private address (10.0.0.5) it does not signal
+    from: behind NAT.  Joined with bob's connected call, neither could
+    reach the other directly, so the join opens a media relay session:
+    bob is re-INVITEd with a relay port, the caller's ACK names the
+    relay's other port, the relay latches the caller where its packets
+    come from, and each hears the other from the relay.
+    """
+    server, (pbx_low, _) = server
+    low = pbx_low + 200 if pbx_low + 400 < 32768 else pbx_low - 200  # next to the channels' range
+    relay_ports = range(low, low + 100)
+    configure(server, f'UPDATEMEDIASERVERSETTINGS {{PortRange = "{low}-{low + 99}"; IdleTimeout = 30;}}')
+    joined_scenario = (Path(live.SCENARIOS) / "uac_transparent_join.xml").read_text()
+    natted = tmp_path / "uac_natted_join.xml"
+    natted.write_text(joined_scenario.replace("c=IN IP4 127.0.0.1", "c=IN IP4 10.0.0.5"))
+    with Peer(440, latch=False) as caller_peer, Peer(1000, latch=False) as bob_peer:
+        bob = bob_phone(server, tmp_path, "uas_transparent_join.xml", bob_peer.port)
+        calling = caller(server, tmp_path, "join", str(natted), caller_peer.port)
+        reoffered = wait_for(lambda: logged_ports(tmp_path, "uas_transparent_join", "reoffered"))
+        assert reoffered and reoffered[0] in relay_ports, (reoffered, errors(tmp_path))
+        bob_peer.send_to(("127.0.0.1", reoffered[0]))
+        answered = wait_for(lambda: logged_ports(tmp_path, "uac_natted_join", "answered"))
+        assert answered and answered[0] in relay_ports and answered != reoffered, (answered, errors(tmp_path))
+        caller_peer.send_to(("127.0.0.1", answered[0]))
+        code, output = finished(calling)
+        assert code == 0, output + errors(tmp_path)
+        code, output = finished(bob)
+        assert code == 0, output + errors(tmp_path)
+        to_caller, to_bob = caller_peer.packets(), bob_peer.packets()
+    from_relay_to_caller, from_relay_to_bob = ("127.0.0.1", answered[0]), ("127.0.0.1", reoffered[0])
+    assert heard(to_caller, 1000, from_relay_to_caller) >= 10, "the caller did not hear bob through the relay"
+    assert heard(to_bob, 440, from_relay_to_bob) >= 10, "bob did not hear the caller through the relay"
+    assert ("127.0.0.1", bob_peer.port) not in {source for source, _ in to_caller}
+    assert "media relay join;" in server.output()

@@ -12,7 +12,7 @@ from communigate.media.latch import Drop
 from communigate.media.rtp import RTPPacket
 from communigate.media.sdp import parse_sdp
 from communigate.network import NetworkSettings
-from communigate.sip.media_hook import Party, relay_reason
+from communigate.media.relay_policy import Party, relay_reason
 from communigate.sip.message import Request, Response, make_response, parse_message
 from communigate.sip.proxy_rules import cancel_for
 
