@@ -36,7 +36,7 @@ import re
 
 from twisted.internet.defer import Deferred
 from twisted.logger import Logger
-from zope.interface import implementer
+from zope.interface import Attribute, Interface, implementer
 
 from communigate.interfaces import IDialogOwner, IForkingResponder, IResponder
 from communigate.media.offer_answer import NoCommonCodec
@@ -48,7 +48,7 @@ from communigate.pbx.records import report_call
 from communigate.pbx.transparent import TransparentCall
 from communigate.signal.model import Response, response
 
-__all__ = ["Call", "CallState"]
+__all__ = ["Call", "CallState", "ICallOwner"]
 
 SDP = "application/sdp"
 _DTMF_RELAY = re.compile(r"^\s*signal\s*=\s*([0-9*#A-Da-d])", re.IGNORECASE | re.MULTILINE)
@@ -96,6 +96,55 @@ class _Answers:
 
 def _ignored(answer) -> None:
     pass
+
+
+class ICallOwner(Interface):
+    """
+    What a L{Call} asks of its C{task}: the task that owns it
+    (L{communigate.pbx.task.Task}), or for a while something standing in
+    for the task that hears the call's reports first (a transfer the
+    server carries out, L{communigate.pbx.refer}).  The underscored
+    methods are the call's reports and requests, not verbs for programs.
+    """
+
+    id = Attribute("The task's ID (for logs and call records).")
+    account = Attribute("The account the task runs as.")
+    service = Attribute("The PBX service (its clock, dialogs, media and records).")
+    submitter = Attribute("The Submitter the task's Signals carry.")
+    ended = Attribute("Whether the task has ended.")
+
+    def later(fn, *args):
+        """Run C{fn(*args)} in the task's next turn (all call input goes through here)."""
+
+    def signal_option(name, value=None):
+        """The task's signal option C{name} (CG/PL SignalOption)."""
+
+    def _make_channel():
+        """A new media channel for a call of the task (ChannelError: no port pair)."""
+
+    def _interrupt():
+        """The call's media is going away: a playing prompt or a recording stops."""
+
+    def _dtmf_received(key, method):
+        """The peer pressed C{key} (C{rfc4733}, C{inband} or C{info})."""
+
+    def _peer_offer(call, signal, responder, expect_ack):
+        """A transparently bridged call's peer sent an offer for the other peer to answer."""
+
+    def _peer_ack_answer(call, sdp):
+        """The peer's ACK answered the other peer's offer (transparent bridge)."""
+
+    def _call_provisioned(call, answer):
+        """A call being placed got a provisional response."""
+
+    def _call_completed(call, error):
+        """A call being placed was answered (C{error} L{None}) or failed."""
+
+    def _call_ended(call, reason):
+        """A call ended (BYE, CANCEL, failure)."""
+
+    def _call_transferred(call):
+        """A call was taken over (Replaces) or transferred away."""
 
 
 @implementer(IDialogOwner)

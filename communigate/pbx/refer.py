@@ -46,8 +46,9 @@ calls for the peer's REFER.
 from __future__ import annotations
 
 from twisted.logger import Logger
+from zope.interface import implementer
 
-from communigate.pbx.call import Call, CallState
+from communigate.pbx.call import Call, CallState, ICallOwner
 from communigate.pbx.events import CALL_TRANSFERRED, CallError, Event
 from communigate.pbx.leg import CallLeg, address_header, new_call_id
 from communigate.pbx.transparent_transfers import bridged_far_task, far_sdp, far_submitter, offer_to_far
@@ -163,20 +164,84 @@ def answer_refer(call, signal, responder) -> None:
     _Transfer(task, call, signal, target).start(responder)
 
 
-class _Transfer:
+@implementer(ICallOwner)
+class _StandIn:
+    """
+    Stands in as the C{task} of calls for a while: they report here
+    first.  What a call asks of its owner (L{ICallOwner}) and a subclass
+    does not answer itself is the task's.
+    """
+
+    stands_in = True  # replaces.py: a call under a transfer is not taken over
+
+    def __init__(self, task) -> None:
+        self._task = task
+
+    @property
+    def id(self):
+        return self._task.id
+
+    @property
+    def account(self):
+        return self._task.account
+
+    @property
+    def service(self):
+        return self._task.service
+
+    @property
+    def submitter(self):
+        return self._task.submitter
+
+    @property
+    def ended(self):
+        return self._task.ended
+
+    def later(self, fn, *args) -> None:
+        self._task.later(fn, *args)
+
+    def signal_option(self, name: str, value=None):
+        return self._task.signal_option(name, value)
+
+    def _make_channel(self):
+        return self._task._make_channel()
+
+    def _interrupt(self) -> None:
+        self._task._interrupt()
+
+    def _dtmf_received(self, key: str, method: str) -> None:
+        self._task._dtmf_received(key, method)
+
+    def _peer_offer(self, call, signal, responder, expect_ack: bool) -> None:
+        self._task._peer_offer(call, signal, responder, expect_ack)
+
+    def _peer_ack_answer(self, call, sdp) -> None:
+        self._task._peer_ack_answer(call, sdp)
+
+    def _call_provisioned(self, call, answer) -> None:
+        self._task._call_provisioned(call, answer)
+
+    def _call_completed(self, call, error) -> None:
+        self._task._call_completed(call, error)
+
+    def _call_ended(self, call, reason: str) -> None:
+        self._task._call_ended(call, reason)
+
+    def _call_transferred(self, call) -> None:
+        self._task._call_transferred(call)
+
+
+class _Transfer(_StandIn):
     """
     A transfer the server carries out for a task (C{refer} is C{self}).
 
     While it lasts, the referring peer's call and the new call report to
-    this object instead of the task (it stands in as their C{task}, handing
-    everything else on to the real one), so the task keeps its call, mode
-    and channel until the new call is answered.
+    this object instead of the task, so the task keeps its call, mode and
+    channel until the new call is answered.
     """
 
-    stands_in = True  # for the task, whose calls report here meanwhile
-
     def __init__(self, task, call, signal, target: SIPURI) -> None:
-        self._task = task
+        super().__init__(task)
         self.old = call
         self.target = target
         self.new = None
@@ -186,8 +251,9 @@ class _Transfer:
         self.channel = call.channel
         self.far = None  # the task a transparent call is bridged with
 
-    def __getattr__(self, name):
-        return getattr(self._task, name)
+    @property
+    def call(self):
+        return self._task.call
 
     # -- starting -------------------------------------------------------------
 
@@ -406,22 +472,17 @@ def _relay_in_turn(other, other_call, call, target: str, referred_by: str, respo
     sent.addCallbacks(answered, refused)
 
 
-class _NotifyRelay:
+class _NotifyRelay(_StandIn):
     """
     Stands in as the task of the bridged call whose peer was sent the
     relayed REFER: that peer's NOTIFYs (C{Event: refer}) are passed on to
     the referring peer as ours, until the subscription ends.
     """
 
-    stands_in = True
-
     def __init__(self, task, call, referrer_call) -> None:
-        self._task = task
+        super().__init__(task)
         self.call = call
         self.referrer = referrer_call
-
-    def __getattr__(self, name):
-        return getattr(self._task, name)
 
     def later(self, fn, *args) -> None:
         self._task.later(self._in_turn, fn, args)

@@ -47,10 +47,11 @@ import attrs
 from twisted.internet.defer import CancelledError, Deferred, ensureDeferred, fail, maybeDeferred, succeed
 from twisted.logger import Logger
 from twisted.python.failure import Failure
+from zope.interface import implementer
 
 from communigate.core.scheduler import Machine, Started
 from communigate.pbx.bridging import BridgeVerbs
-from communigate.pbx.call import Call, CallState
+from communigate.pbx.call import Call, CallState, ICallOwner
 from communigate.pbx.events import (
     CALL_COMPLETED,
     CALL_PROVISION,
@@ -117,6 +118,7 @@ class _Waiter:
         self.token = token
 
 
+@implementer(ICallOwner)
 class Task(BridgeVerbs, MixerVerbs, TransferVerbs, PeerReferVerbs, MediaVerbs, Machine):
     """
     One running program; see the module docstring.

@@ -7,7 +7,9 @@ to the bridged task's peer and its NOTIFYs back.
 """
 
 import pytest
+from zope.interface.verify import verifyObject
 
+from communigate.pbx.call import ICallOwner
 from communigate.pbx.events import Event, TaskMode
 from communigate.sip.message import make_response
 
@@ -61,6 +63,10 @@ def test_a_peers_refer_is_carried_out_by_the_server_and_the_task_goes_on_with_th
     harness.in_dialog("REFER", answer, cseq=2, headers=[("Refer-To", "<sip:bob@example.com>"),
                                                         ("Referred-By", "<sip:caller@example.net>")])
     assert [r.status for r in harness.responses() if r.status >= 200] == [202]
+    # while the transfer lasts the calls report to a stand-in that is a full call owner
+    standing_in = task.call.task
+    assert standing_in is not task and verifyObject(ICallOwner, standing_in) and verifyObject(ICallOwner, task)
+    assert (standing_in.id, standing_in.account, standing_in.service) == (task.id, task.account, task.service)
     invite = bob_answers(harness, provisional=(180,))
     assert invite.headers.get("Referred-By") == "<sip:caller@example.net>"
     assert b"m=audio %d" % port.getHost().port in invite.body   # the task's own channel offered
@@ -217,6 +223,8 @@ def test_refer_peer_relays_the_refer_to_the_bridged_peer_and_its_notifies_back(m
     (refer,) = requests_at(harness, BOB, "REFER")
     assert refer.headers.get("Refer-To") == "<sip:carol@example.com>"
     assert refer.call_id == invite.call_id
+    bridged = [t for t in harness.pbx.tasks.values() if t.program == "bridgedcall"][0]
+    assert bridged.call.task is not bridged and verifyObject(ICallOwner, bridged.call.task)
     harness.port.receive(bytes(make_response(refer, 202)), BOB)
     harness.turn()
     assert [r.status for r in harness.responses() if r.status >= 200] == [202]
