@@ -14,14 +14,9 @@ SIP-level rules of a user agent:
     2xx makes the dialog and is acknowledged at once (again whenever it is
     retransmitted); a 2xx that comes after we gave up is acknowledged and
     hung up (BYE);
-  - inside the dialog: BYE ends the call; a re-INVITE or UPDATE with SDP
-    is answered by the channel (hold and unhold from the peer); our own
-    re-INVITE holds and unholds the peer; INFO with C{application/dtmf-relay}
-    or C{application/dtmf} is a key press; NOTIFY is answered (transfer
-    progress); a REFER from the peer is the task's C{refer} signal option's
-    (L{communigate.pbx.refer}); a request with an
-    older CSeq than the last gets 500 (RFC 3261 12.2.2); one while our
-    re-INVITE is out, 491;
+  - inside the dialog: our own re-INVITE holds and unholds the peer, our
+    BYE hangs up, our REFER transfers; the peer's requests are
+    L{communigate.pbx.peer_requests.PeerRequests}'s, a part of the call;
   - replaced: an INVITE with C{Replaces} naming this call's dialog takes
     its place with its channel (L{communigate.pbx.replaces}).
 
@@ -32,8 +27,6 @@ once.  It reports to its task through C{task._call_*} methods.
 
 from __future__ import annotations
 
-import re
-
 from twisted.internet.defer import Deferred
 from twisted.logger import Logger
 from zope.interface import Attribute, Interface, implementer
@@ -42,36 +35,20 @@ from communigate.interfaces import IDialogOwner, IForkingResponder, IResponder
 from communigate.media.offer_answer import NoCommonCodec
 from communigate.media.sdp import SDPError
 from communigate.pbx.channel import ChannelError
-from communigate.pbx.events import CallError
+from communigate.pbx.events import CallError, CallState
 from communigate.pbx.leg import CallLeg, LegError
 from communigate.pbx.records import report_call
-from communigate.pbx.transparent import TransparentCall
+from communigate.pbx.peer_requests import PeerRequests
+from communigate.pbx.transparent import TransparentCall, is_sdp
 from communigate.signal.model import Response, response
 
 __all__ = ["Call", "CallState", "ICallOwner"]
 
 SDP = "application/sdp"
-_DTMF_RELAY = re.compile(r"^\s*signal\s*=\s*([0-9*#A-Da-d])", re.IGNORECASE | re.MULTILINE)
-
-
-class CallState:
-    """
-    Where a call is (plain strings, shown by C{READNODESTATUS}).
-    """
-
-    INCOMING = "incoming"
-    PROVISIONED = "provisioned"
-    CALLING = "calling"
-    CONNECTED = "connected"
-    ENDED = "ended"
 
 
 def error_text(answer: Response) -> str:
     return f"{answer.code} {answer.reason}".strip()
-
-
-def _is_sdp(content_type: str | None, body: bytes) -> bool:
-    return bool(body) and (content_type or SDP).split(";", 1)[0].strip().lower() == SDP
 
 
 @implementer(IResponder)
@@ -172,7 +149,7 @@ class _Owner:
         self._call.task.later(take_over, self._call, signal, replaces, responder)
 
 
-class Call(TransparentCall):
+class Call(PeerRequests, TransparentCall):
     """
     One call of a task (incoming or outgoing).  Its transparent-bridging
     part (no channel; SDP exchanged with the bridged call's peer) is
@@ -283,7 +260,7 @@ class Call(TransparentCall):
             return self._answer_sdp, SDP
         channel = self._new_channel()
         try:
-            if _is_sdp(invite.content_type, invite.body):
+            if is_sdp(invite.content_type, invite.body):
                 sdp = channel.answer_offer(invite.body)
             elif invite.body:
                 raise CallError("415 Unsupported Media Type", 415)
@@ -425,7 +402,7 @@ class Call(TransparentCall):
     def _provisional(self, answer: Response) -> None:
         if self.state != CallState.CALLING or self._abandoned:
             return
-        if _is_sdp(answer.content_type, answer.body):
+        if is_sdp(answer.content_type, answer.body):
             if self.transparent:
                 self.peer_sdp = answer.body
             elif self.channel is not None:
@@ -479,13 +456,13 @@ class Call(TransparentCall):
         self.state = CallState.CONNECTED
         self.answered_at, self.final_code = self._service.clock.seconds(), answer.code
         if self.transparent:
-            if _is_sdp(answer.content_type, answer.body):
+            if is_sdp(answer.content_type, answer.body):
                 self.peer_sdp = answer.body
             if self.peer_sdp is None:
                 self.hang_up(488, "No SDP answer")
                 self.task._call_completed(self, "488 No SDP answer")
                 return
-        elif _is_sdp(answer.content_type, answer.body) and not self._take_answer(answer.body):
+        elif is_sdp(answer.content_type, answer.body) and not self._take_answer(answer.body):
             self.hang_up(488, "No usable media")
             self.task._call_completed(self, "488 No usable media")
             return
@@ -611,7 +588,7 @@ class Call(TransparentCall):
         def answered(answer):
             if answer.success:
                 self._ack()
-                if _is_sdp(answer.content_type, answer.body) and not self._take_answer(answer.body):
+                if is_sdp(answer.content_type, answer.body) and not self._take_answer(answer.body):
                     raise CallError("488 No usable media in the answer", 488)
                 return None
             raise CallError(error_text(answer), answer.code)
@@ -631,121 +608,6 @@ class Call(TransparentCall):
             raise CallError(error_text(answer), answer.code)
 
         return self._transact(signal).addCallback(answered)
-
-    # -- inside the dialog: the peer's --------------------------------------------
-
-    def peer_request(self, signal, responder) -> None:
-        method = signal.method.upper()
-        if self.state == CallState.ENDED or (method != "ACK" and not self.leg.accept_remote_cseq(signal)):
-            if method != "ACK":
-                code = 481 if self.state == CallState.ENDED else 500
-                responder.final(response(code, "Out of order request" if code == 500 else None))
-            return
-        handler = getattr(self, f"_peer_{method}", None)
-        if handler is None:
-            responder.final(response(501, f"{method} is not supported here"))
-            return
-        handler(signal, responder)
-
-    def _peer_ACK(self, signal, responder) -> None:
-        self.awaiting_ack = False
-        if self.transparent:
-            answer = signal.body if _is_sdp(signal.content_type, signal.body) else None
-            if answer is not None:
-                self.peer_sdp = answer
-            if self.ack_goes_to is not None:
-                self.task._peer_ack_answer(self, answer)
-            return
-        if self._offer_in_200:
-            self._offer_in_200 = False
-            if not _is_sdp(signal.content_type, signal.body) or not self._take_answer(signal.body):
-                self.hang_up(488, "No SDP answer in the ACK")
-                self.task._call_ended(self, "no SDP answer")
-
-    def _peer_BYE(self, signal, responder) -> None:
-        responder.final(response(200))
-        self._finish("BYE")
-        self.task._call_ended(self, "BYE")
-
-    def _peer_INVITE(self, signal, responder) -> None:
-        if self._transaction is not None:
-            responder.final(response(491, "Request Pending"))
-            return
-        self._answer_offer(signal, responder, expect_ack=True)
-
-    def _peer_UPDATE(self, signal, responder) -> None:
-        self._answer_offer(signal, responder, expect_ack=False)
-
-    def _answer_offer(self, signal, responder, expect_ack: bool) -> None:
-        if self.transparent:
-            if target := self._new_target(signal):
-                self.leg.remote_target = target
-            if self.relaying:
-                responder.final(response(500, "An offer is being answered", headers=(("Retry-After", "1"),)))
-                return
-            self.task._peer_offer(self, signal, responder, expect_ack)
-            return
-        channel = self.channel
-        if channel is None or channel.closed:
-            responder.final(response(488, "No media channel"))
-            return
-        if target := self._new_target(signal):
-            self.leg.remote_target = target
-        try:
-            if _is_sdp(signal.content_type, signal.body):
-                sdp = channel.answer_offer(signal.body)
-            elif expect_ack:
-                sdp = channel.make_offer()
-                self._offer_in_200 = True
-            else:
-                responder.final(self.leg.answer(200, "OK", contact=self._contact()))
-                return
-        except (NoCommonCodec, SDPError, ChannelError) as error:
-            responder.final(response(488, str(error)[:80]))
-            return
-        responder.final(self.leg.answer(200, "OK", body=self.ours(sdp), content_type=SDP,
-                                        contact=self._contact()))
-
-    @staticmethod
-    def _new_target(signal) -> str | None:
-        from communigate.sip.headers import HeaderError, parse_name_addr
-
-        value = signal.header("Contact")
-        if not value:
-            return None
-        try:
-            return str(parse_name_addr(value, "Contact").uri)
-        except HeaderError:
-            return None
-
-    def _peer_INFO(self, signal, responder) -> None:
-        kind = (signal.content_type or "").split(";", 1)[0].strip().lower()
-        text = signal.body.decode("utf-8", "replace")
-        key = None
-        if kind == "application/dtmf-relay":
-            found = _DTMF_RELAY.search(text)
-            key = found.group(1).upper() if found else None
-        elif kind == "application/dtmf":
-            stripped = text.strip()
-            key = stripped.upper() if len(stripped) == 1 and stripped.upper() in "0123456789*#ABCD" else None
-        responder.final(response(200))
-        if key is not None:
-            self._service.counters.dtmf_detected("info")
-            self.task._dtmf_received(key, "info")
-
-    def _peer_NOTIFY(self, signal, responder) -> None:
-        responder.final(response(200))
-        event = (signal.header("Event") or "").split(";", 1)[0].strip().lower()
-        if event == "refer" and signal.body.startswith(b"SIP/2.0 2"):
-            self.task._call_transferred(self)
-
-    def _peer_REFER(self, signal, responder) -> None:
-        from communigate.pbx.refer import answer_refer
-
-        answer_refer(self, signal, responder)
-
-    def _peer_OPTIONS(self, signal, responder) -> None:
-        responder.final(response(200))
 
     # -- replaced by an INVITE with Replaces (communigate.pbx.replaces) -------------
 

@@ -21,6 +21,7 @@ __all__ = [
     "CALL_COMPLETED",
     "CALL_PROVISION",
     "CALL_TRANSFERRED",
+    "CallState",
     "DISCONNECT",
     "START_BRIDGE",
     "CallError",
@@ -76,6 +77,18 @@ class BridgeMode(str, enum.Enum):
             return cls(str(getattr(value, "value", value)).lower())
         except ValueError:
             raise ValueError(f"a bridge mode is 'simple' or 'transparent', not {value!r}") from None
+
+
+class CallState:
+    """
+    Where a task's call is (plain strings, shown by C{READNODESTATUS}).
+    """
+
+    INCOMING = "incoming"
+    PROVISIONED = "provisioned"
+    CALLING = "calling"
+    CONNECTED = "connected"
+    ENDED = "ended"
 
 
 class TaskMode(enum.Enum):

@@ -353,7 +353,7 @@ class _Transfer(_StandIn):
         return task.ended or (task.call is not self.old)
 
     def _succeeded(self) -> None:
-        task, old, new = self._task, self.old, self.new
+        task, new = self._task, self.new
         if new.transparent and self.far is not None and not self._task_gone():
             # The far peer is told where the media goes now; the transfer
             # is done when it accepts (_far_answered).

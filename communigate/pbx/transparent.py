@@ -40,7 +40,7 @@ from communigate.media.offer_answer import NoCommonCodec
 from communigate.media.relay_policy import conclude, session_key
 from communigate.media.sdp import SDPError
 from communigate.pbx.channel import ChannelError
-from communigate.pbx.events import CallError
+from communigate.pbx.events import CallError, CallState
 from communigate.pbx.join_relay import join_media
 from communigate.signal.model import response
 
@@ -139,8 +139,6 @@ class TransparentCall:
 
     @property
     def connected(self) -> bool:
-        from communigate.pbx.call import CallState  # call.py is built on this module
-
         return self.state == CallState.CONNECTED
 
     def ours(self, body: bytes) -> bytes:

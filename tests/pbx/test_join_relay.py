@@ -102,7 +102,7 @@ def test_a_peer_naming_a_private_address_it_does_not_signal_from_is_behind_nat()
 # -- joins over SIP --------------------------------------------------------------------
 
 
-def test_a_natted_callers_join_with_bob_goes_through_a_relay_session_of_its_own(made):
+def test_a_natted_callers_join_with_bob_goes_through_a_relay_session_of_its_own(made):  # noqa: F811
     log = []
     back_id, programs = joined(log)
     harness = made(**programs)
@@ -129,7 +129,7 @@ def test_a_natted_callers_join_with_bob_goes_through_a_relay_session_of_its_own(
     assert front_call.joined_media is None and back_call.joined_media is None
 
 
-def test_peers_that_reach_each_other_are_joined_without_a_relay(made):
+def test_peers_that_reach_each_other_are_joined_without_a_relay(made):  # noqa: F811
     log = []
     back_id, programs = joined(log)
     harness = made(**programs)
@@ -139,7 +139,7 @@ def test_peers_that_reach_each_other_are_joined_without_a_relay(made):
     assert harness.core.media_relay.sessions() == []
 
 
-def test_a_join_with_a_call_the_sip_side_relays_already_opens_no_second_session(made):
+def test_a_join_with_a_call_the_sip_side_relays_already_opens_no_second_session(made):  # noqa: F811
     harness = made()
     relay = harness.core.media_relay
     leg = LegAddress("127.0.0.1", "127.0.0.1")
@@ -160,7 +160,7 @@ def test_a_join_with_a_call_the_sip_side_relays_already_opens_no_second_session(
     assert caller.joined_media is None and joined_media.closed
 
 
-def test_later_offers_of_either_peer_cross_through_the_join_relay(made):
+def test_later_offers_of_either_peer_cross_through_the_join_relay(made):  # noqa: F811
     log = []
     back_id, programs = joined(log)
     harness = made(**programs)
@@ -180,7 +180,7 @@ def test_later_offers_of_either_peer_cross_through_the_join_relay(made):
     assert address_of(held.body) != "10.0.0.5"
 
 
-def test_a_join_bob_refuses_releases_the_relay_and_the_channel_answers_the_callers_own_offer(made):
+def test_a_join_bob_refuses_releases_the_relay_and_the_channel_answers_the_callers_own_offer(made):  # noqa: F811
     log = []
     back_id, programs = joined(log)
     harness = made(**programs)
@@ -197,7 +197,7 @@ def test_a_join_bob_refuses_releases_the_relay_and_the_channel_answers_the_calle
     assert harness.pbx.bridges == {"fallback": 1}
 
 
-def test_break_bridge_releases_the_join_relay(made):
+def test_break_bridge_releases_the_join_relay(made):  # noqa: F811
     log = []
 
     async def after(task):
