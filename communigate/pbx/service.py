@@ -33,8 +33,10 @@ from zope.interface import implementer
 from communigate.interfaces import ICallApplication, IDelivery, IEndpoint, IKeepsAccountData, IRouteHandler
 from communigate.pbx.channel import MediaChannel, MediaCounters, PortRange
 from communigate.pbx.leg import LegError
+from communigate.pbx.meetings import Meetings
 from communigate.pbx.mixing import ConferenceRooms
 from communigate.pbx.prompts import Prompts
+from communigate.pbx.queues import TaskQueues
 from communigate.pbx.task import Task
 from communigate.routing.addresses import AddressError, parse_address
 from communigate.routing.route import Module
@@ -257,6 +259,9 @@ class PBXService(Service):
         self.counters = MediaCounters()
         self.tasks: dict[str, Task] = {}
         self.rooms = ConferenceRooms(self.scheduler)
+        self.queues = TaskQueues()
+        self.meetings = Meetings(context.store, lambda task_id: task_id in self.tasks)
+        context.directory.watch_accounts(self.meetings)
         self.started: dict[str, int] = {}
         self.failures: dict[str, int] = {}
         self.bridges: dict[str, int] = {}  # bridges formed: simple, transparent, fallback
@@ -332,6 +337,7 @@ class PBXService(Service):
 
     def task_ended(self, task: Task) -> None:
         self.tasks.pop(task.id, None)
+        task._leave_rendezvous()
 
     def program_failed(self, task: Task, failure) -> None:
         self.failures[task.program] = self.failures.get(task.program, 0) + 1

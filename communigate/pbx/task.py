@@ -68,6 +68,7 @@ from communigate.pbx.leg import CallLeg, LegError, address_header, new_call_id
 from communigate.pbx.media_verbs import MediaVerbs
 from communigate.pbx.mixing import MixerVerbs
 from communigate.pbx.refer import PeerReferVerbs
+from communigate.pbx.rendezvous import RendezvousVerbs
 from communigate.pbx.transfer import TransferVerbs
 from communigate.routing.addresses import Address, AddressError, parse_address, sip_uri
 from communigate.signal.model import Submitter
@@ -119,7 +120,7 @@ class _Waiter:
 
 
 @implementer(ICallOwner)
-class Task(BridgeVerbs, MixerVerbs, TransferVerbs, PeerReferVerbs, MediaVerbs, Machine):
+class Task(BridgeVerbs, MixerVerbs, TransferVerbs, PeerReferVerbs, MediaVerbs, RendezvousVerbs, Machine):
     """
     One running program; see the module docstring.
 
