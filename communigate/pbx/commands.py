@@ -13,6 +13,11 @@ CLI commands of the PBX: start, signal, inspect and stop tasks.
   - C{LISTPBXTASKS} [D]: every running task's status, by task ID.
   - C{LISTPBXAPPLICATIONS} [D]: the installed applications and what they
     do.
+  - C{LISTPBXQUEUES [account]} [D]: the task queues (of the account), each
+    with its waiting tasks in order (ID, parameter, priority) and how many
+    readers wait on it.
+  - C{LISTPBXMEETINGS account} [D]: the account's meetings: their
+    parameter and the active task's ID.
 
 [D] C{ENTRY} is accepted and ignored: a Python application has one entry
 point, its C{run}.
@@ -123,6 +128,43 @@ class PBXCommands:
             name: str(getattr(application, "description", "") or "")
             for name, application in sorted(self._service.applications.items())
         }
+
+
+    def command_LISTPBXQUEUES(self, context, arguments):
+        """LISTPBXQUEUES [accountName]"""
+        account = None
+        if not arguments.at_end():
+            account = self._account(context, arguments)
+        arguments.end()
+        listed: dict = {}
+        for owner, name, entries, readers in self._service.queues.queues(account):
+            listed.setdefault(owner, {})[name] = {
+                "Waiting": [
+                    {"ID": entry.task_id, "Parameter": _text(entry.parameter), "Priority": f"{entry.priority:g}"}
+                    for entry in entries
+                ],
+                "Readers": str(readers),
+            }
+        return listed
+
+    def command_LISTPBXMEETINGS(self, context, arguments):
+        """LISTPBXMEETINGS accountName"""
+        account = self._account(context, arguments)
+        arguments.end()
+        listed: dict = {}
+        for meeting_set, key, found in self._service.meetings.listed(account):
+            shown = {"Parameter": _text(found["parameter"])}
+            if "id" in found:
+                shown["ID"] = found["id"]
+            listed.setdefault(meeting_set, {})[key] = shown
+        return listed
+
+    def _account(self, context, arguments) -> str:
+        name = qualified(context, arguments.string("account name"))
+        account = self._service.context.directory.resolve_account(name)
+        if account is None:
+            raise CommandError(f"unknown account {name!r}")
+        return account
 
 
 def _text(value) -> object:

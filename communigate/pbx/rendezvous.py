@@ -63,9 +63,11 @@ class RendezvousVerbs:
         Take the task at the head of C{queue}: C{{"id": ..., "parameter":
         ...}}, or L{None} when it is empty -- at once with C{timeout} 0 (as
         CG/PL's C{ReadQueue}), else after waiting up to C{timeout} seconds
-        (L{None}: as long as it takes) for a task to be enqueued.  The task
-        read is out of the queue; telling it so (an event, a bridge) is the
-        reader's business.
+        (L{None}: as long as it takes) for a task to be enqueued.  Like
+        playing, waiting stops with L{None} when an event, a hang-up or
+        (with interrupts on) a key comes; C{read_input} then reads it.  The
+        task read is out of the queue; telling it so (an event, a bridge)
+        is the reader's business.
         """
         self._check()
         queues = self.service.queues

@@ -323,7 +323,8 @@ class Task(BridgeVerbs, MixerVerbs, TransferVerbs, PeerReferVerbs, MediaVerbs, R
 
     def _interrupt(self) -> None:
         """
-        A DTMF key, an event or a hang-up: playing and recording stop.
+        A DTMF key, an event or a hang-up: playing and recording stop, and
+        so does waiting in C{read_queue}.
         """
         waiter = self._waiter
         if waiter is None:
@@ -334,6 +335,8 @@ class Task(BridgeVerbs, MixerVerbs, TransferVerbs, PeerReferVerbs, MediaVerbs, R
             self._wake(False)
         elif waiter.kind == "record":
             self._wake(self._finish_recording())
+        elif waiter.kind == "queue":
+            self._wake(None)
 
     # -- inputs -----------------------------------------------------------------
 

@@ -194,3 +194,18 @@ def test_bad_queue_names_are_call_errors(made):  # noqa: F811
     harness = made(program=program)
     start(harness, "program")
     assert errors == ["bad queue name"] * 4
+
+
+def test_an_event_stops_a_waiting_read_queue_and_stays_to_be_read(made):  # noqa: F811
+    seen = []
+
+    async def agent(task):
+        seen.append(await task.read_queue("line", None))
+        seen.append((await task.read_input(0)).what)
+
+    harness = made(agent=agent)
+    reader = start(harness, "agent", "sales@example.com")
+    harness.cli(f"SENDTASKEVENT {reader.id} EVENT Shift")
+    harness.turn()
+    assert seen == [None, "Shift"]
+    assert harness.pbx.queues.queues() == []

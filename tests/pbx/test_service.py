@@ -57,7 +57,7 @@ def test_a_bad_pbx_option_stops_twistd_with_a_usage_error():
 def test_the_pbx_module_and_the_stock_applications_are_plugins():
     verifyObject(IProtocolModule, pbx_module)
     applications = installed_applications()
-    assert {"echo", "dtmftest"} <= set(applications)
+    assert {"echo", "dtmftest", "callqueue", "queueagent"} <= set(applications)
     for application in applications.values():
         verifyObject(ICallApplication, application)
 
