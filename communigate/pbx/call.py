@@ -39,6 +39,7 @@ from communigate.pbx.events import CallError, CallState
 from communigate.pbx.leg import CallLeg, LegError
 from communigate.pbx.records import report_call
 from communigate.pbx.peer_requests import PeerRequests
+from communigate.pbx.reliable import ReliableCall
 from communigate.pbx.transparent import TransparentCall, is_sdp
 from communigate.signal.model import Response, response
 
@@ -149,7 +150,7 @@ class _Owner:
         self._call.task.later(take_over, self._call, signal, replaces, responder)
 
 
-class Call(PeerRequests, TransparentCall):
+class Call(PeerRequests, ReliableCall, TransparentCall):
     """
     One call of a task (incoming or outgoing).  Its transparent-bridging
     part (no channel; SDP exchanged with the bridged call's peer) is
@@ -239,6 +240,7 @@ class Call(PeerRequests, TransparentCall):
         self._unregister()
         if self.channel is not None:
             self.channel.close()
+        self._stop_reliable()
         self.release_joined_media("call ended")
         transaction, self._transaction = self._transaction, None
         if transaction is not None and not transaction.called:
@@ -276,10 +278,14 @@ class Call(PeerRequests, TransparentCall):
         self._answer_sdp = sdp
         return sdp, SDP
 
-    def provision(self, code: int, reason: str, media: bool, sdp: bytes | None = None) -> None:
+    def provision(self, code: int, reason: str, media: bool, sdp: bytes | None = None, *,
+                  reliably: bool = False, settled=None) -> bool:
         """
         A 1xx; with C{media} 183 with our SDP answer, or C{sdp} (the bridged
-        peer's early media, passed on).
+        peer's early media, passed on).  Sent reliably (RFC 3262) when the
+        caller requires it, or supports it and C{reliably} is asked;
+        whether it was, and then C{settled(error)} is called once its PRACK
+        came (L{None}) or never will (L{communigate.pbx.reliable}).
         """
         if self.state not in (CallState.INCOMING, CallState.PROVISIONED):
             raise CallError("not an incoming call")
@@ -300,10 +306,14 @@ class Call(PeerRequests, TransparentCall):
                 body, content_type = b"", None
             if body:
                 body = self.ours(body)
-        self.responder.provisional(
-            self.leg.answer(code, reason, body=body, content_type=content_type, contact=self._contact())
-        )
+        answer = self.leg.answer(code, reason, body=body, content_type=content_type, contact=self._contact())
+        reliable = self._reliably(reliably)
+        if reliable:
+            self._provision_reliably(answer, settled)
+        else:
+            self.responder.provisional(answer)
         self.state = CallState.PROVISIONED
+        return reliable
 
     def accept(self, sdp: bytes | None = None) -> None:
         """
@@ -322,6 +332,7 @@ class Call(PeerRequests, TransparentCall):
                 self.reject(error.code or 488, str(error).partition(" ")[2])
                 raise
             body = self.ours(body)
+        self._stop_reliable()
         self._register()
         self.awaiting_ack = True
         self.responder.final(
@@ -402,6 +413,8 @@ class Call(PeerRequests, TransparentCall):
     def _provisional(self, answer: Response) -> None:
         if self.state != CallState.CALLING or self._abandoned:
             return
+        if not self._provisional_wanted(answer):
+            return  # a reliable one repeated or out of order (RFC 3262 section 4)
         if is_sdp(answer.content_type, answer.body):
             if self.transparent:
                 self.peer_sdp = answer.body

@@ -26,6 +26,7 @@ responses the task sends; the task and the dialog table move them.
 
 from __future__ import annotations
 
+import copy
 import os
 
 from communigate.routing.addresses import (
@@ -46,10 +47,11 @@ from communigate.sip.headers import (
 __all__ = ["CallLeg", "LegError", "new_tag", "new_call_id", "address_header", "email_of"]
 
 #: The requests a task's leg answers; sent in Allow.
-ALLOW = "INVITE, ACK, CANCEL, BYE, OPTIONS, INFO, NOTIFY, REFER, UPDATE"
+ALLOW = "INVITE, ACK, CANCEL, BYE, OPTIONS, INFO, NOTIFY, REFER, UPDATE, PRACK"
 #: The extensions a task's leg supports (RFC 3891: an INVITE with Replaces
-#: may take its place; communigate.pbx.replaces); sent in Supported.
-SUPPORTED = "replaces"
+#: may take its place, communigate.pbx.replaces; RFC 3262: reliable
+#: provisional responses, communigate.pbx.reliable); sent in Supported.
+SUPPORTED = "replaces, 100rel"
 
 
 class LegError(ValueError):
@@ -291,6 +293,18 @@ class CallLeg:
         self.remote_tag = to.tag
         self.remote_target = str(contacts[0].uri) if contacts else str(to.uri)
         self.route_set = tuple(str(route) for route in reversed(routes))
+
+    def early(self, answer: Response) -> CallLeg:
+        """
+        The early dialog a provisional C{answer} to our INVITE makes (its To
+        tag, Contact and Record-Route), to send a PRACK in (RFC 3262); this
+        leg is unchanged.
+
+        @raise LegError: as L{established}.
+        """
+        leg = copy.copy(self)
+        leg.established(answer)
+        return leg
 
     # -- answering the peer's INVITE ----------------------------------------
 

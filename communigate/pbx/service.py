@@ -37,6 +37,7 @@ from communigate.pbx.meetings import Meetings
 from communigate.pbx.mixing import ConferenceRooms
 from communigate.pbx.prompts import Prompts
 from communigate.pbx.queues import TaskQueues
+from communigate.pbx.reliable import unsupported_options
 from communigate.pbx.task import Task
 from communigate.routing.addresses import AddressError, parse_address
 from communigate.routing.route import Module
@@ -182,6 +183,11 @@ class _ApplicationEndpoint:
     def deliver(self, signal, responder):
         if signal.method.upper() != "INVITE":
             responder.final(response(405, f"{signal.method} cannot start an application"))
+            return _Finished()
+        unsupported = unsupported_options(signal.headers)
+        if unsupported:
+            # RFC 3261 8.2.2.3: an extension the caller requires and we lack.
+            responder.final(response(420, "Bad Extension", headers=(("Unsupported", ", ".join(unsupported)),)))
             return _Finished()
         try:
             task = self._service.start_task(

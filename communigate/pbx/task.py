@@ -538,18 +538,39 @@ class Task(BridgeVerbs, MixerVerbs, TransferVerbs, PeerReferVerbs, MediaVerbs, R
             return fail(error)
         return self._verb(call.accept, call)
 
-    def provision_call(self, media: bool = False, code: int | None = None, reason: str = "") -> Deferred:
+    def provision_call(self, media: bool = False, code: int | None = None, reason: str = "",
+                       reliably: bool = False) -> Deferred:
         """
         Send a provisional response: 180 Ringing, or with C{media} 183
         Session Progress with our SDP, so that what the task plays is heard
-        before it answers.
+        before it answers.  With C{reliably} (and a caller that supports
+        it) the response goes reliably (RFC 3262) and the verb waits for
+        the caller's PRACK; no PRACK within 32 s rejects the call (500) and
+        fails.  A caller that requires it gets it reliably in any case.
         """
         try:
             call = self._incoming()
         except CallError as error:
             return fail(error)
         code = code or (183 if media else 180)
-        return self._verb(lambda: call.provision(code, reason, media), call)
+        waiting = []
+
+        def settled(error) -> None:
+            if waiting:
+                self._wake(None, "provision", error=None if error is None else CallError(error))
+
+        try:
+            reliable = call.provision(code, reason, media, reliably=reliably, settled=settled)
+        except CallError as error:
+            self._settle(call)
+            return fail(error)
+        except ValueError as error:
+            return fail(error)
+        self._settle(call)
+        if not reliable or call._reliable is None or not call._reliable.waiting:
+            return succeed(None)
+        waiting.append(True)
+        return self._wait("provision")
 
     def reject_call(self, code: int = 486, reason: str = "") -> Deferred:
         """
