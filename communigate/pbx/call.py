@@ -400,7 +400,7 @@ class Call(PeerRequests, ReliableCall, TransparentCall):
 
     def _submit(self, more_headers) -> None:
         destination, submitter, headers, lifetime, offer = self._placing
-        extra = {} if lifetime is None else {"lifetime": lifetime}
+        extra = {} if lifetime is None else {"lifetime": lifetime, "ring_limit": lifetime}
         signal = self.leg.invite_signal(
             destination, submitter, body=offer, content_type=SDP, contact=self._contact(),
             headers=headers + tuple(more_headers), **extra

@@ -235,6 +235,7 @@ class CallLeg:
         contact: str | None = None,
         headers=(),
         lifetime: float = DEFAULT_LIFETIME,
+        ring_limit: float | None = None,
     ) -> Signal:
         """
         The INVITE placing this call to C{target} (an address the Router
@@ -265,6 +266,7 @@ class CallLeg:
             body=body,
             content_type=content_type if body else None,
             lifetime=lifetime,
+            ring_limit=ring_limit,
         )
         self.invite = signal
         return signal

@@ -54,7 +54,11 @@ class Signal:
     @ivar headers: C{(name, value)} pairs, in order, names as received.
     @ivar in_dialog: a request inside an established dialog; Signal Rules
         are not applied to it.
-    @ivar lifetime: seconds until the Signal ends with 408.
+    @ivar lifetime: seconds until the Signal ends with 408 (an INVITE that
+        rings lives on: see L{communigate.signal.service.RINGING_LIFETIME}).
+    @ivar ring_limit: seconds an INVITE may last in all, ringing or not
+        (a caller's own limit, such as a PBX task's C{start_call} expires);
+        L{None}: only the lifetime and Timer C bound it.
     """
 
     method: str
@@ -68,6 +72,7 @@ class Signal:
     content_type: str | None = None
     in_dialog: bool = False
     lifetime: float = DEFAULT_LIFETIME
+    ring_limit: float | None = None
 
     def header(self, name: str) -> str | None:
         """

@@ -21,7 +21,9 @@ its C{final} Deferred once, with the final response.  In between:
      (L{communigate.signal.ranking}); the hooks' C{responded} see it.
 
 A Signal that has no final response after its C{lifetime} ends with 408;
-a task cancelled by its submitter ends with 487.
+an INVITE lives on after a provisional response, L{RINGING_LIFETIME}
+seconds from the last one (a phone may ring longer than the lifetime); a
+task cancelled by its submitter ends with 487.
 
 Time comes only from the injected L{IReactorTime}: stage timers and the
 lifetime are C{callLater}s, cancelled as soon as the final response is
@@ -88,6 +90,12 @@ __all__ = ["SignalService", "SignalTask"]
 #: Methods counted under their own name; anything else is counted as
 #: C{other}, so that a peer sending made-up methods cannot grow the
 #: metric's label set.
+#: Seconds an INVITE Signal lives after each provisional response (RFC
+#: 3261 16.6: a proxy's Timer C, more than three minutes): a phone may ring
+#: longer than the Signal's lifetime, which bounds the wait for a first
+#: answer.
+RINGING_LIFETIME = 181.0
+
 COUNTED_METHODS = frozenset(
     {
         "ACK", "BYE", "CANCEL", "INFO", "INVITE", "MESSAGE", "NOTIFY", "OPTIONS",
@@ -267,6 +275,7 @@ class SignalTask:
         self._loop = False
         self._root = None
         self._started = service.clock.seconds()
+        self._lifetime = None
 
     # ISignalTask
 
@@ -345,7 +354,7 @@ class SignalTask:
             elif outcome is not None:
                 self._hook_returned(hook, "submitted", outcome)
         signal = self.signal
-        self.call_later(signal.lifetime, self._conclude, response(408))
+        self._lifetime = self.call_later(signal.lifetime, self._conclude, response(408))
         if not signal.targets:
             self._conclude(response(400, "The Signal has no target address"))
             return
@@ -480,6 +489,8 @@ class SignalTask:
     def provisional(self, answer: Response) -> None:
         if self._decided or answer.code == 100:
             return
+        if self.signal.method == "INVITE":
+            self._ringing()
         for listener in tuple(self._listeners):
             try:
                 listener(answer)
@@ -488,6 +499,23 @@ class SignalTask:
                     "Signal {call_id}: a provisional response listener failed",
                     call_id=self.signal.call_id,
                 )
+
+    def _ringing(self) -> None:
+        """
+        A provisional response to an INVITE: something is ringing, so the
+        Signal lives on past its lifetime, for L{RINGING_LIFETIME} seconds
+        from this response (RFC 3261 16.6 Timer C), and its timed rule
+        stages (up to 600 s) and no-answer stage can run -- unless the
+        submitter set a C{ring_limit}, whose timer (the lifetime) stands.
+        """
+        limit = self.signal.ring_limit
+        if limit is not None:
+            return  # the caller's own limit stands (its lifetime timer)
+        lifetime = self._lifetime
+        if lifetime is not None and lifetime.active():
+            lifetime.cancel()
+            self._timers.discard(lifetime)
+        self._lifetime = self.call_later(RINGING_LIFETIME, self._conclude, response(408))
 
     def win(self, answer: Response) -> None:
         self._conclude(answer)
