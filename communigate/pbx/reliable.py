@@ -262,11 +262,11 @@ class ReliableCall:
     def _reliable_failed(self, error: str) -> None:
         from communigate.pbx.events import CallState
 
+        self._reliable_settle(error)  # before the rejection settles it as "ended"
         if self.state in (CallState.INCOMING, CallState.PROVISIONED):
             code, _, text = error.partition(" ")
             self.reject(int(code), text)
             self.task._call_ended(self, "no PRACK")
-        self._reliable_settle(error)
 
     def _reliable_settle(self, error) -> None:
         settled, self._reliable_settled = self._reliable_settled, None
