@@ -70,6 +70,16 @@ def queue_parameters(parameters) -> tuple[str, float | None]:
     return name, limit
 
 
+async def _configured(task, what: str) -> tuple[str, float | None] | None:
+    """The task's queue parameters; bad ones answer the call 500 (logged) and give L{None}."""
+    try:
+        return queue_parameters(task.parameters)
+    except ValueError as error:
+        log.warn("{what} for {account}: {error}; 500", what=what, account=task.account, error=str(error))
+        await task.reject_call(500, f"{what} misconfigured")
+        return None
+
+
 async def _play_first(task, *names: str, ms: int | None = None) -> bool | None:
     """Play the first of C{names} that exists; L{None} when none does."""
     for name in names:
@@ -102,12 +112,10 @@ class CallQueue:
     description = "A caller waits in line with music until an agent (queueagent) takes the call."
 
     async def run(self, task) -> None:
-        try:
-            queue, limit = queue_parameters(task.parameters)
-        except ValueError as error:
-            log.warn("callqueue for {account}: {error}; 500", account=task.account, error=str(error))
-            await task.reject_call(500, "Call queue misconfigured")
+        configured = await _configured(task, "Call queue")
+        if configured is None:
             return
+        queue, limit = configured
         await task.accept_call()
         clock = task.service.clock
         since = clock.seconds()
@@ -171,12 +179,10 @@ class QueueAgent:
     description = "An agent's line: takes the callers waiting in a callqueue, one after another."
 
     async def run(self, task) -> None:
-        try:
-            queue, wrapup = queue_parameters(task.parameters)
-        except ValueError as error:
-            log.warn("queueagent for {account}: {error}; 500", account=task.account, error=str(error))
-            await task.reject_call(500, "Queue agent misconfigured")
+        configured = await _configured(task, "Queue agent")
+        if configured is None:
             return
+        queue, wrapup = configured
         await task.accept_call()
         served = 0
         while task.is_connected():
