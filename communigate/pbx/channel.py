@@ -36,7 +36,12 @@ events to the task; the channel itself never runs task code.
 
 RTCP (reports on a randomised ~5 s interval, the peer's reports read,
 BYE on close) is L{communigate.pbx.rtcp_reports}, called from the tick,
-the datagram shells and C{close}.
+the datagram shells and C{close}.  Offers and answers carry
+C{a=rtcp-mux} (RFC 5761): when both ends agree, RTCP shares the RTP port
+both ways; the RTCP port stays bound all the same (an answerer that does
+not multiplex sends there), and RTCP arriving on the RTP port is told
+from RTP by its second octet (L{communigate.media.rtp.is_rtcp}) whatever
+was negotiated.
 
 Not here yet: codecs other than G.711, ptimes other than 20 ms (packets
 off the 20 ms grid are refused by the jitter buffer and counted), SRTP.
@@ -471,13 +476,14 @@ class MediaChannel(Machine):
             direction=self.direction,
             session_id=self.session_id,
             session_version=self.session_version,
+            rtcp_mux=True,
         )
         mine = next(s for s in streams(ours) if s.accepted)
         theirs = streams(offered)[mine.index]
         self._configure(mine.payload_type, mine.codec.encoding, mine.event_payload_type)
         self._follow(theirs.address, theirs.port, sends=mine.sends and not theirs.old_style_hold,
                      receives=mine.receives)
-        self.rtcp.follow(theirs.rtcp_address, theirs.rtcp_port)
+        self.rtcp.follow(theirs.rtcp_address, theirs.rtcp_port, muxed=mine.rtcp_mux)
         self._offered = False
         return ours.serialize()
 
@@ -501,6 +507,7 @@ class MediaChannel(Machine):
             direction=self.direction,
             session_id=self.session_id,
             session_version=self.session_version,
+            rtcp_mux=True,
         ).serialize()
 
     def apply_answer(self, data: bytes) -> None:
@@ -529,7 +536,8 @@ class MediaChannel(Machine):
         ours_receive = self.direction in ("sendrecv", "recvonly")
         self._follow(stream.address, stream.port, sends=ours_send and stream.receives,
                      receives=ours_receive and stream.sends)
-        self.rtcp.follow(stream.rtcp_address, stream.rtcp_port)
+        # Our offers always ask for rtcp-mux: the answer decides.
+        self.rtcp.follow(stream.rtcp_address, stream.rtcp_port, muxed=stream.rtcp_mux)
 
     @property
     def negotiated(self) -> bool:
@@ -765,6 +773,11 @@ class MediaChannel(Machine):
     def rtcp_port(self):
         """The listening RTCP port, or None when not bound."""
         return self._listening[1] if self._listening else None
+
+    @property
+    def rtp_port(self):
+        """The listening RTP port (muxed RTCP goes out of it), or None."""
+        return self._listening[0] if self._listening else None
 
     # -- the tick -------------------------------------------------------------
 
