@@ -210,4 +210,6 @@ class ChannelRTCP:
             status["PeerSSRC"] = f"{session.stats.ssrc:08X}"
         if session.peer_left:
             status["PeerLeft"] = "YES"
+        if self.muxed:
+            status["Mux"] = "YES"
         return status

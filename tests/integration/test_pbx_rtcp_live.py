@@ -178,7 +178,6 @@ def round_trip_shown(server) -> str:
     return status
 
 
-
 @pytest.fixture
 def echo_server(tmp_path):
     with pbx_server(tmp_path) as (server, _):

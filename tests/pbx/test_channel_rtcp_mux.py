@@ -87,6 +87,7 @@ def test_an_answer_to_a_muxing_offer_muxes_and_reports_go_out_of_the_rtp_port(se
     packets, _ = reports[0]
     assert isinstance(packets[0], SenderReport) and packets[0].ssrc == frames[0][0].ssrc
     assert rtcp.written == []
+    assert channel.rtcp.status()["Mux"] == "YES"
 
 
 def test_muxed_reports_follow_the_latched_rtp_source(setup):
@@ -134,6 +135,7 @@ def test_no_mux_without_the_offer_asking_reports_go_to_the_rtcp_port(setup):
     _, reports = split(rtp)
     assert reports == []
     assert {address for _, address in rtcp.written} == {(PEER[0], PEER[1] + 1)}
+    assert "Mux" not in channel.rtcp.status()
 
 
 def test_an_offer_with_a_payload_type_in_the_rtcp_range_is_answered_without_mux(setup):
