@@ -100,6 +100,17 @@ def test_an_answer_declines_mux_when_a_chosen_payload_type_is_64_to_95():
     assert "rtcp-mux" not in str(sd)
 
 
+@given(offered=st.booleans(), wanted=st.booleans(), event_pt=st.integers(35, 127))
+def test_an_answer_muxes_exactly_when_offered_wanted_and_no_chosen_payload_type_is_64_to_95(
+    offered, wanted, event_pt
+):
+    sd = answer(offer_text(mux=offered, formats=f"0 {event_pt}", event_pt=str(event_pt)),
+                DEFAULT_CAPABILITIES, "198.51.100.1", [40000], rtcp_mux=wanted)
+    (info,) = streams(parse_sdp(str(sd)))
+    assert info.event_payload_type == event_pt
+    assert info.rtcp_mux == (offered and wanted and not 64 <= event_pt <= 95)
+
+
 def test_a_rejected_stream_never_muxes():
     sd = parse_sdp("v=0\r\no=- 1 1 IN IP4 192.0.2.1\r\ns=-\r\nc=IN IP4 192.0.2.1\r\nt=0 0\r\n"
                    "m=audio 0 RTP/AVP 0\r\na=rtcp-mux\r\n")
