@@ -52,7 +52,8 @@ class MediaVerbs:
         calls that read no keys; keys the peer sends as tones are then not
         heard (RFC 4733 events and INFO still are).
 
-        @raise ValueError: an unknown option, naming the known ones.
+        @raise ValueError: an unknown option, naming the known ones, or a
+            value that is not a flag.
         """
         if name not in MEDIA_OPTIONS:
             raise ValueError(f"unknown media option {name!r}; known: {', '.join(MEDIA_OPTIONS)}")
@@ -64,7 +65,7 @@ class MediaVerbs:
             old = self.service.inband_dtmf
         if value is None:
             return old
-        flag = options[name] = bool(value)
+        flag = options[name] = _flag(name, value)
         call = self.call
         channel = None if call is None else call.channel
         if channel is not None:
@@ -232,6 +233,29 @@ class MediaVerbs:
         channel.stop_playing()
         channel.stop_recording()
         channel.loopback = False
+
+
+_TRUE = frozenset({"yes", "true", "on", "1"})
+_FALSE = frozenset({"no", "false", "off", "0"})
+
+
+def _flag(name: str, value) -> bool:
+    """
+    A media option's flag: a bool, 0 or 1, or the words CG/PL programs and
+    event parameters carry (C{"YES"}, C{"no"} ...).  Anything else is
+    refused rather than taken for true, so C{"NO"} never switches a thing on.
+    """
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, int) and value in (0, 1):
+        return bool(value)
+    if isinstance(value, str):
+        word = value.strip().lower()
+        if word in _TRUE:
+            return True
+        if word in _FALSE:
+            return False
+    raise ValueError(f"media option {name} is a flag: True or False (yes/no, 1/0), not {value!r}")
 
 
 def _as_wav(pcm: bytes | None) -> bytes | None:

@@ -142,3 +142,26 @@ def test_an_unknown_media_option_is_refused_naming_the_known_ones(stop):
     task, _ = call(pbx)
     with pytest.raises(ValueError, match="unknown media option 'mixMOH'; known: inbandDTMF"):
         task.media_option("mixMOH")
+
+
+@pytest.mark.parametrize("value, flag", [
+    (False, False), (True, True), (0, False), (1, True), ("NO", False), ("yes", True), ("0", False), ("off", False),
+])
+def test_the_flag_takes_bools_and_the_words_for_them(stop, value, flag):
+    pbx = harness(KeyReader())
+    stop(pbx)
+    task, _ = call(pbx)
+    task.media_option("inbandDTMF", not flag)
+    task.media_option("inbandDTMF", value)
+    assert task.media_option("inbandDTMF") is flag
+    assert task.call.channel.detecting_inband is flag
+
+
+@pytest.mark.parametrize("value", ["maybe", 2, 0.5, ""])
+def test_a_value_that_is_no_flag_is_refused_and_changes_nothing(stop, value):
+    pbx = harness(KeyReader())
+    stop(pbx)
+    task, _ = call(pbx)
+    with pytest.raises(ValueError, match="media option inbandDTMF is a flag"):
+        task.media_option("inbandDTMF", value)
+    assert task.media_option("inbandDTMF") is True
