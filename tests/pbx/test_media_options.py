@@ -88,12 +88,14 @@ def test_a_task_that_turns_in_band_dtmf_off_hears_no_tones_and_on_again_does(sto
     task, peer = call(pbx)
     assert app.seen == [("old", True)]
     assert not task.call.channel.detecting_inband
+    assert "InBandDTMF" not in pbx.cli(f"READNODESTATUS {task.id}")["Call"]["Media"]
     press(pbx, peer, "7")
     assert task.status is None
     assert pbx.pbx.counters.dtmf == {}
     pbx.cli(f"SENDTASKEVENT {task.id} set 1")
     pbx.turn()
     assert app.seen == [("old", True), ("old", False)]
+    assert pbx.cli(f"READNODESTATUS {task.id}")["Call"]["Media"]["InBandDTMF"] == "YES"
     press(pbx, peer, "4")
     assert task.status == "4"
     assert pbx.pbx.counters.dtmf == {"inband": 1}
