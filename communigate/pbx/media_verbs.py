@@ -60,14 +60,16 @@ class MediaVerbs:
         options = self._media_options
         if options is None:
             options = self._media_options = {}
+        call = self.call
+        channel = None if call is None else call.channel
         old = options.get(name)
         if old is None:
-            old = self.service.inband_dtmf
+            # What the channel was made with (the setting may have changed
+            # since), else what a channel made now would get.
+            old = self.service.inband_dtmf if channel is None else channel.inband_dtmf
         if value is None:
             return old
         flag = options[name] = _flag(name, value)
-        call = self.call
-        channel = None if call is None else call.channel
         if channel is not None:
             channel.inband_dtmf = flag
         return old

@@ -117,6 +117,16 @@ def test_the_server_setting_no_makes_channels_without_the_detector(stop):
     assert task.status == "8"
 
 
+def test_a_setting_changed_during_a_call_leaves_its_channel_and_the_option_says_so(stop):
+    pbx = harness(KeyReader())
+    stop(pbx)
+    task, peer = call(pbx)
+    pbx.cli("UPDATEMEDIASERVERSETTINGS {InBandDTMF = No;}")
+    assert task.media_option("inbandDTMF") is True
+    press(pbx, peer, "6")
+    assert task.status == "6"
+
+
 def test_the_default_setting_auto_detects_tones(stop):
     app = KeyReader()
     pbx = harness(app)
