@@ -18,6 +18,9 @@ Both phones offer and answer telephone-event (RFC 4733), as SIP phones
 do; with --inband-callee the callee answers PCMU alone, as many PSTN
 gateways do, so that PBX channel also runs every frame it hears through
 the in-band DTMF detector (decoded, Goertzel), the costly case.
+--no-inband-detection sets the media server setting `InBandDTMF = No`
+first, so no channel runs the detector: with --inband-callee, the
+figures of the same calls without it.
 
 For each mode and each level N (default 50, 100, 200, 400; a mode stops
 after a level that fails): a fresh server; bob registered at one sipp UAS
@@ -46,7 +49,7 @@ A level passes when every call was set up and carried audio, under 0.5%
 of the frames were lost and the generator kept its pacing within 20 ms.
 
     python benchmarks/bridged_calls.py [--modes relay,pbx] [--levels 50,100,200,400] [--window 10]
-                                       [--inband-callee]
+                                       [--inband-callee] [--no-inband-detection]
 
 Bounded: at most the levels given, each a few seconds of setup plus the
 window.  Nothing is asserted; figures are printed.
@@ -297,7 +300,8 @@ def callee_scenario(workdir: str, inband: bool) -> str:
     return path
 
 
-def run_level(mode: str, count: int, workdir: str, window: float, inband: bool = False) -> dict:
+def run_level(mode: str, count: int, workdir: str, window: float, inband: bool = False,
+              detect: bool = True) -> dict:
     setup = count / min(count, SETUP_RATE)
     hold = setup + window + 8  # every call is up and the window is over before the first BYE
     frames = int((hold + setup + 10) / FRAME)
@@ -318,6 +322,8 @@ def run_level(mode: str, count: int, workdir: str, window: float, inband: bool =
             'SETROUTERTABLE "S:<bridged> = gatewayincoming{bob,media}#postmaster"',
         ):
             command(client, line)
+        if not detect:
+            command(client, "UPDATEMEDIASERVERSETTINGS {InBandDTMF = No;}")
         if mode == "relay":
             relay_low = low + 2 * count + 100
             command(client, "UPDATEACCOUNTSETTINGS bob {MediaRelay = YES;}")
@@ -443,6 +449,8 @@ def main() -> None:
     parser.add_argument("--window", type=float, default=WINDOW, help="seconds measured once every call is up")
     parser.add_argument("--inband-callee", action="store_true",
                         help="the callee answers without telephone-event (its PBX channel detects DTMF in-band)")
+    parser.add_argument("--no-inband-detection", action="store_true",
+                        help="InBandDTMF = No on the server: no channel runs the in-band DTMF detector")
     options = parser.parse_args()
     modes = options.modes.split(",")
     if set(modes) - set(MODES):
@@ -450,6 +458,7 @@ def main() -> None:
     levels = [int(level) for level in options.levels.split(",")]
     print(f"bridged calls, 2 x 50 packets/s of 172-octet PCMU a call; {options.window:g} s measured a level; "
           f"callee {'without' if options.inband_callee else 'with'} telephone-event; "
+          f"in-band detection {'off' if options.no_inband_detection else 'Auto'}; "
           f"load average {os.getloadavg()[0]:.2f}")
     print(f"{'mode':>5} {'calls':>5} {'up':>4} {'audio':>5} {'frames':>8} {'lost %':>7} {'late %':>7} "
           f"{'delay p50/p99 ms':>17} {'jitter mean/max ms':>18} {'server CPU':>10} {'us/pkt':>7} {'tick late ms':>12} "
@@ -458,7 +467,8 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as workdir:
         for mode in modes:
             for count in levels:
-                result = run_level(mode, count, workdir, options.window, options.inband_callee)
+                result = run_level(mode, count, workdir, options.window, options.inband_callee,
+                                   not options.no_inband_detection)
                 if "sent" not in result:
                     print(f"{mode:>5} {count:>5} {result['established']:>4} {result['carrying']:>5}  "
                           "the calls did not all carry audio; no window measured", flush=True)

@@ -39,6 +39,10 @@ class ServerContext:
     @ivar media_relay: the L{communigate.interfaces.IMediaRelay}; L{None}
         in a core built without a reactor (relays live in the running
         server).
+    @ivar media_settings: the media server settings
+        (L{communigate.media.relay_settings.RelayConfiguration}; its
+        C{current} is the parsed L{RelaySettings} in force): the relay's
+        ports and limits, and defaults the PBX's media channels take.
     @ivar scheduler: the one L{communigate.core.scheduler.Scheduler} every
         state machine runs on (NAT pingers, PBX tasks, media channels);
         L{None} in a core built without a reactor.
@@ -63,5 +67,6 @@ class ServerContext:
     message_waiting: object = None
     call_records: object = None
     media_relay: object = None
+    media_settings: object = None
     scheduler: object = None
     dialogs: object = None

@@ -200,6 +200,7 @@ def build_core(config: Config, store: IStore, reactor) -> ServerContext:
         message_waiting=message_waiting,
         call_records=call_records,
         media_relay=media_relay,
+        media_settings=media_configuration,
         scheduler=scheduler,
         dialogs=dialogs,
     )

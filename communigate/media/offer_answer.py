@@ -7,7 +7,9 @@ SDP rewrite of a media relay.
   (``max_audio`` of them, default 1) with the *first offered* codec we
   support, plus telephone-event (RFC 4733) when both sides have it at that
   codec's clock rate, its events the intersection of both ``fmtp`` lists
-  (RFC 4733 §2.4.1: none given means 0-15); every other stream rejected
+  (RFC 4733 §2.4.1: none given means 0-15), and ``a=rtcp-mux`` when
+  ``rtcp_mux=True``, the offer asked for it and neither chosen payload
+  type is one RFC 5761 §4 rules out (`mux_compatible`); every other stream rejected
   with port 0 (RFC 3264 §6).  A stream is usable if it is ``audio`` over
   ``RTP/AVP`` with a non-zero port and an address.  With no usable audio
   stream the answer is impossible: `NoCommonCodec` (the caller answers
@@ -18,13 +20,18 @@ SDP rewrite of a media relay.
 - `make_offer(capabilities, address, port)` writes an offer for one
   audio stream: every capability, static payload types as they are,
   dynamic ones numbered from 101; ``direction="sendonly"`` puts the peer
-  on hold, ``old_style_hold=True`` also writes ``c=0.0.0.0``.
+  on hold, ``old_style_hold=True`` also writes ``c=0.0.0.0``;
+  ``rtcp_mux=True`` adds ``a=rtcp-mux`` (RFC 5761 §5.1.1: the RTCP port,
+  RTP + 1, stays valid for an answerer that does not multiplex).
 - `streams(description)` reads what each m-line says about its sender's
   end: where to send RTP and RTCP, the direction, the codec (the first
-  format), the telephone-event payload type and events, ptime.
+  format), the telephone-event payload type and events, ptime, and
+  whether it asks for (offer) or agrees to (answer) RTCP multiplexing.
 - `rewrite(sdp, address, port_map)` turns a description towards a media
   relay: its ``c=`` addresses and the ports of the relayed m-lines (and
-  their ``a=rtcp``) are the relay's, every other octet is kept.
+  their ``a=rtcp``) are the relay's, every other octet is kept
+  (``a=rtcp-mux`` too: the parties agree on multiplexing between
+  themselves, and the relay carries either way).
 """
 
 from __future__ import annotations
@@ -59,6 +66,7 @@ __all__ = [
     "rewrite",
     "parse_events",
     "format_events",
+    "mux_compatible",
 ]
 
 #: Static payload types of RFC 3551 that an offer may use without rtpmap.
@@ -73,6 +81,15 @@ STATIC_PAYLOAD_TYPES = {
 }
 AUDIO_PROTOCOL = "RTP/AVP"
 EVENT_ENCODING = "telephone-event"
+#: RTP payload types RFC 5761 §4 forbids on a multiplexed port: with the
+#: marker bit set they make a second octet of 192-223, RTCP's packet types.
+MUX_CONFLICTING_PAYLOAD_TYPES = range(64, 96)
+
+
+def mux_compatible(payload_types: Iterable[int | None]) -> bool:
+    """Whether RTP of these payload types can share a port with RTCP
+    (RFC 5761 §4): none of them is 64-95."""
+    return not any(pt is not None and pt in MUX_CONFLICTING_PAYLOAD_TYPES for pt in payload_types)
 
 
 class NoCommonCodec(ValueError):
@@ -169,6 +186,9 @@ class StreamInfo:
     event_payload_type: int | None
     events: frozenset[int]
     ptime: int | None
+    #: ``a=rtcp-mux``: in an offer, the offerer would multiplex; in an
+    #: answer, RTP and RTCP share the RTP port both ways (RFC 5761 §5.1.1).
+    rtcp_mux: bool = False
 
     @property
     def accepted(self) -> bool:
@@ -224,6 +244,7 @@ def streams(description: SessionDescription) -> list[StreamInfo]:
         out.append(StreamInfo(
             index, media.media, media.proto, media.port, address, rtcp_port, rtcp_address,
             description.direction(index), codec_pt, codec, event_pt, events, media.ptime,
+            media.rtcp_mux and media.port != 0,
         ))
     return out
 
@@ -273,7 +294,7 @@ def _choose(media: Media, capabilities: Sequence[Codec]):
     return chosen, event
 
 
-def _accepted_media(media, chosen, event, port, direction, ptime) -> Media:
+def _accepted_media(media, chosen, event, port, direction, ptime, mux=False) -> Media:
     fmt, codec, rtpmap = chosen
     formats = [fmt]
     attributes: list = [("rtpmap", rtpmap.value(fmt))]
@@ -286,6 +307,8 @@ def _accepted_media(media, chosen, event, port, direction, ptime) -> Media:
         attributes.append(("fmtp", f"{event_fmt} {format_events(common)}"))
     if ptime:
         attributes.append(("ptime", str(ptime)))
+    if mux:
+        attributes.append(("rtcp-mux", None))
     attributes.append((direction, None))
     return Media(media.media, port, media.proto, tuple(formats), attributes=tuple(attributes))
 
@@ -302,10 +325,15 @@ def answer(
     session_version: int | str = 0,
     username: str = "-",
     ptime: int | None = 20,
+    rtcp_mux: bool = False,
 ) -> SessionDescription:
     """The answer to ``offer``; ``ports[i]`` is our RTP port for m-line
     ``i`` (looked up only for streams we accept; RTCP is on port + 1).
     ``direction`` is what we want (``"sendonly"`` to hold the peer).
+    ``rtcp_mux``: whether we can multiplex RTCP on the RTP port; an
+    accepted stream whose offer asked for it is answered ``a=rtcp-mux``
+    unless a chosen payload type is 64-95 (`mux_compatible`), in which
+    case both ends keep RTCP apart (RFC 5761 §5.1.1 lets us decline).
     Raises `NoCommonCodec` when no audio stream is usable."""
     if direction not in DIRECTIONS:
         raise ValueError(f"direction must be one of {', '.join(DIRECTIONS)}, not {direction!r}")
@@ -328,7 +356,10 @@ def answer(
             raise ValueError(f"no local port given for accepted m-line {index}") from None
         accepted += 1
         negotiated = _answer_direction(stream.direction, stream.old_style_hold, direction)
-        out.append(_accepted_media(media, chosen, event, port, negotiated, ptime))
+        mux = rtcp_mux and stream.rtcp_mux and mux_compatible(
+            (_int_or_none(chosen[0]), None if event is None else _int_or_none(event[0]))
+        )
+        out.append(_accepted_media(media, chosen, event, port, negotiated, ptime, mux))
     if not accepted:
         raise NoCommonCodec("no audio stream of the offer has a codec we support")
     connection = Connection.for_address(address)
@@ -352,8 +383,10 @@ def make_offer(
     session_version: int | str = 0,
     username: str = "-",
     ptime: int | None = 20,
+    rtcp_mux: bool = False,
 ) -> SessionDescription:
-    """An offer of one audio stream with every capability, in order."""
+    """An offer of one audio stream with every capability, in order
+    (``rtcp_mux``: asking for RTCP on the RTP port, RFC 5761)."""
     if direction not in DIRECTIONS:
         raise ValueError(f"direction must be one of {', '.join(DIRECTIONS)}, not {direction!r}")
     formats = []
@@ -372,6 +405,8 @@ def make_offer(
             attributes.append(("fmtp", f"{fmt} {codec.fmtp}"))
     if ptime:
         attributes.append(("ptime", str(ptime)))
+    if rtcp_mux:
+        attributes.append(("rtcp-mux", None))
     attributes.append((direction, None))
     connection = Connection.for_address("0.0.0.0" if old_style_hold else address)
     origin_type = Connection.for_address(address).addrtype
@@ -394,7 +429,9 @@ def rewrite(sdp: bytes | str, address: str, port_map: Mapping[int, int]):
     its type; a ``c=`` of 0.0.0.0, the old-style hold, is kept so the hold
     still means hold), the port of every relayed m-line whose port is not
     0 (a rejected stream stays rejected), and the port (and address, if
-    given) of a relayed m-line's ``a=rtcp``.  When the session-level
+    given) of a relayed m-line's ``a=rtcp`` (the relay's RTP port itself
+    when the party's ``a=rtcp`` named its own RTP port, as a party that
+    multiplexes may, RFC 5761 §5.1.3; else the relay's RTCP port).  When the session-level
     ``c=`` changes and an m-line that is not relayed relied on it, that
     m-line gets its own ``c=`` with the old address.
 
@@ -450,7 +487,8 @@ def rewrite(sdp: bytes | str, address: str, port_map: Mapping[int, int]):
             if applies and not line.split()[-1].startswith("0.0.0.0"):
                 line = f"c={line[2:].split()[0]} {new_type} {address}"
         elif line.startswith("a=rtcp:") and index in relayed:
-            line = _replace_rtcp(line, port_map[index] + 1, address, new_type)
+            same = (description.media[index].rtcp or (None,))[0] == description.media[index].port
+            line = _replace_rtcp(line, port_map[index] + (0 if same else 1), address, new_type)
         elif kind == "a=" and _is_ice_attribute(line) and (index in relayed if index >= 0 else strip_session_ice):
             continue
         out.append(line + end)

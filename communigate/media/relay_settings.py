@@ -18,6 +18,15 @@ most once a second) after the admin tool did.
 - C{Address} (empty): the IPv4 address relay ports bind to and are shown
   by; empty: the SIP listener's, or every interface.
 - C{IPv6Address} (empty): the same for IPv6 legs.
+- C{InBandDTMF} (C{Auto}): whether PBX media channels listen for DTMF
+  tones in the audio.  C{Auto}: when the peer did not negotiate
+  telephone-event (RFC 4733), so keys from a gateway that sends tones are
+  heard; C{No}: never, which saves the detector's decoding and tone
+  analysis (the largest part of such a channel's CPU) on calls whose tasks
+  read no keys.  A task may change it for its own call
+  (C{media_option("inbandDTMF", flag)}); this is the value it starts with.
+  Not the relay's business, but it is a media setting the operator sets
+  for the whole server, so it lives with the others.
 """
 
 from __future__ import annotations
@@ -38,7 +47,10 @@ DEFAULT_SETTINGS = {
     "MaxRelays": "1000",
     "Address": "",
     "IPv6Address": "",
+    "InBandDTMF": "Auto",
 }
+#: The values of C{InBandDTMF}, lower-cased, and whether each runs the detector.
+INBAND_DTMF_VALUES = {"auto": True, "no": False}
 
 _MIN_PORT = 1024
 _MAX_IDLE = 86400
@@ -71,6 +83,14 @@ def _port_range(settings: dict) -> tuple[int, int]:
     return low, high
 
 
+def _inband_dtmf(settings: dict) -> bool:
+    value = settings.get("InBandDTMF", DEFAULT_SETTINGS["InBandDTMF"])
+    flag = INBAND_DTMF_VALUES.get(str(value).strip().lower())
+    if flag is None:
+        raise ValueError(f"InBandDTMF must be Auto or No, not {value!r}")
+    return flag
+
+
 @attrs.frozen
 class RelaySettings:
     """
@@ -83,6 +103,7 @@ class RelaySettings:
     max_relays: int = 1000
     address: str = ""
     ipv6_address: str = ""
+    inband_dtmf: bool = True
 
     @classmethod
     def from_data(cls, settings: dict) -> RelaySettings:
@@ -104,6 +125,7 @@ class RelaySettings:
             max_relays=_integer(settings, "MaxRelays", 0, 100_000),
             address=address_setting(settings, "Address", 4),
             ipv6_address=address_setting(settings, "IPv6Address", 6),
+            inband_dtmf=_inband_dtmf(settings),
         )
 
     @property

@@ -182,6 +182,11 @@ class Media:
             return None
 
     @property
+    def rtcp_mux(self) -> bool:
+        """Whether the m-line carries ``a=rtcp-mux`` (RFC 5761 §5.1.1)."""
+        return _lookup(self.attributes, "rtcp-mux") is not None
+
+    @property
     def rtcp(self) -> tuple[int, Connection | None] | None:
         """``a=rtcp:port [IN IP4 addr]`` (RFC 3605), or None."""
         value = self.attribute("rtcp")

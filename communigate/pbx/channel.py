@@ -20,7 +20,10 @@ Datagrams are read by a thin C{DatagramProtocol} shell that parses them and
 fills the jitter buffer; RFC 4733 events are reported at once (one report
 per event, through redundancy and loss).  When telephone-event was not
 negotiated, the decoded audio goes through the in-band detector
-(L{communigate.media.inband}) instead.
+(L{communigate.media.inband}) instead, unless the channel's C{inband_dtmf}
+is off: the detector is the costliest thing a channel does (it decodes
+every frame and works out tone powers), and a call whose task reads no
+keys -- a plain bridge to a gateway -- need not pay for it.
 
 Symmetric RTP: the first packet of a negotiated payload type fixes where
 the channel sends (latching), whatever the SDP said; packets from other
@@ -33,7 +36,12 @@ events to the task; the channel itself never runs task code.
 
 RTCP (reports on a randomised ~5 s interval, the peer's reports read,
 BYE on close) is L{communigate.pbx.rtcp_reports}, called from the tick,
-the datagram shells and C{close}.
+the datagram shells and C{close}.  Offers and answers carry
+C{a=rtcp-mux} (RFC 5761): when both ends agree, RTCP shares the RTP port
+both ways; the RTCP port stays bound all the same (an answerer that does
+not multiplex sends there), and RTCP arriving on the RTP port is told
+from RTP by its second octet (L{communigate.media.rtp.is_rtcp}) whatever
+was negotiated.
 
 Not here yet: codecs other than G.711, ptimes other than 20 ms (packets
 off the 20 ms grid are refused by the jitter buffer and counted), SRTP.
@@ -265,6 +273,9 @@ class MediaChannel(Machine):
     @param on_recorded: C{on_recorded(token, pcm)} when a recording
         reached its limit.
     @param counters: the L{MediaCounters} shared by all channels.
+    @param inband_dtmf: whether to listen for DTMF tones in the audio when
+        telephone-event was not negotiated (the C{inband_dtmf} property
+        changes it later).
 
     @ivar codec: C{PCMU} or C{PCMA} once negotiated.
     @ivar remote: where frames go, C{(host, port)}, once known.
@@ -288,6 +299,7 @@ class MediaChannel(Machine):
         on_recorded=None,
         counters: MediaCounters | None = None,
         name: str = "",
+        inband_dtmf: bool = True,
     ) -> None:
         self.reactor = reactor
         self._scheduler = scheduler
@@ -336,6 +348,7 @@ class MediaChannel(Machine):
         self._jitter: JitterBuffer | None = None
         self._receiver = TelephoneEventReceiver()
         self._detector: DTMFDetector | None = None
+        self._inband_dtmf = bool(inband_dtmf)
         self._heard = False
         self._remote_ssrc: int | None = None
         self._recording: bytearray | None = None
@@ -463,13 +476,14 @@ class MediaChannel(Machine):
             direction=self.direction,
             session_id=self.session_id,
             session_version=self.session_version,
+            rtcp_mux=True,
         )
         mine = next(s for s in streams(ours) if s.accepted)
         theirs = streams(offered)[mine.index]
         self._configure(mine.payload_type, mine.codec.encoding, mine.event_payload_type)
         self._follow(theirs.address, theirs.port, sends=mine.sends and not theirs.old_style_hold,
                      receives=mine.receives)
-        self.rtcp.follow(theirs.rtcp_address, theirs.rtcp_port)
+        self.rtcp.follow(theirs.rtcp_address, theirs.rtcp_port, muxed=mine.rtcp_mux)
         self._offered = False
         return ours.serialize()
 
@@ -493,6 +507,7 @@ class MediaChannel(Machine):
             direction=self.direction,
             session_id=self.session_id,
             session_version=self.session_version,
+            rtcp_mux=True,
         ).serialize()
 
     def apply_answer(self, data: bytes) -> None:
@@ -521,7 +536,8 @@ class MediaChannel(Machine):
         ours_receive = self.direction in ("sendrecv", "recvonly")
         self._follow(stream.address, stream.port, sends=ours_send and stream.receives,
                      receives=ours_receive and stream.sends)
-        self.rtcp.follow(stream.rtcp_address, stream.rtcp_port)
+        # Our offers always ask for rtcp-mux: the answer decides.
+        self.rtcp.follow(stream.rtcp_address, stream.rtcp_port, muxed=stream.rtcp_mux)
 
     @property
     def negotiated(self) -> bool:
@@ -540,7 +556,31 @@ class MediaChannel(Machine):
         self.payload_type = payload_type
         self.event_payload_type = event_payload_type
         self._silence = g711.silence(encoding)
-        self._detector = None if event_payload_type is not None else DTMFDetector()
+        self._detector = DTMFDetector() if self._inband_dtmf and event_payload_type is None else None
+
+    @property
+    def inband_dtmf(self) -> bool:
+        """
+        Whether tones in the audio are looked for when telephone-event was
+        not negotiated (they never are when it was: the keys come as
+        events, and a phone sending both would be heard twice).
+        """
+        return self._inband_dtmf
+
+    @inband_dtmf.setter
+    def inband_dtmf(self, flag: bool) -> None:
+        self._inband_dtmf = flag = bool(flag)
+        if not flag:
+            self._detector = None
+        elif self._detector is None and self.codec is not None and self.event_payload_type is None:
+            # A fresh detector: what it half-heard before it was switched
+            # off is gone, so no key is made of two separate tones.
+            self._detector = DTMFDetector()
+
+    @property
+    def detecting_inband(self) -> bool:
+        """Whether the in-band detector runs on what the peer sends now."""
+        return self._detector is not None
 
     #: Where the peer's packets came from when last latched.
     _latched_from: tuple | None = None
@@ -733,6 +773,11 @@ class MediaChannel(Machine):
     def rtcp_port(self):
         """The listening RTCP port, or None when not bound."""
         return self._listening[1] if self._listening else None
+
+    @property
+    def rtp_port(self):
+        """The listening RTP port (muxed RTCP goes out of it), or None."""
+        return self._listening[0] if self._listening else None
 
     # -- the tick -------------------------------------------------------------
 

@@ -216,6 +216,10 @@ def _status(task, now: float) -> dict:
                 "Received": str(channel.frames_received),
                 "RTCP": channel.rtcp.status(),
             }
+            if channel.detecting_inband:
+                # The costly part of such a channel, shown so an operator
+                # can tell which calls pay for it (InBandDTMF, inbandDTMF).
+                status["Call"]["Media"]["InBandDTMF"] = "YES"
     if task.bridge is not None:
         status["Bridged"] = task.bridge.id
     if task.mixer_attached() is not None:

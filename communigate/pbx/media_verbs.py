@@ -1,8 +1,16 @@
 """
 The media verbs of a task (CG/PL's C{PlayFile}, C{PlayTone}, C{Record},
-C{SendDTMF}, C{SetLocalHold}, C{ReleaseMediaChannel}, and the echo the
-stock application uses): what the program does with its call's media
-channel.
+C{SendDTMF}, C{SetLocalHold}, C{ReleaseMediaChannel}, C{MediaOption},
+and the echo the stock application uses): what the program does with its
+call's media channel.
+
+Media options (C{media_option}, CG/PL's C{MediaOption}) belong to the task,
+not to one channel: a task's call may get a new channel (a transfer, a
+new call after the last one ended), and the option holds for it too.
+C{inbandDTMF} is the one option so far: whether the channel listens for
+DTMF tones in the audio when the peer did not negotiate telephone-event.
+Until the task sets it, it is the media server setting C{InBandDTMF}
+(C{Auto}: yes; C{No}), read when the channel is made.
 
 L{MediaVerbs} is a part of L{communigate.pbx.task.Task}, kept in its own
 module as the bridging, mixing and transfer verbs are; it uses the task's
@@ -22,12 +30,54 @@ from communigate.pbx.prompts import frames, tone_frames
 __all__ = ["MediaVerbs"]
 
 _DTMF_KEYS = frozenset("0123456789*#ABCD")
+#: The media options a task has (see the module docstring).
+MEDIA_OPTIONS = ("inbandDTMF",)
 
 
 class MediaVerbs:
     """
     The media verbs of a task (see the module docstring).
     """
+
+    #: The media options the task set (unset ones take the server's).
+    _media_options: dict | None = None
+
+    def media_option(self, name: str, value=None):
+        """
+        The value of media option C{name}; with C{value}, set it and return
+        the old one (CG/PL's C{MediaOption}).  C{inbandDTMF} (a bool):
+        whether the call's channel listens for DTMF tones in the audio when
+        telephone-event was not negotiated; the default is the media server
+        setting C{InBandDTMF}.  Turning it off saves the detector's CPU on
+        calls that read no keys; keys the peer sends as tones are then not
+        heard (RFC 4733 events and INFO still are).
+
+        @raise ValueError: an unknown option, naming the known ones, or a
+            value that is not a flag.
+        """
+        if name not in MEDIA_OPTIONS:
+            raise ValueError(f"unknown media option {name!r}; known: {', '.join(MEDIA_OPTIONS)}")
+        options = self._media_options
+        if options is None:
+            options = self._media_options = {}
+        call = self.call
+        channel = None if call is None else call.channel
+        old = options.get(name)
+        if old is None:
+            # What the channel was made with (the setting may have changed
+            # since), else what a channel made now would get.
+            old = self.service.inband_dtmf if channel is None else channel.inband_dtmf
+        if value is None:
+            return old
+        flag = options[name] = _flag(name, value)
+        if channel is not None:
+            channel.inband_dtmf = flag
+        return old
+
+    def _inband_dtmf(self) -> bool:
+        options = self._media_options
+        flag = None if options is None else options.get("inbandDTMF")
+        return self.service.inband_dtmf if flag is None else flag
 
     def hold(self, inactive: bool = False) -> Deferred:
         """
@@ -63,6 +113,7 @@ class MediaVerbs:
             on_dtmf=lambda key, method: self.later(self._dtmf_received, key, method),
             on_played=lambda token: self.later(self._played, token),
             on_recorded=lambda token, pcm: self.later(self._recorded, token, pcm),
+            inband_dtmf=self._inband_dtmf(),
         )
 
     def _media(self):
@@ -184,6 +235,29 @@ class MediaVerbs:
         channel.stop_playing()
         channel.stop_recording()
         channel.loopback = False
+
+
+_TRUE = frozenset({"yes", "true", "on", "1"})
+_FALSE = frozenset({"no", "false", "off", "0"})
+
+
+def _flag(name: str, value) -> bool:
+    """
+    A media option's flag: a bool, 0 or 1, or the words CG/PL programs and
+    event parameters carry (C{"YES"}, C{"no"} ...).  Anything else is
+    refused rather than taken for true, so C{"NO"} never switches a thing on.
+    """
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, int) and value in (0, 1):
+        return bool(value)
+    if isinstance(value, str):
+        word = value.strip().lower()
+        if word in _TRUE:
+            return True
+        if word in _FALSE:
+            return False
+    raise ValueError(f"media option {name} is a flag: True or False (yes/no, 1/0), not {value!r}")
 
 
 def _as_wav(pcm: bytes | None) -> bytes | None:

@@ -9,9 +9,15 @@ addresses and the socket.
     the channel latched its RTP to another host than the SDP named (a
     peer behind NAT), to that host's RTP port + 1.  Once a valid RTCP
     packet has come to our RTCP port, to wherever it came from (symmetric
-    RTCP, RFC 4961).  A new SDP forgets that latch.  We do not offer or
-    accept C{a=rtcp-mux}: ours go out of the RTCP port; the peer's that
-    come multiplexed on our RTP port are read all the same.
+    RTCP, RFC 4961).  A new SDP forgets that latch.
+  - B{Multiplexed} (RFC 5761, C{a=rtcp-mux} in the offer and the
+    answer): ours go out of the RTP port to where the channel's RTP goes
+    (the SDP's RTP address until the channel latched, then the latched
+    source), so one NAT binding carries both.  The peer's multiplexed
+    reports are read on the RTP port; they are read there too when mux was
+    not negotiated (some phones do it anyway).  A peer that sends to our
+    RTCP port although mux was agreed is answered there (the latch above
+    wins): it evidently listens where it sends from.
   - B{When.}  Checked on the channel's 20 ms tick (so every timer is the
     scheduler's, on the injected clock): the session starts on the first
     tick after negotiation and reports when due.  The SR's RTP timestamp
@@ -54,17 +60,20 @@ class ChannelRTCP:
         )
         self.sdp_address: tuple[str, int] | None = None
         self.latched: tuple[str, int] | None = None
+        self.muxed = False
 
     # -- addresses ----------------------------------------------------------
 
-    def follow(self, host: str | None, port: int | None) -> None:
+    def follow(self, host: str | None, port: int | None, *, muxed: bool = False) -> None:
         """
-        The peer's SDP says its RTCP is at C{host}:C{port}; a latch is
+        The peer's SDP says its RTCP is at C{host}:C{port}, and whether
+        the offer and answer agreed on C{muxed} RTCP; a latch is
         forgotten (a hold address, 0.0.0.0, changes nothing else).
         """
         if host and port and host != "0.0.0.0":
             self.sdp_address = (host, port)
         self.latched = None
+        self.muxed = muxed
 
     @property
     def destination(self) -> tuple[str, int] | None:
@@ -72,6 +81,8 @@ class ChannelRTCP:
         if self.latched is not None:
             return self.latched
         channel = self.channel
+        if self.muxed:
+            return channel.remote
         remote, sdp = channel.remote, self.sdp_address
         if channel.latched and remote is not None and (sdp is None or remote[0] != sdp[0]):
             return (remote[0], remote[1] + 1)
@@ -143,7 +154,7 @@ class ChannelRTCP:
     def _send(self, data: bytes) -> None:
         channel = self.channel
         destination = self.destination
-        port = channel.rtcp_port
+        port = channel.rtp_port if self.muxed and self.latched is None else channel.rtcp_port
         if destination is None or port is None:
             return
         try:
@@ -199,4 +210,6 @@ class ChannelRTCP:
             status["PeerSSRC"] = f"{session.stats.ssrc:08X}"
         if session.peer_left:
             status["PeerLeft"] = "YES"
+        if self.muxed:
+            status["Mux"] = "YES"
         return status

@@ -361,7 +361,18 @@ class PBXService(Service):
 
     # -- media ------------------------------------------------------------------------
 
-    def make_channel(self, *, name: str, on_dtmf, on_played, on_recorded) -> MediaChannel:
+    @property
+    def inband_dtmf(self) -> bool:
+        """
+        Whether a new channel listens for DTMF tones when telephone-event
+        was not negotiated: the media server setting C{InBandDTMF}
+        (C{Auto}, the default: yes; C{No}), a task's C{inbandDTMF} media
+        option overriding it for its call.
+        """
+        settings = getattr(self.context, "media_settings", None)
+        return True if settings is None else settings.current.inband_dtmf
+
+    def make_channel(self, *, name: str, on_dtmf, on_played, on_recorded, inband_dtmf: bool = True) -> MediaChannel:
         return MediaChannel(
             reactor=self.clock,
             scheduler=self.scheduler,
@@ -373,6 +384,7 @@ class PBXService(Service):
             on_recorded=on_recorded,
             counters=self.counters,
             name=name,
+            inband_dtmf=inband_dtmf,
         )
 
     def _wan_address(self) -> str | None:

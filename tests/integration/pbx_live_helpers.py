@@ -16,7 +16,8 @@ because pytest runs with C{--import-mode=importlib}, which puts none.
     fields and C{-key} values), L{register}, L{answering_phone} (a
     registered UAS), L{sipp_callee} / L{start_sipp_server} (a UAS on a
     port), L{finished}, L{errors}, L{logged_ports};
-  - media: L{RTPPeer} (symmetric, sends a tone and RFC 4733 keys),
+  - media: L{RTPPeer} (symmetric, sends a tone, RFC 4733 keys and keys
+    as tones in the audio),
     L{SourceRecordingPeer} (keeps where each packet came from, sends where
     it is told), L{ThreadedPeer} (their common thread and waiting);
   - audio checks: L{windows}, L{heard_tone}, L{hears}, L{never_hears};
@@ -46,7 +47,7 @@ from communigate.media import g711
 from communigate.media.analysis import energy_fraction
 from communigate.media.events import TelephoneEventSender
 from communigate.media.rtp import RTPError, RTPPacket, parse_rtp
-from communigate.media.tones import Tone, ToneGenerator
+from communigate.media.tones import Tone, ToneGenerator, dtmf
 from communigate.testing import free_port, start_server, stop_server
 
 #: The directory of the sipp scenarios.
@@ -332,7 +333,9 @@ class RTPPeer(_UDPPeer):
     A phone's media side in a thread: it waits for the task's first packet
     (symmetric RTP: it answers where that came from), then sends a 20 ms
     frame of its tone (silence for frequency 0) and, when asked, a key as
-    RFC 4733 events; it keeps what it hears.
+    RFC 4733 events (L{press}) or as its DTMF tones in the audio
+    (L{press_tones}, as a PSTN gateway without telephone-event sends it);
+    it keeps what it hears.
     """
 
     def __init__(self, frequency: float = 0.0) -> None:
@@ -342,10 +345,17 @@ class RTPPeer(_UDPPeer):
         self.heard: list[bytes] = []
         self.frames_sent = 0
         self._keys = TelephoneEventSender(160)
+        self._tone_frames: list[bytes] = []
 
     def press(self, key: str) -> None:
         with self._lock:
             self._keys.send(key)
+
+    def press_tones(self, key: str, seconds: float = 0.1) -> None:
+        """Send C{key}'s two tones for C{seconds}, then 100 ms of silence, in place of the tone."""
+        pcm = dtmf(key, seconds) + bytes(1600)
+        with self._lock:
+            self._tone_frames.extend(pcm[start:start + 320] for start in range(0, len(pcm), 320))
 
     def audio(self) -> bytes:
         with self._lock:
@@ -372,8 +382,11 @@ class RTPPeer(_UDPPeer):
             next_send += 0.02
             with self._lock:
                 event = self._keys.tick(self._timestamp)
+                keyed = self._tone_frames.pop(0) if self._tone_frames else None
             if event is not None:
                 self._send_event(event, self.remote)
+            elif keyed is not None:
+                self._send_audio(keyed, self.remote)
             else:
                 self._send_audio(tone.frame(160) if tone is not None else bytes(320), self.remote)
             self.frames_sent += 1

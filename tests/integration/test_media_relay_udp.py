@@ -4,7 +4,10 @@ RTP peers talk through one relay session -- the caller "behind NAT" (its
 SDP names 10.0.0.5, it sends from 127.0.0.1) sends 440 Hz, the callee
 1 kHz -- and each hears the other's tone; RTCP crosses on the odd ports;
 a third socket's packets are dropped and counted; release closes every
-port.
+port.  And a call whose two parties multiplex RTCP on their RTP ports
+(RFC 5761, a=rtcp-mux in both SDPs, which the relay passes through):
+each party's RTP and SR reach the other party's RTP port, and nothing
+goes to their RTCP ports.
 """
 
 import socket
@@ -13,13 +16,15 @@ import pytest
 import pytest_twisted
 from prometheus_client import CollectorRegistry
 from twisted.internet import reactor, task
+from twisted.internet.error import CannotListenError
 from twisted.internet.protocol import DatagramProtocol
 
 from communigate.media import analysis, g711
 from communigate.media.latch import Drop
-from communigate.media.relay import LegAddress, MediaRelay, Side
+from communigate.media.relay import LegAddress, MediaRelay, Side, relay_description
 from communigate.media.relay_settings import RelaySettings
-from communigate.media.rtcp import ReceiverReport, compound
+from communigate.media.rtcp import ReceiverReport, SenderReport, compound, parse_rtcp
+from communigate.media.rtp import RTPPacket, is_rtcp, parse_rtp
 from communigate.media.session import RTPSession
 from communigate.media.tones import Tone, ToneGenerator
 
@@ -138,3 +143,67 @@ def test_two_peers_hear_each_others_tone_through_the_relay_and_strangers_are_dro
     yield task.deferLater(reactor, 0.05, lambda: None)  # the reactor closes the sockets
     assert all(is_free(number) for number in (caller_leg, caller_leg + 1, callee_leg, callee_leg + 1))
     assert relay.sessions() == [] and relay.open_ports() == 0
+
+
+def muxing_sdp(port):
+    return (
+        "v=0\r\no=- 1 1 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\n"
+        f"m=audio {port} RTP/AVP 0\r\na=rtcp-mux\r\n"
+    ).encode()
+
+
+def listen_pair():
+    """A party's RTP socket on an even port and the socket on the port above
+    (where its RTCP would go without mux), as (protocols, listening ports)."""
+    low, high = free_range(200)
+    for number in range(low, high, 2):
+        rtp, rtcp = Datagrams(), Datagrams()
+        try:
+            first = reactor.listenUDP(number, rtp, interface="127.0.0.1")
+        except CannotListenError:
+            continue
+        try:
+            second = reactor.listenUDP(number + 1, rtcp, interface="127.0.0.1")
+        except CannotListenError:
+            first.stopListening()
+            continue
+        return (rtp, rtcp), (first, second)
+    raise RuntimeError("no free even/odd UDP port pair")
+
+
+@pytest_twisted.inlineCallbacks
+def test_two_muxing_peers_get_each_others_rtp_and_rtcp_on_their_rtp_ports_through_the_relay():
+    low, high = free_range()
+    relay = MediaRelay(reactor, Configuration(port_low=low, port_high=high), registry=CollectorRegistry())
+    session = relay.open("udp-mux", LOOPBACK, LOOPBACK, "nat")
+    parties = {name: listen_pair() for name in ("caller", "callee")}
+    number = {name: ports[0].getHost().port for name, (_, ports) in parties.items()}
+    offer = relay_description(session, Side.CALLER, muxing_sdp(number["caller"]), lambda host: False)
+    answer = relay_description(session, Side.CALLEE, muxing_sdp(number["callee"]), lambda host: False)
+    assert b"a=rtcp-mux" in offer and b"a=rtcp-mux" in answer  # passed through: the parties agree
+    # Each party sends where the other's SDP, as rewritten, told it to.
+    leg = {"caller": session.ports(Side.CALLER, 0), "callee": session.ports(Side.CALLEE, 0)}
+    assert f"m=audio {leg['callee']} ".encode() in offer and f"m=audio {leg['caller']} ".encode() in answer
+    sent = {}
+    for name, ssrc in (("caller", 0xA), ("callee", 0xB)):
+        rtp = RTPPacket(0, 1, 160, ssrc, b"\xff" * 160).serialize()
+        sr = compound(SenderReport(ssrc, 1 << 32, 160, 1, 160), f"{name}@example.com")
+        for data in (rtp, sr):
+            parties[name][1][0].write(data, ("127.0.0.1", leg[name]))
+        sent[name] = [rtp, sr]
+    yield task.deferLater(reactor, 0.3, lambda: None)
+    try:
+        for name, other in (("caller", "callee"), ("callee", "caller")):
+            (rtp_in, rtcp_in), _ = parties[name]
+            received = [data for data, _ in rtp_in.received]
+            assert received == sent[other], name
+            assert not is_rtcp(received[0]) and parse_rtp(received[0]).ssrc == parse_rtp(sent[other][0]).ssrc
+            assert is_rtcp(received[1]) and isinstance(parse_rtcp(received[1])[0], SenderReport)
+            assert {source for _, source in rtp_in.received} == {("127.0.0.1", leg[name])}
+            assert rtcp_in.received == [], f"RTCP reached {name}'s RTCP port although both multiplex"
+        assert (session.rtcp_packets(Side.CALLER), session.rtcp_packets(Side.CALLEE)) == (1, 1)
+    finally:
+        session.release("bye")
+        for _, ports in parties.values():
+            for port in ports:
+                yield port.stopListening()

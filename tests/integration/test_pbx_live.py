@@ -6,7 +6,10 @@ analyses the audio.
   - echo: the peer sends 440 Hz and hears 440 Hz back;
   - dtmftest: the peer hears the greeting prompt (a WAV file in the data
     directory's pbx/prompts, 700 Hz), presses 5 as RFC 4733 events and
-    hears the 900 Hz tone that answers it;
+    hears the 900 Hz tone that answers it; from a phone without
+    telephone-event, 5 pressed as tones in the audio is answered the same
+    way while the media server setting InBandDTMF is Auto, and not at all
+    when it is No;
   - an application nobody installed: 404; one that raises: 500, and the
     server goes on answering;
   - STARTPBXTASK, SENDTASKEVENT, READNODESTATUS, KILLNODE over the CLI.
@@ -105,6 +108,26 @@ def test_dtmf_events_reach_the_application_and_its_prompt_and_answer_are_heard(p
         assert peer.wait_for(lambda: heard_tone(peer.audio(), 900)), "the answer to key 5 was not heard"
         code, output = finished(sipp)
     assert code == 0, output + errors(tmp_path)
+
+
+def test_keys_sent_as_tones_are_heard_unless_in_band_detection_is_off(pbx_server, tmp_path):
+    prompts = tmp_path / "data" / "pbx" / "prompts"
+    prompts.mkdir(parents=True)
+    write_wav(str(prompts / "greeting.wav"), Audio("PCMU", g711.encode("PCMU", sine((700,), 0.5))))
+    for setting, answered in (("No", False), ("Auto", True)):
+        configure(pbx_server, f"UPDATEMEDIASERVERSETTINGS {{InBandDTMF = {setting};}}")
+        with RTPPeer(0) as peer:
+            sipp = call(pbx_server, tmp_path, "dtmf", peer.port, "uac_app_pcmu.xml")
+            assert peer.wait_for(lambda: heard_tone(peer.audio(), 700)), "the greeting was not heard"
+            peer.press_tones("5")
+            if answered:
+                assert peer.wait_for(lambda: heard_tone(peer.audio(), 900)), "5 as tones was not heard (Auto)"
+            else:
+                assert not peer.wait_for(lambda: heard_tone(peer.audio(), 900), timeout=1.5), (
+                    "5 as tones was answered although InBandDTMF = No"
+                )
+            code, output = finished(sipp)
+        assert code == 0, output + errors(tmp_path)
 
 
 def test_an_application_that_is_not_installed_answers_404_and_is_logged(pbx_server, tmp_path):

@@ -10,6 +10,13 @@ covers the peer's own SSRC with plausible figures.  It answers with a
 receiver report about the server's stream (LSR/DLSR), after which the
 task's READNODESTATUS shows a round-trip time; the BYE that ends the call
 brings the server's RTCP BYE.
+
+The same with RTCP multiplexed on the RTP port (RFC 5761): sipp offers
+C{a=rtcp-mux} and fails the call unless the 200 agrees; the peer sends
+its own SR on its RTP port the moment it hears the task, and must get
+every report of the task's on its RTP port, from the task's RTP source,
+none on its RTCP port, with the block's LSR showing that the task read
+its SR, and its RR (muxed too) giving the task a round-trip time.
 """
 
 from __future__ import annotations
@@ -33,7 +40,8 @@ from communigate.media.rtcp import (
     ntp_middle,
     parse_rtcp,
 )
-from communigate.media.rtp import RTPError, RTPPacket, parse_rtp
+from communigate.media.rtcp import ntp_timestamp
+from communigate.media.rtp import RTPError, RTPPacket, is_rtcp, parse_rtp
 from communigate.media.tones import Tone, ToneGenerator
 
 from pbx_live_helpers import ThreadedPeer, call, cli, configure, pbx_server
@@ -70,10 +78,19 @@ class RTCPListeningPeer(ThreadedPeer):
     RTCP port, parsed, with how many RTP packets it had heard by then.
     C{reply_to_sr} makes it answer the first SR with a RR about the
     server's stream, 50 ms later (for the round-trip time).
+
+    C{muxed}: RTCP shares the RTP port (RFC 5761) both ways: RTCP that
+    arrives on the RTP port is kept as above, what arrives on the RTCP
+    port is only counted (C{rtcp_port_datagrams}), the RR goes out of the
+    RTP port, and the peer sends a SR of its own there as soon as it hears
+    the task.
     """
 
-    def __init__(self) -> None:
+    def __init__(self, muxed: bool = False) -> None:
         super().__init__()
+        self.muxed = muxed
+        self.rtcp_port_datagrams = 0
+        self.rtp_sources: set = set()
         self.rtp, self.rtcp = bind_pair()
         self.port = self.rtp.getsockname()[1]
         self.rtp_heard: list[RTPPacket] = []
@@ -106,15 +123,22 @@ class RTCPListeningPeer(ThreadedPeer):
             now = time.monotonic()
             for sock in ready:
                 data, source = sock.recvfrom(4096)
-                if sock is self.rtp:
+                if sock is self.rtp and not (self.muxed and is_rtcp(data)):
                     try:
                         packet = parse_rtp(data)
                     except RTPError:
                         continue
                     with self._lock:
                         self.rtp_heard.append(packet)
+                        self.rtp_sources.add(source)
                     if self._remote is None:
                         self._remote, next_send = source, now
+                        if self.muxed:
+                            sr = SenderReport(PEER_SSRC, ntp_timestamp(time.time()), 123456, 0, 0)
+                            self.rtp.sendto(compound(sr, "peer@test"), source)
+                    continue
+                if sock is self.rtcp and self.muxed:
+                    self.rtcp_port_datagrams += 1
                     continue
                 try:
                     packets = parse_rtcp(data)
@@ -129,7 +153,7 @@ class RTCPListeningPeer(ThreadedPeer):
                     block = ReportBlock(first.ssrc, 0, 0, 0, 0, ntp_middle(first.ntp_timestamp), round(0.05 * 65536))
                     reply = (now + 0.05, compound(ReceiverReport(PEER_SSRC, (block,)), "peer@test"), source)
             if reply is not None and now >= reply[0]:
-                self.rtcp.sendto(reply[1], reply[2])
+                (self.rtp if self.muxed else self.rtcp).sendto(reply[1], reply[2])
                 self.replied, reply = True, None
             if self._remote is None or now < next_send:
                 continue
@@ -140,6 +164,18 @@ class RTCPListeningPeer(ThreadedPeer):
             self.highest_sent = sequence
             sequence = (sequence + 1) & 0xFFFF
             timestamp = (timestamp + 160) & 0xFFFFFFFF
+
+
+def round_trip_shown(server) -> str:
+    """The echo task's READNODESTATUS once it shows an RTT (or after 3 s)."""
+    status = ""
+    deadline = time.monotonic() + 3
+    while time.monotonic() < deadline and "RTT" not in status:
+        code, tasks = cli(server, "LISTPBXTASKS")
+        for task_id in re.findall(r"(\d+)\s*=", str(tasks)):
+            status = str(cli(server, f"READNODESTATUS {task_id}")[1])
+        time.sleep(0.1)
+    return status
 
 
 @pytest.fixture
@@ -161,13 +197,7 @@ def test_a_call_to_echo_gets_sender_reports_about_its_stream_and_a_bye(echo_serv
             when, packets, heard = next((w, p, h) for w, p, h in peer.reports() if isinstance(p[0], SenderReport))
             # The round-trip time shows once our RR has reached the task.
             assert peer.wait_for(lambda: peer.replied, timeout=2.0)
-            status = ""
-            deadline = time.monotonic() + 3
-            while time.monotonic() < deadline and "RTT" not in status:
-                code, tasks = cli(echo_server, "LISTPBXTASKS")
-                for task_id in re.findall(r"(\d+)\s*=", str(tasks)):
-                    status = str(cli(echo_server, f"READNODESTATUS {task_id}")[1])
-                time.sleep(0.1)
+            status = round_trip_shown(echo_server)
             assert peer.wait_for(
                 lambda: any(isinstance(p[-1], Goodbye) for _, p, _ in peer.reports()), timeout=15.0
             ), "no RTCP BYE after the call ended"
@@ -198,3 +228,41 @@ def test_a_call_to_echo_gets_sender_reports_about_its_stream_and_a_bye(echo_serv
     assert len(sources) == 1 and next(iter(sources))[0] == "127.0.0.1"
     assert "RTT" in status, status
     assert sent > 0
+
+
+def test_a_call_that_muxes_gets_the_reports_on_its_rtp_port_and_the_task_reads_its_sr(echo_server, tmp_path):
+    with RTCPListeningPeer(muxed=True) as peer:
+        started = time.monotonic()
+        sipp = call(echo_server, tmp_path, "echo", peer.port, "uac_app_rtcp_mux.xml", timeout="30s")
+        try:
+            got_sr = peer.wait_for(
+                lambda: any(isinstance(p[0], SenderReport) for _, p, _ in peer.reports()), timeout=7.0
+            )
+            assert got_sr, (
+                f"no muxed SR within 7 s of the call ({time.monotonic() - started:.1f} s; RTP packets heard: "
+                f"{len(peer.rtp_heard)}, datagrams on the RTCP port: {peer.rtcp_port_datagrams})"
+            )
+            assert peer.wait_for(lambda: peer.replied, timeout=2.0)
+            status = round_trip_shown(echo_server)
+            assert peer.wait_for(
+                lambda: any(isinstance(p[-1], Goodbye) for _, p, _ in peer.reports()), timeout=15.0
+            ), "no muxed RTCP BYE after the call ended"
+            output, _ = sipp.communicate(timeout=30)
+        finally:
+            if sipp.poll() is None:
+                sipp.kill()
+                sipp.communicate()
+        reports = peer.reports()
+        rtcp_sources = set(peer.rtcp_sources)
+        rtp_sources = set(peer.rtp_sources)
+        on_rtcp_port = peer.rtcp_port_datagrams
+        rtp_ssrcs = {p.ssrc for p in peer.rtp_heard}
+    assert sipp.returncode == 0, output  # the 200 carried a=rtcp-mux
+    assert on_rtcp_port == 0, "the task sent RTCP to the RTCP port although mux was agreed"
+    assert len(rtp_sources) == 1 and rtcp_sources == rtp_sources, (rtcp_sources, rtp_sources)
+    sr = next(p[0] for _, p, _ in reports if isinstance(p[0], SenderReport))
+    assert rtp_ssrcs == {sr.ssrc}
+    (block,) = sr.reports
+    assert block.ssrc == PEER_SSRC
+    assert block.lsr != 0, "the task did not read the SR the peer sent on its RTP port"
+    assert "RTT" in status, status

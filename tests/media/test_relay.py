@@ -442,3 +442,48 @@ def test_an_address_on_a_relay_port_number_that_is_not_the_relays_is_relayed(rea
     session.ports(Side.CALLER, 0)
     assert not relay.owns("10.9.9.9", 30000)
     assert relay.owns("198.51.100.1", 30000) and not relay.owns("198.51.100.1", 30050)
+
+
+# -- rtcp-mux (RFC 5761) -------------------------------------------------------------
+
+MUX_OFFER = (
+    "v=0\r\no=alice 1 1 IN IP4 203.0.113.7\r\ns=-\r\nc=IN IP4 203.0.113.7\r\nt=0 0\r\n"
+    "m=audio 40000 RTP/AVP 0\r\na=rtcp-mux\r\n"
+).encode()
+
+
+def mux_answer(mux):
+    return (
+        "v=0\r\no=bob 2 2 IN IP4 192.0.2.20\r\ns=-\r\nc=IN IP4 192.0.2.20\r\nt=0 0\r\n"
+        "m=audio 5000 RTP/AVP 0\r\n" + ("a=rtcp-mux\r\n" if mux else "")
+    ).encode()
+
+
+def test_a_call_where_both_parties_mux_carries_rtcp_on_the_rtp_ports_both_ways(reactor):
+    relay = relay_on(reactor, port_low=30000, port_high=30099)
+    session = relay.open("k", CALLER, CALLEE)
+    offer = relay_description(session, Side.CALLER, MUX_OFFER, lambda host: False)
+    answer = relay_description(session, Side.CALLEE, mux_answer(True), lambda host: False)
+    assert b"a=rtcp-mux\r\n" in offer and b"a=rtcp-mux\r\n" in answer  # the parties agree between themselves
+    caller_rtp, caller_rtcp = port(reactor, 30000), port(reactor, 30001)
+    callee_rtp, callee_rtcp = port(reactor, 30002), port(reactor, 30003)
+    caller_rtp.receive(rtp(), PHONE_A)
+    caller_rtp.receive(RTCP, PHONE_A)  # an SR/RR multiplexed on the RTP port
+    assert callee_rtp.written == [(rtp(), PHONE_B), (RTCP, PHONE_B)]
+    callee_rtp.receive(RTCP, PHONE_B)
+    assert caller_rtp.written == [(RTCP, PHONE_A)]
+    assert caller_rtcp.written == [] and callee_rtcp.written == []
+    assert (session.rtcp_packets(Side.CALLER), session.rtcp_packets(Side.CALLEE)) == (1, 1)
+
+
+def test_when_only_the_offer_muxes_the_answer_says_no_and_rtcp_keeps_its_own_ports(reactor):
+    relay = relay_on(reactor, port_low=30000, port_high=30099)
+    session = relay.open("k", CALLER, CALLEE)
+    relay_description(session, Side.CALLER, MUX_OFFER, lambda host: False)
+    answer = relay_description(session, Side.CALLEE, mux_answer(False), lambda host: False)
+    assert b"rtcp-mux" not in answer  # so the caller must not multiplex either (RFC 5761 5.1.1)
+    caller_rtcp, callee_rtcp = port(reactor, 30001), port(reactor, 30003)
+    callee_rtcp.receive(RTCP, (PHONE_B[0], PHONE_B[1] + 1))
+    assert caller_rtcp.written == [(RTCP, (PHONE_A[0], PHONE_A[1] + 1))]
+    caller_rtcp.receive(RTCP, (PHONE_A[0], PHONE_A[1] + 1))
+    assert callee_rtcp.written == [(RTCP, (PHONE_B[0], PHONE_B[1] + 1))]

@@ -34,7 +34,7 @@ def reply(core, line) -> str:
 
 def test_the_settings_start_at_their_built_in_values(core):
     assert reply(core, "GETMEDIASERVERSETTINGS") == (
-        '201 {PortRange = "30000-39999"; IdleTimeout = 60; MaxRelays = 1000; Address = ""; IPv6Address = "";}'
+        '201 {PortRange = "30000-39999"; IdleTimeout = 60; MaxRelays = 1000; Address = ""; IPv6Address = ""; InBandDTMF = Auto;}'
     )
     assert core.media_relay.settings == RelaySettings()
 
@@ -49,6 +49,15 @@ def test_update_merges_and_puts_the_change_in_force_at_once(core):
     assert 'PortRange = "31000-31099"' in reply(core, "GETMEDIASERVERSETTINGS")
     assert reply(core, "UPDATEMEDIASERVERSETTINGS {IdleTimeout = default;}") == "200 OK"
     assert core.media_relay.settings.idle_timeout == 60.0
+
+
+def test_in_band_dtmf_is_auto_or_no_in_any_case(core):
+    assert core.media_settings.current.inband_dtmf is True
+    assert reply(core, "UPDATEMEDIASERVERSETTINGS {InBandDTMF = no;}") == "200 OK"
+    assert core.media_settings.current.inband_dtmf is False
+    assert "InBandDTMF = no" in reply(core, "GETMEDIASERVERSETTINGS")
+    assert reply(core, "UPDATEMEDIASERVERSETTINGS {InBandDTMF = AUTO;}") == "200 OK"
+    assert core.media_settings.current.inband_dtmf is True
 
 
 def test_set_replaces_every_setting(core):
@@ -71,6 +80,7 @@ def test_set_replaces_every_setting(core):
         ("{Address = 2001:db8::1;}", "Address must be one IPv4 address or empty"),
         ("{IPv6Address = 192.0.2.1;}", "IPv6Address must be one IPv6 address or empty"),
         ("{Address = (a, b);}", "Address must be one IPv4 address"),
+        ("{InBandDTMF = Yes;}", "InBandDTMF must be Auto or No, not 'Yes'"),
         ("{Colour = red;}", "unknown media server settings ['Colour']"),
     ],
 )

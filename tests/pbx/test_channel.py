@@ -231,6 +231,45 @@ def test_in_band_keys_are_detected_without_telephone_events(setup):
     assert setup.keys == [("9", "inband")]
 
 
+def test_in_band_detection_switched_off_hears_no_keys_and_switched_on_again_does(setup):
+    channel = setup.channel()
+    channel.answer_offer(sdp_offer(formats="0", events=False))
+    assert channel.inband_dtmf and channel.detecting_inband
+    port = setup.port_of(channel)
+    channel.inband_dtmf = False
+    assert not channel.detecting_inband
+    seq, ts = feed(port, bytes(320 * 5) + dtmf("9", 0.1) + bytes(320 * 10), tick=lambda: setup.ticks(1))
+    setup.ticks(10)
+    assert setup.keys == []
+    assert setup.counters.dtmf == {}
+    channel.inband_dtmf = True
+    assert channel.detecting_inband
+    feed(port, bytes(320 * 5) + dtmf("3", 0.1) + bytes(320 * 10), seq=seq, ts=ts + 1600, tick=lambda: setup.ticks(1))
+    setup.ticks(10)
+    assert setup.keys == [("3", "inband")]
+
+
+def test_a_channel_made_without_in_band_detection_never_runs_the_detector(setup):
+    channel = setup.channel(inband_dtmf=False)
+    channel.answer_offer(sdp_offer(formats="0", events=False))
+    assert not channel.detecting_inband
+    port = setup.port_of(channel)
+    feed(port, bytes(320 * 5) + dtmf("9", 0.1) + bytes(320 * 10), tick=lambda: setup.ticks(1))
+    setup.ticks(10)
+    assert setup.keys == []
+
+
+def test_in_band_detection_stays_off_while_telephone_events_are_negotiated(setup):
+    channel = setup.channel()
+    channel.answer_offer(sdp_offer())
+    assert not channel.detecting_inband
+    channel.inband_dtmf = True
+    assert not channel.detecting_inband
+    # A re-offer without telephone-event brings the detector back.
+    channel.answer_offer(sdp_offer(formats="0", events=False))
+    assert channel.detecting_inband
+
+
 def test_keys_sent_as_rfc4733_events(setup):
     channel = setup.channel()
     channel.answer_offer(sdp_offer())

@@ -68,3 +68,24 @@ def test_an_echo_call_reports_rtcp_and_keeps_the_quality_in_its_call_record(pbx)
     assert record.rtcp_peer_loss is None or record.rtcp_peer_loss >= 0
     data = record.as_data()
     assert data["RTT"].endswith("ms") and data["Loss"].endswith("%")
+
+
+def test_a_caller_that_offers_rtcp_mux_gets_it_and_the_reports_on_its_rtp_port(pbx):
+    from communigate.media.rtp import is_rtcp
+
+    from .conftest import offer
+
+    pbx.route("S:<echo> = echo#postmaster")
+    pbx.invite("sip:echo@example.com", body=offer() + b"a=rtcp-mux\r\n")
+    answer = pbx.final()
+    assert answer.status == 200 and b"a=rtcp-mux\r\n" in answer.body
+    pbx.ack(answer)
+    peer = pbx.peer(answer)
+    rtcp = rtcp_port(pbx, answer)
+    peer.send_audio(tone(440, 4.0))
+    muxed = [(parse_rtcp(data), address) for data, address in peer.port.written if is_rtcp(data)]
+    assert muxed, "no RTCP on the RTP port within four seconds"
+    assert {address for _, address in muxed} == {CALLER_MEDIA}
+    assert rtcp.written == []
+    (task_id,) = pbx.pbx.tasks
+    assert pbx.cli(f"READNODESTATUS {task_id}")["Call"]["Media"]["RTCP"]["Mux"] == "YES"
