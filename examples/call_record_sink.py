@@ -7,6 +7,11 @@ on the Python path (for example your own package's
 C{communigate/plugins/}); C{twistd communigate} finds it at start.  The
 file is C{COMMUNIGATE_CDR_CSV} from the environment, C{calls.csv} in the
 working directory otherwise.
+
+The last four columns are the media quality of a leg whose media the
+server terminated (a PBX task's call), from RTCP: the loss of the peer's
+packets to us and of ours to the peer, the jitter of the peer's stream and
+the round-trip time; empty for legs the server only signalled.
 """
 
 import csv
@@ -17,7 +22,8 @@ from zope.interface import implementer
 
 from communigate.interfaces import ICallRecordSink
 
-FIELDS = ("Started", "Answered", "Ended", "Duration", "From", "To", "Account", "Status", "Cause", "Call-ID")
+FIELDS = ("Started", "Answered", "Ended", "Duration", "From", "To", "Account", "Status", "Cause", "Call-ID",
+          "Loss", "PeerLoss", "Jitter", "RTT")
 
 
 @implementer(IPlugin, ICallRecordSink)

@@ -31,14 +31,17 @@ def test_the_example_sink_writes_a_csv_line_per_call(tmp_path):
     verifyObject(ICallRecordSink, sink)
     records = CallRecords(MemoryStore(), Clock(), sinks=[sink], write_delay=0)
     for n in range(2):
+        quality = {"rtcp_loss": 1.5, "rtcp_peer_loss": 0.0, "jitter_ms": 2.25, "rtt_ms": 40.0} if n else {}
         records.add(CallRecord(
             protocol="sip", call_id=f"c{n}", caller="alice@example.com", callee="bob@example.com",
             target="sip:bob@example.com", caller_account="alice@example.com", started=10.0, answered=12.0,
-            ended=72.0, status=200, cause="BYE from caller",
+            ended=72.0, status=200, cause="BYE from caller", **quality,
         ))
     rows = list(csv.reader(open(tmp_path / "calls.csv")))
-    assert rows[0][0] == "Started" and len(rows) == 3
+    assert rows[0][0] == "Started" and rows[0][-4:] == ["Loss", "PeerLoss", "Jitter", "RTT"] and len(rows) == 3
     assert rows[1][3:6] == ["60", "alice@example.com", "bob@example.com"]
+    assert rows[1][-4:] == ["", "", "", ""]  # a leg the server only signalled
+    assert rows[2][-4:] == ["1.50%", "0.00%", "2.2ms", "40.0ms"]
 
 
 def test_a_sink_in_another_distributions_plugin_directory_is_discovered(tmp_path):
