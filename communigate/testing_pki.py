@@ -91,3 +91,29 @@ class TestAuthority:
             .sign(self._key, hashes.SHA256())
         )
         return _key_pem(key) + certificate.public_bytes(serialization.Encoding.PEM)
+
+    def revocation_list(self, *revoked_pems: bytes, days: int = 7, issued_days_ago: int = 0) -> bytes:
+        """
+        A PEM certificate revocation list of this CA naming the
+        certificates of C{revoked_pems} (what L{issue} returned); it was
+        issued C{issued_days_ago} days ago and is due for renewal C{days}
+        after that (a negative total: a stale list).
+        """
+        issued = self._now - datetime.timedelta(days=issued_days_ago)
+        builder = (
+            x509.CertificateRevocationListBuilder()
+            .issuer_name(self._name)
+            .last_update(issued)
+            .next_update(issued + datetime.timedelta(days=days))
+            .add_extension(x509.AuthorityKeyIdentifier.from_issuer_public_key(self._key.public_key()), critical=False)
+            .add_extension(x509.CRLNumber(1), critical=False)
+        )
+        for pem in revoked_pems:
+            certificate = x509.load_pem_x509_certificate(pem[pem.index(b"-----BEGIN CERTIFICATE-----"):])
+            builder = builder.add_revoked_certificate(
+                x509.RevokedCertificateBuilder()
+                .serial_number(certificate.serial_number)
+                .revocation_date(issued)
+                .build()
+            )
+        return builder.sign(self._key, hashes.SHA256()).public_bytes(serialization.Encoding.PEM)

@@ -10,7 +10,7 @@ from twisted.words.protocols.jabber.jid import InvalidFormat
 
 from communigate.cli.arguments import CommandError
 from communigate.cli.directory_commands import qualified
-from communigate.tls_trust import load_authorities
+from communigate.tls_trust import load_authorities, load_revocation_lists
 from communigate.xmpp.settings import RECORD, checked, stored_settings
 from communigate.xmpp.tls import CertificateError, load_context
 
@@ -43,6 +43,8 @@ class XMPPSettingsCommands:
             if settings.s2s_trusted_ca_file:
                 path = self._service.certificate_path(settings.s2s_trusted_ca_file)
                 load_authorities(path, "S2STrustedCAFile")
+            if settings.s2s_crl_file:
+                load_revocation_lists(self._service.certificate_path(settings.s2s_crl_file), "S2SCRLFile")
 
         try:
             merged, _ = RECORD.change(self._service.context.store, changes, check)

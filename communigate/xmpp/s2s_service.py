@@ -155,11 +155,15 @@ class S2SService(MultiService):
         The L{IS2SCertificates} STARTTLS uses, in and out.
         """
         if self._certificates is None:
-            self._certificates = S2SCertificates(self.xmpp, self._trusted_ca_path)
+            self._certificates = S2SCertificates(self.xmpp, self._trusted_ca_path, self._crl_path)
         return self._certificates
 
     def _trusted_ca_path(self) -> str:
         name = self.settings.s2s_trusted_ca_file
+        return self.xmpp.certificate_path(name) if name else ""
+
+    def _crl_path(self) -> str:
+        name = self.settings.s2s_crl_file
         return self.xmpp.certificate_path(name) if name else ""
 
     def default_domain(self) -> str:

@@ -18,12 +18,19 @@ the peer claims.
   - incoming: the peer is asked for a certificate (C{VERIFY_PEER} without
     C{FAIL_IF_NO_PEER_CERT}): one without is fine.
 
-The options are built once per certificate and CA file in force
-(L{S2SCertificates}); a CA file that cannot be read is logged and the
-platform's store alone is used.
+The options are built once per certificate, CA file and revocation-list
+file (and that file's modification time) in force (L{S2SCertificates}); a
+CA file that cannot be read is logged and the platform's store alone is
+used.  With C{S2SCRLFile} a chain whose certificate a list names as
+revoked does not verify ("it has been revoked"); issuers without a list
+here, and lists past their next update (logged), do not fail it
+(L{communigate.tls_trust.REVOCATION_UNKNOWN}) [D].
 """
 
 from __future__ import annotations
+
+import datetime
+import os
 
 import attrs
 from cryptography import x509
@@ -110,7 +117,7 @@ class PeerCertificateCheck:
 
     def _verified(self, connection, certificate, error_number: int, depth: int, ok: int) -> bool:
         self.presented = True
-        if not ok:
+        if not ok and error_number not in tls_trust.REVOCATION_UNKNOWN:
             self.errors.append((depth, error_number))
         # Never fail the handshake: an unverified peer may still dialback.
         return True
@@ -139,8 +146,17 @@ _VERIFY_ERRORS = {
     19: "its chain ends in a CA not trusted here",
     20: "its issuer is not trusted here",
     21: "its chain is incomplete",
+    23: "it has been revoked",
     26: "it is not for this purpose",
 }
+
+
+def _modified(path: str) -> int | None:
+    """When C{path} last changed (L{None}: no such file, or none named)."""
+    try:
+        return os.stat(path).st_mtime_ns if path else None
+    except OSError:
+        return None
 
 
 def _verify_error(number: int) -> str:
@@ -157,29 +173,33 @@ class S2SCertificates:
 
     log = Logger()
 
-    def __init__(self, xmpp, ca_path) -> None:
+    def __init__(self, xmpp, ca_path, crl_path=lambda: "") -> None:
         self._xmpp = xmpp
         self._ca_path = ca_path
+        self._crl_path = crl_path
         self._built_for = None
         self._options: ssl.CertificateOptions | None = None
 
     def _current(self) -> ssl.CertificateOptions:
         ours = self._xmpp.tls_context
-        path = self._ca_path()
+        path, crl_path = self._ca_path(), self._crl_path()
+        # A revocation list is replaced in place when its CA publishes the
+        # next one: its modification time is part of what the options are for.
+        wanted = (ours, path, crl_path, _modified(crl_path))
         built_for = self._built_for
-        if self._options is None or built_for[0] is not ours or built_for[1] != path:
-            self._built_for = (ours, path)
-            self._options = self._build(ours, path)
+        if self._options is None or built_for[0] is not ours or built_for[1:] != wanted[1:]:
+            self._built_for = wanted
+            self._options = self._build(ours, path, crl_path)
         return self._options
 
-    def _build(self, ours, path: str) -> ssl.CertificateOptions:
+    def _build(self, ours, path: str, crl_path: str = "") -> ssl.CertificateOptions:
         authorities = ()
         if path:
             try:
                 authorities = tls_trust.load_authorities(path, "S2STrustedCAFile")
             except ValueError as e:
                 self.log.error("XMPP s2s: only the platform's CAs are trusted: {error}", error=e)
-        trust = tls_trust.PlatformTrustAnd(authorities)
+        trust = tls_trust.PlatformTrustAnd(authorities, self._revocation_lists(crl_path))
         if isinstance(ours, ssl.CertificateOptions) and ours.certificate is not None:
             return ssl.CertificateOptions(
                 privateKey=ours.privateKey,
@@ -188,6 +208,24 @@ class S2SCertificates:
                 trustRoot=trust,
             )
         return ssl.CertificateOptions(trustRoot=trust)
+
+    def _revocation_lists(self, path: str) -> tuple:
+        if not path:
+            return ()
+        try:
+            lists = tls_trust.load_revocation_lists(path, "S2SCRLFile")
+        except ValueError as e:
+            self.log.error("XMPP s2s: revocation is not checked: {error}", error=e)
+            return ()
+        now = datetime.datetime.now(datetime.timezone.utc)
+        for revocations in lists:
+            if revocations.next_update_utc is not None and revocations.next_update_utc < now:
+                self.log.warn(
+                    "XMPP s2s: the revocation list of {issuer} in {path} was due for renewal on {due};"
+                    " the revocations it names still count",
+                    issuer=revocations.issuer.rfc4514_string(), path=path, due=revocations.next_update_utc,
+                )
+        return lists
 
     def client(self, domain: str) -> PeerCertificateCheck:
         return PeerCertificateCheck(self._current(), server_name=domain)

@@ -40,6 +40,12 @@ DEFAULT_SETTINGS = {
     # a peer whose certificate verifies and names its domain authenticates
     # with SASL EXTERNAL instead of dialback.
     "S2STrustedCAFile": "",
+    # A PEM file of certificate revocation lists (a relative name is in the
+    # data directory): a peer server whose chain has a certificate a list
+    # names as revoked does not authenticate by certificate (it may still
+    # dialback); CAs without a list here are not checked.  Read again when
+    # the file changes.
+    "S2SCRLFile": "",
     # Seconds an outgoing link may take to resolve, connect and authenticate.
     "S2SConnectTimeout": "30",
     # Seconds without a stanza after which a server-to-server stream is closed.
@@ -90,6 +96,7 @@ class XMPPSettings:
     s2s: bool = True
     s2s_require_tls: bool = True
     s2s_trusted_ca_file: str = ""
+    s2s_crl_file: str = ""
     s2s_connect_timeout: float = 30.0
     s2s_idle_timeout: float = 600.0
     dialback_secret: str = ""
@@ -147,9 +154,13 @@ def checked(settings: dict) -> XMPPSettings:
     trusted = settings["S2STrustedCAFile"]
     if not isinstance(trusted, str):
         raise ValueError(f"S2STrustedCAFile must be a file name, not {trusted!r}")
+    revocations = settings["S2SCRLFile"]
+    if not isinstance(revocations, str):
+        raise ValueError(f"S2SCRLFile must be a file name, not {revocations!r}")
     return XMPPSettings(
         certificate_file=certificate,
         s2s_trusted_ca_file=trusted,
+        s2s_crl_file=revocations,
         require_tls=flags["RequireTLS"],
         max_stanza_size=numbers["MaxStanzaSize"],
         max_resources=numbers["MaxResources"],

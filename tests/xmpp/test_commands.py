@@ -84,6 +84,8 @@ def test_updated_settings_are_stored_and_in_force(cli, module_service, context):
         ("UPDATEXMPPSETTINGS {CertificateFile = missing.pem;}", "CertificateFile"),
         ("UPDATEXMPPSETTINGS {S2STrustedCAFile = missing.pem;}", "S2STrustedCAFile: cannot read"),
         ("UPDATEXMPPSETTINGS {S2STrustedCAFile = (a);}", "S2STrustedCAFile must be a file name"),
+        ("UPDATEXMPPSETTINGS {S2SCRLFile = missing.pem;}", "S2SCRLFile: cannot read"),
+        ("UPDATEXMPPSETTINGS {S2SCRLFile = (a);}", "S2SCRLFile must be a file name"),
     ],
 )
 def test_bad_settings_are_refused_naming_the_setting(cli, line, words, module_service):
@@ -106,6 +108,17 @@ def test_a_trusted_ca_file_must_hold_certificates_and_is_kept(cli, module_servic
     assert cli("UPDATEXMPPSETTINGS {S2STrustedCAFile = ca.pem;}").ok
     assert module_service.settings.s2s_trusted_ca_file == "ca.pem"
     assert cli("GETXMPPSETTINGS").data["S2STrustedCAFile"] == "ca.pem"
+
+
+def test_a_revocation_list_file_must_hold_lists_and_is_kept(cli, module_service, tmp_path):
+    authority = TestAuthority()
+    (tmp_path / "ca.pem").write_bytes(authority.pem)
+    result = cli("UPDATEXMPPSETTINGS {S2SCRLFile = ca.pem;}")
+    assert not result.ok and "S2SCRLFile" in result.error and "no PEM certificate revocation list" in result.error
+    (tmp_path / "revoked.pem").write_bytes(authority.revocation_list(authority.issue(["bad.test"])))
+    assert cli("UPDATEXMPPSETTINGS {S2SCRLFile = revoked.pem;}").ok
+    assert module_service.settings.s2s_crl_file == "revoked.pem"
+    assert cli("GETXMPPSETTINGS").data["S2SCRLFile"] == "revoked.pem"
 
 
 def test_a_self_signed_certificate_is_generated_into_the_data_directory(module_service, tmp_path):

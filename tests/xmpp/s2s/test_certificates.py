@@ -7,6 +7,8 @@ trust each other's certificates talking without dialback.
 """
 
 import base64
+import os
+import time
 import types
 
 import pytest
@@ -15,6 +17,7 @@ from prometheus_client import generate_latest
 from zope.interface.verify import verifyObject
 
 from communigate.certnames import CertificateNames
+from communigate import tls_trust
 from communigate.interfaces import IPeerCertificateCheck, IS2SCertificates
 from communigate.testing_pki import TestAuthority
 from communigate.xmpp.s2s_tls import PeerIdentity, S2SCertificates
@@ -40,15 +43,18 @@ def sasl_failure(element):
 # -- the TLS check, with real handshakes ------------------------------------------
 
 
-def certificates(tmp_path, name, pem, ca_pem=None):
+def certificates(tmp_path, name, pem, ca_pem=None, crl_pem=None):
     path = tmp_path / f"{name}.pem"
     path.write_bytes(pem)
-    ca_path = ""
+    ca_path = crl_path = ""
     if ca_pem is not None:
         ca_path = tmp_path / f"{name}-ca.pem"
         ca_path.write_bytes(ca_pem)
+    if crl_pem is not None:
+        crl_path = tmp_path / f"{name}-crl.pem"
+        crl_path.write_bytes(crl_pem)
     xmpp = types.SimpleNamespace(tls_context=load_context(str(path)) if pem else None)
-    return S2SCertificates(xmpp, lambda: str(ca_path))
+    return S2SCertificates(xmpp, lambda: str(ca_path), lambda: str(crl_path))
 
 
 def handshake(client_check, server_check):
@@ -121,6 +127,62 @@ def test_a_ca_file_that_cannot_be_read_leaves_the_platform_store(tmp_path, autho
     two = certificates(tmp_path, "two", authority.issue(["two.test"]), authority.pem)
     seen_by_one, _ = handshake(made.client("two.test"), two.server())
     assert not seen_by_one.verified
+
+
+def test_a_revoked_certificate_proves_nothing_and_one_the_list_does_not_name_still_does(tmp_path, authority):
+    revoked, kept = authority.issue(["two.test"]), authority.issue(["three.test"])
+    revocations = authority.revocation_list(revoked)
+    one = certificates(tmp_path, "one", authority.issue(["one.test"]), authority.pem, revocations)
+    seen, _ = handshake(one.client("two.test"), certificates(tmp_path, "two", revoked, authority.pem).server())
+    assert not seen.verified and seen.problem.endswith("(it has been revoked at depth 0)")
+    seen, _ = handshake(one.client("three.test"), certificates(tmp_path, "three", kept, authority.pem).server())
+    assert seen.proves("three.test")
+    # the peer checks us too: our own list does not stop two.test's server from trusting one.test
+    _, seen_by_two = handshake(one.client("two.test"), certificates(tmp_path, "two", revoked, authority.pem).server())
+    assert seen_by_two.proves("one.test")
+
+
+def test_a_ca_without_a_list_here_is_not_checked_and_a_stale_list_still_counts(tmp_path, authority):
+    other = TestAuthority("a CA without a list here")
+    bundle = authority.pem + other.pem
+    revoked = authority.issue(["two.test"])
+    stale = authority.revocation_list(revoked, days=7, issued_days_ago=30)
+    one = certificates(tmp_path, "one", authority.issue(["one.test"]), bundle, stale)
+    seen, _ = handshake(one.client("four.test"),
+                        certificates(tmp_path, "four", other.issue(["four.test"]), bundle).server())
+    assert seen.proves("four.test")
+    seen, _ = handshake(one.client("two.test"), certificates(tmp_path, "two", revoked, bundle).server())
+    assert not seen.verified and "revoked" in seen.problem
+
+
+def test_a_revocation_list_replaced_in_place_is_read_again(tmp_path, authority):
+    revoked = authority.issue(["two.test"])
+    one = certificates(tmp_path, "one", authority.issue(["one.test"]), authority.pem, authority.revocation_list())
+    two = certificates(tmp_path, "two", revoked, authority.pem)
+    seen, _ = handshake(one.client("two.test"), two.server())
+    assert seen.proves("two.test")
+    crl_path = tmp_path / "one-crl.pem"
+    crl_path.write_bytes(authority.revocation_list(revoked))
+    os.utime(crl_path, ns=(time.time_ns() + 10**9, time.time_ns() + 10**9))
+    seen, _ = handshake(one.client("two.test"), two.server())
+    assert not seen.verified
+
+
+def test_revocation_list_files_that_are_not_lists_are_refused_by_name(tmp_path, authority):
+    path = tmp_path / "not-a-crl.pem"
+    path.write_bytes(authority.pem)
+    with pytest.raises(ValueError, match="S2SCRLFile: .* holds no PEM certificate revocation list"):
+        tls_trust.load_revocation_lists(str(path), "S2SCRLFile")
+    path.write_bytes(b"-----BEGIN X509 CRL-----\nnot base64\n-----END X509 CRL-----\n")
+    with pytest.raises(ValueError, match="does not parse"):
+        tls_trust.load_revocation_lists(str(path), "S2SCRLFile")
+    with pytest.raises(ValueError, match="cannot read"):
+        tls_trust.load_revocation_lists(str(tmp_path / "missing.pem"), "S2SCRLFile")
+    # an unreadable list at run time: logged, revocation not checked, the peer still verifies
+    one = certificates(tmp_path, "one", authority.issue(["one.test"]), authority.pem, b"garbage")
+    seen, _ = handshake(one.client("two.test"),
+                        certificates(tmp_path, "two", authority.issue(["two.test"]), authority.pem).server())
+    assert seen.proves("two.test")
 
 
 # -- incoming: EXTERNAL offered and judged ------------------------------------------
