@@ -3,8 +3,9 @@ Two real C{twistd communigate} servers, C{one.test} and C{two.test}, with
 certificates of a test CA (C{CertificateFile}) that each trusts
 (C{S2STrustedCAFile}): the server streams authenticate with SASL
 EXTERNAL and no dialback crosses; slixmpp users exchange messages both
-ways.  Then two.test with a certificate for another name: dialback, and
-messages still flow.  And a raw-socket peer presenting one.test's
+ways.  Then two.test with a certificate for another name, or with one
+one.test's revocation list (C{S2SCRLFile}) names: dialback, and messages
+still flow.  And a raw-socket peer presenting one.test's
 certificate: EXTERNAL for a domain the certificate does not name, bad
 base64, an unknown mechanism each get their SASL failure, and the server
 goes on.
@@ -48,11 +49,13 @@ cli, exchange, metrics, start_pair, stop_pair, RawPeer = (
 NS_SASL = "urn:ietf:params:xml:ns:xmpp-sasl"
 
 
-def install_certificates(tmp_path, one, two, two_names=("two.test",)):
+def install_certificates(tmp_path, one, two, two_names=("two.test",), revoke_two_at_one=False):
     """
     Issue one.test's and two.test's certificates (two.test's for
-    C{two_names}) and put them and the CA in force on both servers; return
-    (the CA file, one.test's certificate file).
+    C{two_names}) and put them and the CA in force on both servers (with
+    C{revoke_two_at_one}, one.test also gets the CA's revocation list
+    naming two.test's certificate); return (the CA file, one.test's
+    certificate file).
     """
     authority = TestAuthority()
     ca_path = tmp_path / "ca.pem"
@@ -63,6 +66,11 @@ def install_certificates(tmp_path, one, two, two_names=("two.test",)):
         path.write_bytes(authority.issue(list(names), xmpp_addrs=list(names)))
         paths[domain] = path
         code, text = cli(server, f'UPDATEXMPPSETTINGS {{CertificateFile = "{path}"; S2STrustedCAFile = "{ca_path}";}}')
+        assert code == 200, text
+    if revoke_two_at_one:
+        crl_path = tmp_path / "revoked.pem"
+        crl_path.write_bytes(authority.revocation_list(paths["two.test"].read_bytes()))
+        code, text = cli(one, f'UPDATEXMPPSETTINGS {{S2SCRLFile = "{crl_path}";}}')
         assert code == 200, text
     return str(ca_path), str(paths["one.test"])
 
@@ -124,6 +132,27 @@ def test_a_server_whose_certificate_names_another_domain_is_authenticated_by_dia
     assert s2s_entries(listed_one[1]) == [("in", "dialback"), ("out", "dialback")], listed_one
     assert s2s_entries(listed_two[1]) == [("in", "dialback"), ("out", "dialback")], listed_two
     assert 'communigate_xmpp_s2s_dialback_total{outcome="valid",role="outgoing"} 1.0' in metrics_one
+
+
+@pytest_twisted.inlineCallbacks
+def test_a_server_whose_certificate_was_revoked_is_authenticated_by_dialback_and_messages_flow(tmp_path):
+    one, two, _zone, dns_port = start_pair(tmp_path)
+    try:
+        ca_path, _one_cert = install_certificates(tmp_path, one, two, revoke_two_at_one=True)
+        received = yield threads.deferToThread(exchange, one, two, ca_path)
+        listed_one, listed_two = cli(one, "LISTXMPPS2S"), cli(two, "LISTXMPPS2S")
+    finally:
+        yield dns_port.stopListening()
+        stop_pair(one, two)
+
+    got_by_bob, got_by_alice = received[:2]
+    assert got_by_bob[2] == "hello from one" and got_by_alice[2] == "hello back from two"
+    # one.test refuses two.test's revoked certificate both ways: it does not
+    # offer two.test EXTERNAL, and does not use its own towards a server
+    # whose certificate proves nothing (the streams authenticate mutually)
+    assert s2s_entries(listed_one[1]) == [("in", "dialback"), ("out", "dialback")], listed_one
+    assert s2s_entries(listed_two[1]) == [("in", "dialback"), ("out", "dialback")], listed_two
+    assert "it has been revoked" in one.output()
 
 
 class CertifiedPeer(RawPeer):
