@@ -283,6 +283,14 @@ class BridgeVerbs(TransparentBridging):
             self.bridge = None
             if self.call is not None and self.call.channel is not None:
                 self.call.channel.unbridge()
+            call = self.call
+            ended = other.ended or other.call is None or not other.call.is_live
+            if call is not None and call.is_live and ended and self.signal_option("bridgeBreak") == "disconnect":
+                # signal_options: the other side's call ended, and ours goes with it
+                self._queue_input(Event(BREAK_BRIDGE, other.id))
+                call.hang_up()
+                self._call_ended(call, "the bridged call ended")
+                return
             self._media_back_later()
             self._queue_input(Event(BREAK_BRIDGE, other.id))
 

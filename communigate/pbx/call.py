@@ -124,6 +124,9 @@ class ICallOwner(Interface):
     def _call_transferred(call):
         """A call was taken over (Replaces) or transferred away."""
 
+    def _call_info(call, info):
+        """The peer sent an INFO that is not a key press (C{info}: CallInfo's parameter)."""
+
 
 @implementer(IDialogOwner)
 class _Owner:
@@ -621,6 +624,26 @@ class Call(PeerRequests, ReliableCall, TransparentCall):
             raise CallError(error_text(answer), answer.code)
 
         return self._transact(signal).addCallback(answered)
+
+    def info(self, content_type: str, body: bytes) -> Deferred:
+        """
+        An INFO to the peer (RFC 6086; CG/PL's C{SendCallInfo}): fires with
+        L{None} on a 2xx, fails with L{CallError} otherwise.  Not serialised
+        with our INVITEs: an INFO may cross a re-INVITE.
+        """
+        if self.state != CallState.CONNECTED:
+            raise CallError("not connected")
+        signal = self.leg.request("INFO", self.task.submitter, body=body, content_type=content_type if body else None)
+        done = Deferred()
+
+        def answered(answer):
+            if answer.success:
+                done.callback(None)
+            else:
+                done.errback(CallError(error_text(answer), answer.code))
+
+        self._send(signal, answered)
+        return done
 
     # -- replaced by an INVITE with Replaces (communigate.pbx.replaces) -------------
 

@@ -19,6 +19,7 @@ __all__ = [
     "BREAK_BRIDGE",
     "BridgeMode",
     "CALL_COMPLETED",
+    "CALL_INFO",
     "CALL_PROVISION",
     "CALL_TRANSFERRED",
     "CallState",
@@ -47,6 +48,10 @@ BREAK_BRIDGE = "BreakBridge"
 #: C{transferReport} signal option, the peer transferred our call (a REFER
 #: the server carried out; parameter: the new peer's URI).
 CALL_TRANSFERRED = "CallTransferred"
+#: The peer sent an INFO that is not a key press (parameter: a dictionary
+#: C{{"Content-Type": "application", "Content-Subtype": "...", "": body}},
+#: CG/PL's C{IsCallInfoEvent}).
+CALL_INFO = "CallInfo"
 
 _NAME = re.compile(r"[A-Za-z][A-Za-z0-9_.-]*\Z")
 
@@ -140,6 +145,10 @@ class Event:
     @property
     def is_call_transferred(self) -> bool:
         return self.what == CALL_TRANSFERRED
+
+    @property
+    def is_call_info(self) -> bool:
+        return self.what == CALL_INFO
 
 
 def check_event_name(name) -> str:

@@ -15,7 +15,7 @@ requests.
     a re-INVITE while ours is out gets 491; without SDP the channel
     offers in the 200 and the answer comes in the ACK;
   - INFO with C{application/dtmf-relay} or C{application/dtmf} is a key
-    press; NOTIFY is answered (a 2xx sipfrag of C{Event: refer} means a
+    press, any other INFO a C{CallInfo} event for the program; NOTIFY is answered (a 2xx sipfrag of C{Event: refer} means a
     transfer we asked for succeeded); REFER is the task's C{refer} signal
     option's (L{communigate.pbx.refer}); OPTIONS gets 200.
 """
@@ -140,6 +140,9 @@ class PeerRequests:
         if key is not None:
             self._service.counters.dtmf_detected("info")
             self.task._dtmf_received(key, "info")
+        elif kind not in ("application/dtmf-relay", "application/dtmf"):
+            main, _, subtype = kind.partition("/")
+            self.task._call_info(self, {"Content-Type": main, "Content-Subtype": subtype, "": text})
 
     def _peer_NOTIFY(self, signal, responder) -> None:
         responder.final(response(200))

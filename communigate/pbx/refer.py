@@ -38,9 +38,9 @@ from it is answered 491: the channel is about to follow the new peer.
 new peer at once; when that call then fails, the referring peer is sent a
 re-INVITE with the channel's offer so its media comes back.
 
-L{PeerReferVerbs} is a part of L{communigate.pbx.task.Task} (the
-C{signal_option} verb); L{answer_refer} is what L{communigate.pbx.call.Call}
-calls for the peer's REFER.
+The C{refer} and C{transferReport} signal options are
+L{communigate.pbx.signal_options}'; L{answer_refer} is what
+L{communigate.pbx.call.Call} calls for the peer's REFER.
 """
 
 from __future__ import annotations
@@ -56,48 +56,11 @@ from communigate.signal.model import response
 from communigate.sip.headers import HeaderError, parse_name_addr
 from communigate.sip.uri import SIPURI
 
-__all__ = ["PeerReferVerbs", "answer_refer", "REFER_MODES"]
+__all__ = ["answer_refer"]
 
-REFER_MODES = ("self", "peer", "disabled")
-#: The signal options a task has, and their defaults.
-_OPTIONS = {"refer": "self", "transferReport": False}
 SIPFRAG = "message/sipfrag;version=2.0"
 
 log = Logger(namespace="communigate.pbx.refer")
-
-
-class PeerReferVerbs:
-    """
-    C{signal_option}: how the task's call treats what its peer asks.
-    """
-
-    _signal_options: dict | None = None
-
-    def signal_option(self, name: str, value=None):
-        """
-        The value of signal option C{name}; with C{value}, set it and return
-        the old one (CG/PL's C{SignalOption}).  C{refer}: C{self},
-        C{peer} or C{disabled} (see L{communigate.pbx.refer});
-        C{transferReport}: whether a transfer the peer made is reported
-        (C{CallTransferred}).
-
-        @raise ValueError: an unknown option or value, naming the allowed ones.
-        """
-        if name not in _OPTIONS:
-            raise ValueError(f"unknown signal option {name!r}; known: {', '.join(sorted(_OPTIONS))}")
-        options = self._signal_options
-        if options is None:
-            options = self._signal_options = dict(_OPTIONS)
-        old = options[name]
-        if value is None:
-            return old
-        if name == "refer":
-            if value not in REFER_MODES:
-                raise ValueError(f"signal option refer is one of {', '.join(REFER_MODES)}, not {value!r}")
-        else:
-            value = bool(value)
-        options[name] = value
-        return old
 
 
 def _notify(call, status: str, final: bool) -> None:
@@ -229,6 +192,9 @@ class _StandIn:
 
     def _call_transferred(self, call) -> None:
         self._task._call_transferred(call)
+
+    def _call_info(self, call, info) -> None:
+        self._task._call_info(call, info)
 
 
 class _Transfer(_StandIn):

@@ -41,6 +41,7 @@ placed cancelled, a bridge broken (the other task gets C{BreakBridge}).
 from __future__ import annotations
 
 import inspect
+import re
 from collections import deque
 
 import attrs
@@ -54,6 +55,7 @@ from communigate.pbx.bridging import BridgeVerbs
 from communigate.pbx.call import Call, CallState, ICallOwner
 from communigate.pbx.events import (
     CALL_COMPLETED,
+    CALL_INFO,
     CALL_PROVISION,
     CALL_TRANSFERRED,
     DISCONNECT,
@@ -67,8 +69,8 @@ from communigate.pbx.events import (
 from communigate.pbx.leg import CallLeg, LegError, address_header, new_call_id
 from communigate.pbx.media_verbs import MediaVerbs
 from communigate.pbx.mixing import MixerVerbs
-from communigate.pbx.refer import PeerReferVerbs
 from communigate.pbx.rendezvous import RendezvousVerbs
+from communigate.pbx.signal_options import SignalOptionVerbs
 from communigate.pbx.transfer import TransferVerbs
 from communigate.routing.addresses import Address, AddressError, parse_address, sip_uri
 from communigate.signal.model import Submitter
@@ -78,6 +80,8 @@ __all__ = ["Task"]
 
 #: Unread events (and, apart, unread keys) a task keeps; more are dropped.
 MAX_QUEUED = 256
+#: What send_call_info takes as a content type: type/subtype, and parameters.
+_CONTENT_TYPE = re.compile(r"[A-Za-z0-9][A-Za-z0-9!#$&^_.+-]*/[A-Za-z0-9][A-Za-z0-9!#$&^_.+-]*(;[^\r\n]*)?\Z")
 
 
 class _Do:
@@ -120,7 +124,7 @@ class _Waiter:
 
 
 @implementer(ICallOwner)
-class Task(BridgeVerbs, MixerVerbs, TransferVerbs, PeerReferVerbs, MediaVerbs, RendezvousVerbs, Machine):
+class Task(BridgeVerbs, MixerVerbs, TransferVerbs, SignalOptionVerbs, MediaVerbs, RendezvousVerbs, Machine):
     """
     One running program; see the module docstring.
 
@@ -694,6 +698,25 @@ class Task(BridgeVerbs, MixerVerbs, TransferVerbs, PeerReferVerbs, MediaVerbs, R
         self.mode = TaskMode.DISCONNECTED
         return succeed(None)
 
+    def send_call_info(self, content_type: str, body: bytes | str = b"") -> Deferred:
+        """
+        Send the peer an INFO (CG/PL's C{SendCallInfo}) with C{body} of
+        C{content_type} (C{"type/subtype"}); L{None} on a 2xx, else
+        L{CallError} with the peer's answer.  The peer's own INFOs come as
+        C{CallInfo} events (key presses as keys).
+        """
+        self._check()
+        if not isinstance(content_type, str) or not _CONTENT_TYPE.match(content_type):
+            return fail(ValueError(f"a content type is type/subtype, not {content_type!r}"))
+        data = body.encode("utf-8") if isinstance(body, str) else bytes(body)
+        call = self.call
+        if call is None:
+            return fail(CallError("not connected"))
+        try:
+            return call.info(content_type, data)
+        except CallError as error:
+            return fail(error)
+
     def transfer_call(self, destination: str) -> Deferred:
         """
         Blind transfer (REFER): ask the peer to call C{destination}.  Returns
@@ -746,6 +769,11 @@ class Task(BridgeVerbs, MixerVerbs, TransferVerbs, PeerReferVerbs, MediaVerbs, R
             self._wake(None, "transfer", error=CallError("disconnected"))
             return
         self._interrupt()
+
+    def _call_info(self, call: Call, info: dict) -> None:
+        """The peer's INFO (not a key): C{CallInfo} for the program."""
+        if call is self.call:
+            self._queue_input(Event(CALL_INFO, None, info))
 
     def _call_provisioned(self, call: Call, answer) -> None:
         if call is not self.call:

@@ -186,7 +186,7 @@ def test_signal_option_returns_the_old_value_and_refuses_unknown_ones(made):  # 
         results.append(task.signal_option("refer", "peer"))
         results.append(task.signal_option("refer"))
         results.append(task.signal_option("transferReport", 1))
-        for bad in (("refer", "nobody"), ("bridgeBreak", "keep")):
+        for bad in (("refer", "nobody"), ("bridgedProvisionQueue", 3), ("bridgeBreak", "drop")):
             try:
                 task.signal_option(*bad)
             except ValueError as error:
@@ -196,7 +196,8 @@ def test_signal_option_returns_the_old_value_and_refuses_unknown_ones(made):  # 
     start(harness, "options")
     assert results[:4] == ["self", "self", "peer", False]
     assert "refer is one of self, peer, disabled" in results[4]
-    assert "unknown signal option 'bridgeBreak'" in results[5]
+    assert "unknown signal option 'bridgedProvisionQueue'" in results[5]
+    assert "bridgeBreak is one of keep, disconnect, default" in results[6]
 
 
 def test_refer_peer_relays_the_refer_to_the_bridged_peer_and_its_notifies_back(made):  # noqa: F811
