@@ -32,7 +32,13 @@ from __future__ import annotations
 
 import random
 
+import attrs
 from twisted.logger import Logger
+
+from communigate.pbx.events import CallState
+from communigate.pbx.leg import LegError
+from communigate.signal.model import response
+from communigate.sip.headers import HeaderError, parse_name_addr
 
 __all__ = ["OPTION", "ProvisionalAcks", "ReliableProvisionals", "SUPPORTED_OPTIONS", "option_tags", "rack",
            "reliable_rseq", "unsupported_options"]
@@ -212,8 +218,6 @@ class ReliableCall:
         return act
 
     def _prack(self, answer, rseq: int) -> None:
-        from communigate.pbx.leg import LegError
-
         try:
             early = self.leg.early(answer)
             signal = early.request("PRACK", self.task.submitter,
@@ -260,8 +264,6 @@ class ReliableCall:
             self.task.later(self._reliable_failed, error)
 
     def _reliable_failed(self, error: str) -> None:
-        from communigate.pbx.events import CallState
-
         self._reliable_settle(error)  # before the rejection settles it as "ended"
         if self.state in (CallState.INCOMING, CallState.PROVISIONED):
             code, _, text = error.partition(" ")
@@ -279,8 +281,6 @@ class ReliableCall:
         self._reliable_settle("the call was answered or ended before the PRACK")
 
     def _peer_PRACK(self, signal, responder) -> None:
-        from communigate.signal.model import response
-
         if self._reliable is None:
             responder.final(response(481, "No reliable provisional response to acknowledge"))
             return
@@ -291,8 +291,6 @@ class ReliableCall:
 
 
 def _to_tag(headers) -> str | None:
-    from communigate.sip.headers import HeaderError, parse_name_addr
-
     value = next((v for n, v in headers if n.lower() in ("to", "t")), None)
     if value is None:
         return None
@@ -310,6 +308,4 @@ def _cseq_number(signal) -> int | None:
 
 
 def _with_headers(answer, headers):
-    import attrs
-
     return attrs.evolve(answer, headers=tuple(headers))
