@@ -243,7 +243,10 @@ def errors(workdir, *, below: bool = False) -> str:
 
 def logged_ports(workdir, scenario: str, what: str) -> list[int]:
     """The ports a C{scenario} run with L{SIPP_LOGS} logged as C{"<what> port N"}."""
-    text = "".join(p.read_text() for p in workdir.glob(f"{scenario}_*_logs.log"))
+    # sipp names the file SCENARIO_PID_logs.log: match the PID as digits, so
+    # that "uas_transparent" does not also read uas_transparent_refers' log
+    own = re.compile(rf"{re.escape(scenario)}_\d+_logs\.log\Z")
+    text = "".join(p.read_text() for p in workdir.glob(f"{scenario}_*_logs.log") if own.match(p.name))
     return [int(port) for port in re.findall(rf"\b{what} port (\d+)", text)]
 
 

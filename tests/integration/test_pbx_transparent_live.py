@@ -303,15 +303,13 @@ def test_a_callee_refusing_the_callers_offer_is_bridged_through_the_server_inste
     assert heard(to_bob, 440, ("127.0.0.1", second)) >= 10, "the caller's 440 Hz did not reach bob"
 
 
-def test_bob_transferring_a_transparently_bridged_caller_to_carol_connects_the_caller_and_carol(server, tmp_path):
+def transfer_to_carol(server, tmp_path):
     """
-    A caller (440 Hz) through C{gatewayincoming{bob,bridge}} to bob (1 kHz);
-    bob's phone REFERs the call to carol (a sipp callee, 700 Hz): carol is
-    offered the caller's own media port, the caller is re-INVITEd with
-    carol's, each hears the other from the other's socket; bob gets the
-    final NOTIFY (200) and a BYE.
+    A caller (440 Hz) through C{gatewayincoming{bob,bridge}} to bob (1 kHz),
+    whose phone REFERs the call to carol (a sipp callee, 700 Hz): the
+    ports each was offered, what each peer heard, and the sipp runs'
+    outcomes checked.
     """
-    server, _ = server
     carol_port = free_port()
     with Peer(440, latch=False) as caller_peer, Peer(1000) as bob_peer, Peer(700, latch=False) as carol_peer:
         carol = start_sipp_server(tmp_path, "uas_transparent.xml", carol_port, timeout="30s", options=SIPP_LOGS,
@@ -322,12 +320,12 @@ def test_bob_transferring_a_transparently_bridged_caller_to_carol_connects_the_c
                                 rtp_port=bob_peer.port, refer_to=f"sip:carol@127.0.0.1:{carol_port}")
         time.sleep(0.3)
         calling = caller(server, tmp_path, "gw", "uac_transparent_transferred.xml", caller_peer.port)
-        offered = wait_for(lambda: logged_ports(tmp_path, "uas_transparent_refers", "offered"))
-        assert offered == [caller_peer.port], errors(tmp_path)
-        bob_peer.send_to(("127.0.0.1", offered[0]))
-        answered = wait_for(lambda: logged_ports(tmp_path, "uac_transparent_transferred", "answered"))
-        assert answered == [bob_peer.port], errors(tmp_path)
-        caller_peer.send_to(("127.0.0.1", bob_peer.port))
+        (offered,) = wait_for(lambda: logged_ports(tmp_path, "uas_transparent_refers", "offered")) or [None]
+        assert offered, errors(tmp_path)
+        bob_peer.send_to(("127.0.0.1", offered))
+        (answered,) = wait_for(lambda: logged_ports(tmp_path, "uac_transparent_transferred", "answered")) or [None]
+        assert answered, errors(tmp_path)
+        caller_peer.send_to(("127.0.0.1", answered))
         # bob transfers: carol is offered the caller's own media
         carol_offered = wait_for(lambda: logged_ports(tmp_path, "uas_transparent", "offered"), 15)
         assert carol_offered == [caller_peer.port], errors(tmp_path)
@@ -335,24 +333,57 @@ def test_bob_transferring_a_transparently_bridged_caller_to_carol_connects_the_c
         reoffered = wait_for(lambda: logged_ports(tmp_path, "uac_transparent_transferred", "reoffered"), 10)
         assert reoffered == [carol_peer.port], errors(tmp_path)
         caller_peer.send_to(("127.0.0.1", carol_peer.port))
-        code, output = finished(calling)
-        assert code == 0, output + errors(tmp_path)
-        code, output = finished(bob)
-        assert code == 0, output + errors(tmp_path)
-        code, output = finished(carol)
-        assert code == 0, output + errors(tmp_path)
-        to_caller, to_carol, to_bob = caller_peer.packets(), carol_peer.packets(), bob_peer.packets()
-    carol_address, caller_address = ("127.0.0.1", carol_peer.port), ("127.0.0.1", caller_peer.port)
-    bob_address = ("127.0.0.1", bob_peer.port)
-    assert heard(to_bob, 440, caller_address) >= 5, "bob did not hear the caller before the transfer"
-    assert heard(to_caller, 1000, bob_address) >= 5, "the caller did not hear bob before the transfer"
-    assert heard(to_caller, 700, carol_address) >= 10, "the caller did not hear carol's 700 Hz"
-    assert heard(to_carol, 440, caller_address) >= 10, "carol did not hear the caller's 440 Hz"
-    # peer to peer all along: every packet came from a peer's own socket, none from a PBX channel
-    assert {source for source, _ in to_caller} <= {bob_address, carol_address}
-    assert {source for source, _ in to_carol} == {caller_address}
+        for process in (calling, bob, carol):
+            code, output = finished(process)
+            assert code == 0, output + errors(tmp_path)
+        heard_by = {"caller": caller_peer.packets(), "carol": carol_peer.packets(), "bob": bob_peer.packets()}
+    addresses = {name: ("127.0.0.1", peer.port) for name, peer in
+                 (("caller", caller_peer), ("bob", bob_peer), ("carol", carol_peer))}
+    assert heard(heard_by["caller"], 700, addresses["carol"]) >= 10, "the caller did not hear carol's 700 Hz"
+    assert heard(heard_by["carol"], 440, addresses["caller"]) >= 10, "carol did not hear the caller's 440 Hz"
+    assert {source for source, _ in heard_by["carol"]} == {addresses["caller"]}
     assert "final notify" in "".join(p.read_text() for p in tmp_path.glob("uas_transparent_refers_*_logs.log"))
     assert "transferred to" in server.output()
+    return offered, answered, heard_by, addresses
+
+
+def test_bob_transferring_a_transparently_bridged_caller_to_carol_connects_the_caller_and_carol(server, tmp_path):
+    """
+    A caller (440 Hz) through C{gatewayincoming{bob,bridge}} to bob (1 kHz);
+    bob's phone REFERs the call to carol (a sipp callee, 700 Hz): carol is
+    offered the caller's own media port, the caller is re-INVITEd with
+    carol's, each hears the other from the other's socket; bob gets the
+    final NOTIFY (200) and a BYE.
+    """
+    server, _ = server
+    offered, answered, heard_by, addresses = transfer_to_carol(server, tmp_path)
+    assert (offered, answered) == (addresses["caller"][1], addresses["bob"][1])
+    assert heard(heard_by["bob"], 440, addresses["caller"]) >= 5, "bob did not hear the caller before the transfer"
+    assert heard(heard_by["caller"], 1000, addresses["bob"]) >= 5, "the caller did not hear bob before the transfer"
+    # peer to peer all along: every packet came from a peer's own socket, none from a PBX channel
+    assert {source for source, _ in heard_by["caller"]} <= {addresses["bob"], addresses["carol"]}
+
+
+def test_bob_transferring_a_relayed_transparent_bridge_to_carol_leaves_the_relay(server, tmp_path):
+    """
+    The same transfer with bob's calls relayed (C{MediaRelay = YES}): bob
+    and the caller first talk through the media relay; carol, who needs no
+    relay, is offered the caller's own media and the caller carol's, peer
+    to peer; bob's relay session is released with his BYE.
+    """
+    server, (pbx_low, _) = server
+    low = pbx_low + 200 if pbx_low + 400 < 32768 else pbx_low - 200
+    relay_ports = range(low, low + 100)
+    configure(server, "UPDATEACCOUNTSETTINGS bob {MediaRelay = YES;}",
+              f'UPDATEMEDIASERVERSETTINGS {{PortRange = "{low}-{low + 99}"; IdleTimeout = 30;}}')
+    offered, answered, heard_by, addresses = transfer_to_carol(server, tmp_path)
+    assert offered in relay_ports and answered in relay_ports
+    assert heard(heard_by["bob"], 440) >= 5, "bob did not hear the caller through the relay"
+    assert heard(heard_by["caller"], 1000) >= 5, "the caller did not hear bob through the relay"
+    before = {source for source, _ in heard_by["caller"]} - {addresses["carol"]}
+    assert before and {port for _, port in before} <= set(relay_ports)
+    assert wait_for(lambda: live.cli(server, "LISTMEDIARELAYS")[1].strip() in ("", "()")), \
+        live.cli(server, "LISTMEDIARELAYS")
 
 
 def test_carol_replacing_bobs_transparently_bridged_call_talks_to_the_caller_peer_to_peer(server, tmp_path):
