@@ -248,6 +248,8 @@ class BridgeVerbs(TransparentBridging):
         waiter = self._waiter
         if waiter is None or waiter.kind != "bridge" or waiter.token is not other:
             return
+        if not self.signal_option("bridgedProvisionRelay"):
+            return  # the program provisions its caller itself (its own ringback, say)
         call = self.call
         if call is None or call.state not in (CallState.INCOMING, CallState.PROVISIONED):
             return

@@ -13,7 +13,11 @@ peer of the task it is bridged with, does.
     hung up at once (BYE) and the program gets C{BreakBridge} and then
     C{Disconnect}, which a plain B2BUA wants and saves it a
     media-back re-INVITE; C{default} is C{keep} [D].  A bridge the other
-    task broke on purpose (C{break_bridge}) always keeps the call.
+    task broke on purpose (C{break_bridge}) always keeps the call;
+  - C{bridgedProvisionRelay} (default on): whether the provisional
+    responses of the call C{start_bridged_call} places for this task's
+    bridge reach this task's caller (a 180, or a 183 with early media);
+    off, the program provisions its caller itself (its own ringback).
 
 L{SignalOptionVerbs} is a part of L{communigate.pbx.task.Task}.
 """
@@ -25,7 +29,7 @@ __all__ = ["BRIDGE_BREAK_MODES", "REFER_MODES", "SignalOptionVerbs"]
 REFER_MODES = ("self", "peer", "disabled")
 BRIDGE_BREAK_MODES = ("keep", "disconnect", "default")
 #: The signal options a task has, and their defaults.
-_OPTIONS = {"refer": "self", "transferReport": False, "bridgeBreak": "default"}
+_OPTIONS = {"refer": "self", "transferReport": False, "bridgeBreak": "default", "bridgedProvisionRelay": True}
 _CHOICES = {"refer": REFER_MODES, "bridgeBreak": BRIDGE_BREAK_MODES}
 
 

@@ -152,3 +152,30 @@ def test_the_peers_info_is_a_call_info_event_and_the_task_sends_its_own(made):  
     (refused,) = [r for r in harness.requests_to() if r.method == "INFO"]
     answer_request(harness, refused, 415, source=CALLER, tag=answer.to().tag)
     assert seen[1:] == [None, "415 Unsupported Media Type", "refused", "refused"]
+
+
+def test_bridged_provision_relay_off_keeps_the_callees_ringing_from_the_caller(made):  # noqa: F811
+    from communigate.sip.message import make_response
+
+    async def leg(task):
+        item = await task.read_input(None)
+        await task.start_bridged_call("bob@example.com", item)
+        while not getattr(await task.read_input(None), "is_disconnect", False):
+            pass
+
+    def incoming(relay):
+        async def run(task):
+            task.signal_option("bridgedProvisionRelay", relay)
+            await task.start_bridge(task.start_task("leg"))
+            await task.read_input(None)
+
+        return run
+
+    for relay, expected in ((True, [100, 180]), (False, [100])):
+        harness = made(leg=leg, incoming=incoming(relay))
+        harness.route("S:<gw> = incoming#postmaster")
+        harness.invite("sip:gw@example.com")
+        (invite,) = requests_at(harness, BOB, "INVITE")
+        harness.port.receive(bytes(make_response(invite, 180, to_tag="bobtag")), BOB)
+        harness.turn()
+        assert [r.status for r in harness.responses()] == expected
