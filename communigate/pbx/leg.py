@@ -44,7 +44,8 @@ from communigate.sip.headers import (
     parse_name_addr_values,
 )
 
-__all__ = ["CallLeg", "LegError", "new_tag", "new_call_id", "address_header", "email_of"]
+__all__ = ["CallLeg", "LegError", "SUPPORTED", "SUPPORTED_WITHOUT_100REL", "new_tag", "new_call_id",
+           "address_header", "email_of"]
 
 #: The requests a task's leg answers; sent in Allow.
 ALLOW = "INVITE, ACK, CANCEL, BYE, OPTIONS, INFO, NOTIFY, REFER, UPDATE, PRACK"
@@ -52,6 +53,8 @@ ALLOW = "INVITE, ACK, CANCEL, BYE, OPTIONS, INFO, NOTIFY, REFER, UPDATE, PRACK"
 #: may take its place, communigate.pbx.replaces; RFC 3262: reliable
 #: provisional responses, communigate.pbx.reliable); sent in Supported.
 SUPPORTED = "replaces, 100rel"
+#: What a call placed with start_call(no_100rel=True) supports.
+SUPPORTED_WITHOUT_100REL = "replaces"
 
 
 class LegError(ValueError):
@@ -151,6 +154,7 @@ class CallLeg:
         self.remote_cseq = remote_cseq
         self.local_cseq = local_cseq
         self.invite_cseq = local_cseq  # the CSeq our ACKs repeat
+        self.supported = SUPPORTED  # the extensions our INVITE and 2xx name
 
     def __repr__(self) -> str:
         kind = "incoming" if self.incoming else "outgoing"
@@ -253,7 +257,7 @@ class CallLeg:
         if contact:
             items.append(("Contact", f"<{contact}>"))
         items.append(("Allow", ALLOW))
-        items.append(("Supported", SUPPORTED))
+        items.append(("Supported", self.supported))
         items.extend(headers)
         signal = Signal(
             method="INVITE",
@@ -330,7 +334,7 @@ class CallLeg:
             items.append(("Contact", f"<{contact}>"))
         if 200 <= code < 300:
             items.append(("Allow", ALLOW))
-            items.append(("Supported", SUPPORTED))
+            items.append(("Supported", self.supported))
         items.extend(headers)
         return Response(
             code=code,

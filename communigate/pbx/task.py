@@ -66,7 +66,7 @@ from communigate.pbx.events import (
     TaskMode,
     check_event_name,
 )
-from communigate.pbx.leg import CallLeg, LegError, address_header, new_call_id
+from communigate.pbx.leg import SUPPORTED_WITHOUT_100REL, CallLeg, LegError, address_header, new_call_id
 from communigate.pbx.media_verbs import MediaVerbs
 from communigate.pbx.mixing import MixerVerbs
 from communigate.pbx.rendezvous import RendezvousVerbs
@@ -612,29 +612,33 @@ class Task(BridgeVerbs, MixerVerbs, TransferVerbs, SignalOptionVerbs, MediaVerbs
 
     def start_call(self, destination: str, headers=(), expires: float | None = None, *,
                    caller: str | None = None, credentials: tuple[str, str] | None = None,
-                   replaces: str | None = None) -> Deferred:
+                   replaces: str | None = None, no_100rel: bool = False) -> Deferred:
         """
         Place a call to C{destination} (any address the Router reads: an
         account, a number, a SIP URI, C{#program}).  Returns at once; then
         zero or more C{CallProvision} events and exactly one
         C{CallCompleted} (parameter L{None}: connected; else the error).
         C{headers} are added to the INVITE; C{expires} is how many seconds
-        it may ring (CG/PL's C{Expires}; default 32, then 408); C{caller}
+        it may ring (CG/PL's C{Expires}; by default as long as the callee
+        keeps ringing: a first answer within 32 s, then 181 s from its last
+        provisional response, RFC 3261's Timer C; 408 when time is up); C{caller}
         is the From address (CG/PL's C{From}; default: the task's
         account); C{credentials} C{(name, password)} answer one digest
         challenge (401/407) of the callee (CG/PL's C{authUsername} and
         C{authPassword}); C{replaces} (CG/PL's C{Replaces},
         C{callid;to-tag=..;from-tag=..}) asks the callee to put this call
         in the place of that dialog of its own (RFC 3891: sent with
-        C{Require: replaces}).
+        C{Require: replaces}); C{no_100rel} (CG/PL's C{No100rel}) leaves
+        C{100rel} out of the INVITE's C{Supported}, for a callee that
+        mishandles reliable provisional responses (L{communigate.pbx.reliable}).
         """
         return self._place_call(destination, headers, expires, caller=caller, credentials=credentials,
-                                replaces=replaces)
+                                replaces=replaces, no_100rel=no_100rel)
 
     def _place_call(self, destination: str, headers=(), expires: float | None = None, *,
                     caller: str | None = None, credentials: tuple[str, str] | None = None,
                     replaces: str | None = None, offer: bytes | None = None,
-                    offer_from: tuple[str, int] | None = None) -> Deferred:
+                    offer_from: tuple[str, int] | None = None, no_100rel: bool = False) -> Deferred:
         """
         L{start_call}, with C{offer}: the SDP the INVITE carries instead of
         our channel's (a transparent bridge's caller's, whose address
@@ -653,6 +657,8 @@ class Task(BridgeVerbs, MixerVerbs, TransferVerbs, SignalOptionVerbs, MediaVerbs
         except (CallError, LegError) as error:
             return fail(error if isinstance(error, CallError) else CallError(f"bad destination: {error}"))
         leg = CallLeg.placing(call_id=new_call_id(self.service.host), local=local, remote=remote)
+        if no_100rel:
+            leg.supported = SUPPORTED_WITHOUT_100REL
         call = Call(self, leg, credentials=credentials)
         try:
             if expires is not None and not 0 < expires <= 3600:

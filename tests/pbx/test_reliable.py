@@ -242,3 +242,15 @@ def test_a_prack_to_a_call_that_sent_nothing_reliably_gets_481(made):  # noqa: F
     harness.ack(answer)
     harness.in_dialog("PRACK", answer, cseq=2, headers=[("RAck", "1 1 INVITE")])
     assert [r.status for r in harness.responses() if r.cseq().method == "PRACK"] == [481]
+
+
+def test_no_100rel_leaves_it_out_of_the_invite(made):  # noqa: F811
+    async def caller(task):
+        await task.start_call("bob@example.com", no_100rel=True)
+        await task.read_input(None)
+
+    harness = made(caller=caller)
+    harness.register("bob", BOB)
+    start(harness, "caller")
+    (invite,) = sent_to_bob(harness, "INVITE")
+    assert invite.headers.get("Supported") == "replaces"
