@@ -247,13 +247,7 @@ class CallLeg:
         """
         self.local_cseq += 1
         self.invite_cseq = self.local_cseq
-        items = [
-            ("From", self.local),
-            ("To", self.remote),
-            ("Call-ID", self.call_id),
-            ("CSeq", f"{self.local_cseq} INVITE"),
-            ("Max-Forwards", "70"),
-        ]
+        items = self._initial_headers("INVITE")
         if contact:
             items.append(("Contact", f"<{contact}>"))
         items.append(("Allow", ALLOW))
@@ -274,6 +268,33 @@ class CallLeg:
         )
         self.invite = signal
         return signal
+
+    def options_signal(self, target: str, submitter: Submitter) -> Signal:
+        """
+        An OPTIONS to C{target} outside any dialog (CG/PL's
+        C{SendCallOptions}), from this leg's From to its To.
+        """
+        self.local_cseq += 1
+        items = self._initial_headers("OPTIONS")
+        items += [("Allow", ALLOW), ("Supported", self.supported), ("Accept", "application/sdp")]
+        return Signal(
+            method="OPTIONS",
+            targets=(target,),
+            from_address=email_of(self.local),
+            to_address=email_of(self.remote),
+            call_id=self.call_id,
+            submitter=submitter,
+            headers=tuple(items),
+        )
+
+    def _initial_headers(self, method: str) -> list:
+        return [
+            ("From", self.local),
+            ("To", self.remote),
+            ("Call-ID", self.call_id),
+            ("CSeq", f"{self.local_cseq} {method}"),
+            ("Max-Forwards", "70"),
+        ]
 
     def established(self, answer: Response) -> None:
         """

@@ -723,6 +723,38 @@ class Task(BridgeVerbs, MixerVerbs, TransferVerbs, SignalOptionVerbs, MediaVerbs
         except CallError as error:
             return fail(error)
 
+    def send_call_options(self, destination: str) -> Deferred:
+        """
+        Ask C{destination} (any address the Router reads) what it supports
+        with an OPTIONS outside any call (CG/PL's C{SendCallOptions}): its
+        answer's headers as a dictionary (C{Allow}, C{Supported},
+        C{Accept} ... the first value of each) on a 2xx, else L{CallError}
+        with the answer (a phone that is not registered: 480).  The task
+        need not have a call.
+        """
+        self._check()
+        domain = self.account.partition("@")[2] or self.service.main_domain()
+        try:
+            leg = CallLeg.placing(call_id=new_call_id(self.service.host),
+                                  local=address_header(self.account, domain),
+                                  remote=address_header(destination, domain))
+        except LegError as error:
+            return fail(CallError(f"bad destination: {error}"))
+        submitted = self.service.signals.submit(leg.options_signal(destination, self.submitter))
+        done = Deferred()
+
+        def answered(answer) -> None:
+            if answer.success:
+                headers: dict = {}
+                for name, value in answer.headers:
+                    headers.setdefault(name, value)
+                done.callback(headers)
+            else:
+                done.errback(CallError(f"{answer.code} {answer.reason}".strip(), answer.code))
+
+        submitted.final.addCallback(lambda answer: self.later(answered, answer))
+        return done
+
     def transfer_call(self, destination: str) -> Deferred:
         """
         Blind transfer (REFER): ask the peer to call C{destination}.  Returns

@@ -179,3 +179,27 @@ def test_bridged_provision_relay_off_keeps_the_callees_ringing_from_the_caller(m
         harness.port.receive(bytes(make_response(invite, 180, to_tag="bobtag")), BOB)
         harness.turn()
         assert [r.status for r in harness.responses()] == expected
+
+
+def test_send_call_options_asks_a_destination_what_it_supports(made):  # noqa: F811
+    from communigate.sip.message import make_response
+
+    seen = []
+
+    async def asker(task):
+        seen.append(await task.send_call_options("bob@example.com"))
+        try:
+            await task.send_call_options("nobody@example.com")
+        except CallError as error:
+            seen.append(str(error))
+
+    harness = made(asker=asker)
+    harness.pbx.start_task("asker", "postmaster@example.com", ())
+    harness.turn()
+    (options,) = requests_at(harness, BOB, "OPTIONS")
+    assert options.headers.get("Accept") == "application/sdp" and options.to().tag is None
+    harness.port.receive(bytes(make_response(options, 200, headers=[("Allow", "INVITE, ACK, BYE"),
+                                                                    ("Supported", "100rel")])), BOB)
+    harness.turn()
+    assert seen[0]["Allow"] == "INVITE, ACK, BYE" and seen[0]["Supported"] == "100rel"
+    assert seen[1].startswith("404")
