@@ -139,9 +139,9 @@ class TransferVerbs:
         if call is None or call.state != CallState.CONNECTED:
             self._wake(None, "transfer", error=CallError("not connected"))
             return
-        from communigate.pbx.task import _sip_target
+        from communigate.pbx.call_verbs import sip_target
 
-        referred_by = _sip_target(self.account, self.account)
+        referred_by = sip_target(self.account, self.account)
 
         def done(_):
             self._wake(None, "transfer")
