@@ -36,7 +36,9 @@ events to the task; the channel itself never runs task code.
 
 RTCP (reports on a randomised ~5 s interval, the peer's reports read,
 BYE on close) is L{communigate.pbx.rtcp_reports}, called from the tick,
-the datagram shells and C{close}.  Offers and answers carry
+the datagram shells and C{close}.  The SDP side (offers, answers, what
+they chose) is L{communigate.pbx.channel_sdp}; the port range and the
+address named in SDP, L{communigate.pbx.media_ports}.  Offers and answers carry
 C{a=rtcp-mux} (RFC 5761): when both ends agree, RTCP shares the RTP port
 both ways; the RTCP port stays bound all the same (an answerer that does
 not multiplex sends there), and RTCP arriving on the RTP port is told
@@ -51,7 +53,6 @@ from __future__ import annotations
 
 import ipaddress
 import random
-import socket
 import struct
 from collections import deque
 
@@ -65,15 +66,10 @@ from communigate.media import g711, tones
 from communigate.media.events import TelephoneEventError, TelephoneEventReceiver, TelephoneEventSender
 from communigate.media.inband import DTMFDetector
 from communigate.media.jitter import JitterBuffer
-from communigate.media.offer_answer import (
-    DEFAULT_CAPABILITIES,
-    NoCommonCodec,
-    answer,
-    make_offer,
-    streams,
-)
+from communigate.media.offer_answer import DEFAULT_CAPABILITIES
 from communigate.media.rtp import RTPError, RTPPacket, is_rtcp, parse_rtp
-from communigate.media.sdp import parse_sdp
+from communigate.pbx.channel_sdp import ChannelError, ChannelNegotiation
+from communigate.pbx.media_ports import PortRange, address_towards
 from communigate.pbx.prompts import FRAME
 from communigate.pbx.rtcp_reports import ChannelRTCP
 
@@ -97,12 +93,6 @@ MAX_QUEUED_FRAMES = 4
 _random = random.SystemRandom()
 #: An RTP header without CSRCs or extension (RFC 3550 5.1).
 _HEADER = struct.Struct("!BBHII")
-
-
-class ChannelError(Exception):
-    """
-    The channel cannot do what was asked (no SDP yet, closed ...).
-    """
 
 
 class NoFreePorts(ChannelError):
@@ -147,52 +137,6 @@ class MediaCounters:
         self.dtmf[method] = self.dtmf.get(method, 0) + 1
 
 
-class PortRange:
-    """
-    RTP ports to bind, even numbers from C{low} to C{high} (RTCP on the
-    odd port above each).  Allocation goes round the range, so a port just
-    released is not handed out again at once (a late packet of the last
-    call must not reach the next one).
-    """
-
-    def __init__(self, low: int, high: int) -> None:
-        if low % 2:
-            low += 1
-        if not 1024 <= low < high <= 65535:
-            raise ValueError(f"RTP port range {low}-{high} is not within 1024-65535, low below high")
-        self.low = low
-        self.high = high
-        self._next = low
-        self.in_use: set[int] = set()
-
-    @property
-    def size(self) -> int:
-        return (self.high - self.low) // 2 + (1 if self.high > self.low else 0)
-
-    def candidates(self):
-        """
-        Each free even port once, starting after the last one handed out.
-        """
-        count = self.size
-        port = self._next
-        for _ in range(count):
-            if port + 1 > self.high:
-                port = self.low
-            if port not in self.in_use:
-                self._next = port + 2
-                yield port
-            port += 2
-
-    def take(self, port: int) -> None:
-        self.in_use.add(port)
-
-    def release(self, port: int) -> None:
-        self.in_use.discard(port)
-
-
-_towards_cache: dict[str, str] = {}
-
-
 def _raw_sender(port):
     """
     How a channel sends RTP: straight through its socket's C{sendto} when
@@ -214,31 +158,6 @@ def _is_ip(host: str) -> bool:
     return True
 
 
-def address_towards(host: str | None) -> str:
-    """
-    The local address the system would send to C{host} from (a UDP
-    C{connect} sends nothing; it only asks the routing table), for SDP
-    when the channel listens on every interface.  127.0.0.1 when there is
-    no route or no host.
-    """
-    if not host or host in ("0.0.0.0", "::"):
-        return "127.0.0.1"
-    cached = _towards_cache.get(host)
-    if cached is not None:
-        return cached
-    family = socket.AF_INET6 if ":" in host else socket.AF_INET
-    try:
-        with socket.socket(family, socket.SOCK_DGRAM) as probe:
-            probe.connect((host, 9))
-            found = probe.getsockname()[0]
-    except OSError:
-        found = "127.0.0.1"
-    if len(_towards_cache) > 1024:
-        _towards_cache.clear()
-    _towards_cache[host] = found
-    return found
-
-
 class _RTPShell(DatagramProtocol):
     def __init__(self, channel: MediaChannel) -> None:
         self.channel = channel
@@ -255,7 +174,7 @@ class _RTCPShell(DatagramProtocol):
         self.channel.rtcp_received(data, tuple(address[:2]))
 
 
-class MediaChannel(Machine):
+class MediaChannel(ChannelNegotiation, Machine):
     """
     One RTP endpoint of a task.
 
@@ -448,139 +367,6 @@ class MediaChannel(Machine):
             if first < 1e-6:
                 first += TICK_SECONDS
             self._timer = self.every(TICK_SECONDS, TICK, first=first)
-
-    # -- SDP --------------------------------------------------------------------
-
-    def answer_offer(self, offer: bytes, direction: str | None = None) -> bytes:
-        """
-        Our answer to C{offer}; the channel follows it from now on.
-
-        @raise NoCommonCodec: no usable audio stream (488).
-        @raise SDPError: the offer does not parse (400 or 488).
-        """
-        if self.closed:
-            raise ChannelError("the media channel is closed")
-        offered = parse_sdp(offer)
-        if self.port is None:
-            infos = streams(offered)
-            peer = next((s.address for s in infos if s.media == "audio" and s.address), None)
-            self.open(peer)
-        if direction is not None:
-            self.direction = direction
-        self.session_version += 1
-        ours = answer(
-            offered,
-            self.capabilities,
-            self.address,
-            {index: self.port for index in range(len(offered.media))},
-            direction=self.direction,
-            session_id=self.session_id,
-            session_version=self.session_version,
-            rtcp_mux=True,
-        )
-        mine = next(s for s in streams(ours) if s.accepted)
-        theirs = streams(offered)[mine.index]
-        self._configure(mine.payload_type, mine.codec.encoding, mine.event_payload_type)
-        self._follow(theirs.address, theirs.port, sends=mine.sends and not theirs.old_style_hold,
-                     receives=mine.receives)
-        self.rtcp.follow(theirs.rtcp_address, theirs.rtcp_port, muxed=mine.rtcp_mux)
-        self._offered = False
-        return ours.serialize()
-
-    def make_offer(self, direction: str | None = None) -> bytes:
-        """
-        An offer of one audio stream with every codec we have (C{sendonly}
-        to hold the peer, C{inactive} to stop both ways).
-        """
-        if self.closed:
-            raise ChannelError("the media channel is closed")
-        if self.port is None:
-            self.open(None)
-        if direction is not None:
-            self.direction = direction
-        self.session_version += 1
-        self._offered = True
-        return make_offer(
-            self.capabilities,
-            self.address,
-            self.port,
-            direction=self.direction,
-            session_id=self.session_id,
-            session_version=self.session_version,
-            rtcp_mux=True,
-        ).serialize()
-
-    def apply_answer(self, data: bytes) -> None:
-        """
-        The peer's answer to our last offer.
-
-        @raise NoCommonCodec: it rejected the audio stream.
-        @raise SDPError: it does not parse.
-        @raise ChannelError: no offer is outstanding.
-        """
-        if not self._offered:
-            raise ChannelError("an SDP answer without an offer")
-        described = parse_sdp(data)
-        infos = streams(described)
-        if not infos or not infos[0].accepted or infos[0].codec is None:
-            raise NoCommonCodec("the answer rejected the audio stream")
-        stream = infos[0]
-        encoding = stream.codec.encoding.upper()
-        if encoding not in ("PCMU", "PCMA"):
-            raise NoCommonCodec(f"the answer chose {stream.codec.encoding}, which we did not offer")
-        self._offered = False
-        # The answer's direction is the peer's: it sends when it says
-        # sendrecv or sendonly, and we may send when it receives.
-        self._configure(stream.payload_type, encoding, stream.event_payload_type)
-        ours_send = self.direction in ("sendrecv", "sendonly")
-        ours_receive = self.direction in ("sendrecv", "recvonly")
-        self._follow(stream.address, stream.port, sends=ours_send and stream.receives,
-                     receives=ours_receive and stream.sends)
-        # Our offers always ask for rtcp-mux: the answer decides.
-        self.rtcp.follow(stream.rtcp_address, stream.rtcp_port, muxed=stream.rtcp_mux)
-
-    @property
-    def negotiated(self) -> bool:
-        return self.codec is not None
-
-    @property
-    def telephone_events(self) -> bool:
-        return self.event_payload_type is not None
-
-    def _configure(self, payload_type: int, encoding: str, event_payload_type: int | None) -> None:
-        encoding = encoding.upper()
-        if encoding != self.codec or self._jitter is None:
-            self._jitter = JitterBuffer(silence=g711.silence(encoding))
-            self._heard = False
-        self.codec = encoding
-        self.payload_type = payload_type
-        self.event_payload_type = event_payload_type
-        self._silence = g711.silence(encoding)
-        self._detector = DTMFDetector() if self._inband_dtmf and event_payload_type is None else None
-
-    @property
-    def inband_dtmf(self) -> bool:
-        """
-        Whether tones in the audio are looked for when telephone-event was
-        not negotiated (they never are when it was: the keys come as
-        events, and a phone sending both would be heard twice).
-        """
-        return self._inband_dtmf
-
-    @inband_dtmf.setter
-    def inband_dtmf(self, flag: bool) -> None:
-        self._inband_dtmf = flag = bool(flag)
-        if not flag:
-            self._detector = None
-        elif self._detector is None and self.codec is not None and self.event_payload_type is None:
-            # A fresh detector: what it half-heard before it was switched
-            # off is gone, so no key is made of two separate tones.
-            self._detector = DTMFDetector()
-
-    @property
-    def detecting_inband(self) -> bool:
-        """Whether the in-band detector runs on what the peer sends now."""
-        return self._detector is not None
 
     #: Where the peer's packets came from when last latched.
     _latched_from: tuple | None = None
