@@ -6,7 +6,7 @@ range (L{PortRange}) and the local address towards a peer
 
 from __future__ import annotations
 
-import socket
+from communigate.media.relay_policy import local_address_towards
 
 __all__ = ["PortRange", "address_towards"]
 
@@ -68,13 +68,7 @@ def address_towards(host: str | None) -> str:
     cached = _towards_cache.get(host)
     if cached is not None:
         return cached
-    family = socket.AF_INET6 if ":" in host else socket.AF_INET
-    try:
-        with socket.socket(family, socket.SOCK_DGRAM) as probe:
-            probe.connect((host, 9))
-            found = probe.getsockname()[0]
-    except OSError:
-        found = "127.0.0.1"
+    found = local_address_towards(host) or "127.0.0.1"
     if len(_towards_cache) > 1024:
         _towards_cache.clear()
     _towards_cache[host] = found
