@@ -16,6 +16,7 @@ Drives a running `twistd communigate` with sipp and prints:
 
     python benchmarks/sip_load.py [USERS] [--only communigate|kamailio]
                                   [--rates 500,1000,...] [--seconds 3] [--no-calls] [--no-settle]
+                                  [--profile FILE]
                                   [--kamailio-stateful]
 
 Each run offers SECONDS' worth of registrations at its rate; one whose
@@ -31,6 +32,7 @@ it cannot be, communigate is measured alone.
 import argparse
 import glob
 import os
+import pstats
 import re
 import statistics
 import subprocess
@@ -136,8 +138,9 @@ def describe(run: Run) -> str:
     )
 
 
-def start_communigate(work, users: int):
-    server = start_server(os.path.join(work, "data"))
+def start_communigate(work, users: int, profile: str | None = None):
+    twistd_options = (f"--profile={profile}", "--profiler=cprofile", "--savestats") if profile else ()
+    server = start_server(os.path.join(work, "data"), twistd_options=twistd_options)
     try:
         script = os.path.join(work, "accounts.txt")
         with open(script, "w") as f:
@@ -269,6 +272,11 @@ def main(argv=None) -> None:
     parser.add_argument("--seconds", type=float, default=SECONDS, help="seconds of load offered per rate")
     parser.add_argument("--no-calls", action="store_true", help="skip communigate's proxied call rates")
     parser.add_argument(
+        "--profile", metavar="FILE",
+        help="run communigate under cProfile (slower: its rates are not comparable), save the statistics "
+        "to FILE and print where its time went",
+    )
+    parser.add_argument(
         "--no-settle", action="store_true",
         help="skip waiting out Timer J after the bindings are made (communigate's memory without transactions)",
     )
@@ -278,6 +286,8 @@ def main(argv=None) -> None:
     )
     options = parser.parse_args(argv)
     rates = [int(rate) for rate in options.rates.split(",")]
+    if options.profile:
+        options.profile = os.path.abspath(options.profile)
     users = options.users
     with_communigate = options.only != "kamailio"
     with_kamailio = options.only != "communigate"
@@ -293,7 +303,7 @@ def main(argv=None) -> None:
         try:
             ports = {}
             if with_communigate:
-                server = start_communigate(work, users)
+                server = start_communigate(work, users, options.profile)
                 ports["communigate"] = server.sip_port
                 print(f"communigate RSS with {users} accounts, no bindings: {rss_mb(server.process.pid):.0f} MB")
             if with_kamailio:
@@ -335,6 +345,11 @@ def main(argv=None) -> None:
                 kamailio.stop()
             if server is not None:
                 stop_server(server)
+        if options.profile and os.path.exists(options.profile):
+            # twistd saves the statistics when the server stops.
+            stats = pstats.Stats(options.profile)
+            stats.sort_stats("tottime").print_stats(30)
+            stats.sort_stats("cumulative").print_stats(40)
 
 
 def calls(work, server) -> None:
