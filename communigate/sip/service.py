@@ -74,12 +74,11 @@ def stamped(request: Request, flow: Flow) -> Request:
     """
     via = request.top_via()
     host, port = flow.remote
-    changed = via
     if via.has_rport:
-        changed = changed.with_rport(port).with_received(host)
+        changed = via.with_parameters(("rport", str(port)), ("received", host))
     elif via.host != host:
-        changed = changed.with_received(host)
-    if changed is via:
+        changed = via.with_received(host)
+    else:
         return request
     return request.with_top_via(changed)
 
