@@ -34,6 +34,7 @@ import glob
 import os
 import pstats
 import re
+import resource
 import statistics
 import subprocess
 import sys
@@ -67,6 +68,29 @@ def rss_mb(pid: int) -> float:
     return float("nan")
 
 
+def cpu_seconds(pids) -> float:
+    """
+    User and system CPU the processes C{pids} have used so far.
+    """
+    total = 0
+    for pid in pids:
+        try:
+            with open(f"/proc/{pid}/stat") as f:
+                fields = f.read().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        total += int(fields[11]) + int(fields[12])  # utime, stime
+    return total / os.sysconf("SC_CLK_TCK")
+
+
+def children_cpu_seconds() -> float:
+    """
+    CPU used so far by the finished children of this process (sipp).
+    """
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
+
+
 @attrs.frozen
 class Run:
     """
@@ -81,6 +105,10 @@ class Run:
     # sipp's per-registration times are whole milliseconds (its clock
     # ticks in ms): a median of 0 means under 1 ms.
     median: float
+    # CPU seconds the server and sipp used during the run: on a machine
+    # shared with other work the rates vary, the CPU per registration less.
+    server_cpu: float = float("nan")
+    sipp_cpu: float = float("nan")
 
     @property
     def failed(self) -> int:
@@ -92,13 +120,16 @@ class Run:
         return self.ok / self.elapsed
 
 
-def run_sipp(work, port: int, rate: int, count: int, wait: float = WAIT) -> Run:
+def run_sipp(work, port: int, rate: int, count: int, wait: float = WAIT, pids=()) -> Run:
     """
     COUNT registrations offered at RATE per second, each failed when a
     response has not come WAIT seconds after its request (sipp's
     -recv_timeout; its -timeout alone lets calls in progress run on).
+    PIDS: the server's processes, whose CPU is measured.
     """
     timeout = count / rate + 2 * wait
+    server_cpu = cpu_seconds(pids)
+    sipp_cpu = children_cpu_seconds()
     started = time.perf_counter()
     done = subprocess.run(
         ["sipp", "-sf", SCENARIO, "-inf", "users.csv", "-m", str(count), "-r", str(rate),
@@ -109,6 +140,8 @@ def run_sipp(work, port: int, rate: int, count: int, wait: float = WAIT) -> Run:
         capture_output=True, text=True, cwd=work, timeout=timeout + 60,
     )
     elapsed = time.perf_counter() - started
+    server_cpu = cpu_seconds(pids) - server_cpu
+    sipp_cpu = children_cpu_seconds() - sipp_cpu
     out = done.stdout
     successful = re.findall(r"Successful call\s*\|\s*\d+\s*\|\s*(\d+)", out)
     if not successful:
@@ -124,7 +157,10 @@ def run_sipp(work, port: int, rate: int, count: int, wait: float = WAIT) -> Run:
             times += [float(line.split(";")[1]) for line in f if line[:1].isdigit()]
         os.remove(path)
     median = statistics.median(times) if times else float("nan")
-    return Run(rate, count, int(successful[-1]), retransmissions, elapsed, median)
+    return Run(
+        rate, count, int(successful[-1]), retransmissions, elapsed, median,
+        server_cpu if pids else float("nan"), sipp_cpu,
+    )
 
 
 def ms(value: float) -> str:
@@ -134,7 +170,8 @@ def ms(value: float) -> str:
 def describe(run: Run) -> str:
     return (
         f"offered {run.offered}/s: {run.ok} ok, {run.failed} failed, {run.achieved:.0f} registrations/s "
-        f"achieved, {run.retransmissions} retransmissions, median {ms(run.median)} ms"
+        f"achieved, {run.retransmissions} retransmissions, median {ms(run.median)} ms; CPU per registration: "
+        f"server {run.server_cpu / max(run.ok, 1) * 1e6:.0f} µs, sipp {run.sipp_cpu / max(run.ok, 1) * 1e6:.0f} µs"
     )
 
 
@@ -199,9 +236,10 @@ def check_authentication(name: str, port: int) -> None:
         raise SystemExit(f"{name} does not authenticate REGISTER as the benchmark expects")
 
 
-def ramp(work, ports: dict[str, int], rates, seconds: float) -> dict[str, list[Run]]:
+def ramp(work, ports: dict[str, int], rates, seconds: float, pids: dict) -> dict[str, list[Run]]:
     """
     Each rate in turn against every server still without failures.
+    PIDS: C{name -> callable returning the server's process ids}.
     """
     results = {name: [] for name in ports}
     rising = set(ports)
@@ -209,7 +247,7 @@ def ramp(work, ports: dict[str, int], rates, seconds: float) -> dict[str, list[R
         for name, port in ports.items():
             if name not in rising:
                 continue
-            run = run_sipp(work, port, rate, int(rate * seconds))
+            run = run_sipp(work, port, rate, int(rate * seconds), pids=pids[name]())
             results[name].append(run)
             print(f"{name:<11} {describe(run)}", flush=True)
             if run.failed:
@@ -231,9 +269,10 @@ def print_table(results: dict[str, list[Run]], users: int) -> None:
     names = list(results)
     print()
     print(f"authenticated REGISTER, sipp {os.path.basename(SCENARIO)}, {users} users, MD5 digest, UDP")
+    print("(CPU µs: the server's CPU per registration, all its processes)")
     header = f"{'offered/s':>9}"
     for name in names:
-        header += f" | {name + ': achieved/s':>23} {'failed':>7} {'retrans':>8} {'median ms':>9}"
+        header += f" | {name + ': achieved/s':>23} {'failed':>7} {'retrans':>8} {'median ms':>9} {'CPU µs':>7}"
     print(header)
     offered = sorted({run.offered for runs in results.values() for run in runs})
     for rate in offered:
@@ -241,10 +280,11 @@ def print_table(results: dict[str, list[Run]], users: int) -> None:
         for name in names:
             run = next((run for run in results[name] if run.offered == rate), None)
             if run is None:
-                line += f" | {'-':>23} {'':>7} {'':>8} {'':>9}"
+                line += f" | {'-':>23} {'':>7} {'':>8} {'':>9} {'':>7}"
             else:
                 line += (
                     f" | {run.achieved:>23.0f} {run.failed:>7} {run.retransmissions:>8} {ms(run.median):>9}"
+                    f" {run.server_cpu / max(run.ok, 1) * 1e6:>7.0f}"
                 )
         print(line)
     tops = {name: best(runs) for name, runs in results.items()}
@@ -335,7 +375,11 @@ def main(argv=None) -> None:
                     f"{rss_mb(server.process.pid):.0f} MB (freed memory the allocator keeps still counts; "
                     "benchmarks/sip_memory.py tells the parts apart)", flush=True,
                 )
-            results = ramp(work, ports, rates, options.seconds)
+            pids = {
+                "communigate": lambda: [server.process.pid],
+                "Kamailio": lambda: kamailio.pids(),
+            }
+            results = ramp(work, ports, rates, options.seconds, pids)
             print_table(results, users)
             if server is not None and not options.no_calls:
                 print()
