@@ -132,7 +132,7 @@ class SIPLog:
             transport=transport,
             peer=peer,
             call_id=call_id,
-            method=method.upper(),
+            method=method if method.isupper() else method.upper(),
             status=status,
             data=data,
             addresses=None
