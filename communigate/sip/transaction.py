@@ -466,6 +466,8 @@ class TransactionLayer:
         self.max_transactions = max_transactions
         self._server: dict[tuple, _Transaction] = {}
         self._client: dict[tuple, _Transaction] = {}
+        # One bound method for every server transaction, not one each.
+        self._forget_server_call = self._forget_server
         # Every completed non-INVITE server transaction waits out the same
         # Timer J: one queue and one clock call for all of them.
         self._timer_j = FixedDelayQueue(clock, 64 * timers.t1)
@@ -511,7 +513,7 @@ class TransactionLayer:
                 request, send, self._clock, self._user, reliable, self.timers, key=key, timer_j=self._timer_j
             )
         self._server[key] = transaction
-        transaction.on_terminated = self._forget_server
+        transaction.on_terminated = self._forget_server_call
         transaction.flow = flow
         if request.method == "INVITE":
             transaction.start(trying(request))
