@@ -8,13 +8,15 @@ Drives a running `twistd communigate` with sipp and prints:
     reference registrar: benchmarks/kamailio/kamailio.cfg, one UDP
     worker, bindings in memory), then the best failure-free rate of each
     and their ratio;
-  - the servers' memory with 10,000 registered bindings;
+  - the servers' memory with 10,000 registered bindings, and
+    communigate's again once the REGISTER transactions have ended;
   - proxied call rates (communigate only): an authenticated caller (sipp
     UAC: INVITE, 407, INVITE, 180, 200, ACK, BYE) through the proxy to a
     callee (sipp UAS) registered as an account.
 
     python benchmarks/sip_load.py [USERS] [--only communigate|kamailio]
-                                  [--rates 500,1000,...] [--seconds 3] [--no-calls]
+                                  [--rates 500,1000,...] [--seconds 3] [--no-calls] [--no-settle]
+                                  [--profile FILE]
                                   [--kamailio-stateful]
 
 Each run offers SECONDS' worth of registrations at its rate; one whose
@@ -30,7 +32,9 @@ it cannot be, communigate is measured alone.
 import argparse
 import glob
 import os
+import pstats
 import re
+import resource
 import statistics
 import subprocess
 import sys
@@ -50,6 +54,8 @@ SECONDS = 3
 # Seconds a registration waits for each response before it has failed.
 WAIT = 10
 PRELOAD_RATE = 500
+# Timer J over UDP (64 * T1), and a second more.
+TIMER_J = 33.0
 # kamailio.cfg knows users u0 .. u9999.
 KAMAILIO_USERS = 10_000
 
@@ -60,6 +66,29 @@ def rss_mb(pid: int) -> float:
             if line.startswith("VmRSS:"):
                 return int(line.split()[1]) / 1024
     return float("nan")
+
+
+def cpu_seconds(pids) -> float:
+    """
+    User and system CPU the processes C{pids} have used so far.
+    """
+    total = 0
+    for pid in pids:
+        try:
+            with open(f"/proc/{pid}/stat") as f:
+                fields = f.read().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        total += int(fields[11]) + int(fields[12])  # utime, stime
+    return total / os.sysconf("SC_CLK_TCK")
+
+
+def children_cpu_seconds() -> float:
+    """
+    CPU used so far by the finished children of this process (sipp).
+    """
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
 
 
 @attrs.frozen
@@ -76,6 +105,10 @@ class Run:
     # sipp's per-registration times are whole milliseconds (its clock
     # ticks in ms): a median of 0 means under 1 ms.
     median: float
+    # CPU seconds the server and sipp used during the run: on a machine
+    # shared with other work the rates vary, the CPU per registration less.
+    server_cpu: float = float("nan")
+    sipp_cpu: float = float("nan")
 
     @property
     def failed(self) -> int:
@@ -87,13 +120,16 @@ class Run:
         return self.ok / self.elapsed
 
 
-def run_sipp(work, port: int, rate: int, count: int, wait: float = WAIT) -> Run:
+def run_sipp(work, port: int, rate: int, count: int, wait: float = WAIT, pids=()) -> Run:
     """
     COUNT registrations offered at RATE per second, each failed when a
     response has not come WAIT seconds after its request (sipp's
     -recv_timeout; its -timeout alone lets calls in progress run on).
+    PIDS: the server's processes, whose CPU is measured.
     """
     timeout = count / rate + 2 * wait
+    server_cpu = cpu_seconds(pids)
+    sipp_cpu = children_cpu_seconds()
     started = time.perf_counter()
     done = subprocess.run(
         ["sipp", "-sf", SCENARIO, "-inf", "users.csv", "-m", str(count), "-r", str(rate),
@@ -104,6 +140,8 @@ def run_sipp(work, port: int, rate: int, count: int, wait: float = WAIT) -> Run:
         capture_output=True, text=True, cwd=work, timeout=timeout + 60,
     )
     elapsed = time.perf_counter() - started
+    server_cpu = cpu_seconds(pids) - server_cpu
+    sipp_cpu = children_cpu_seconds() - sipp_cpu
     out = done.stdout
     successful = re.findall(r"Successful call\s*\|\s*\d+\s*\|\s*(\d+)", out)
     if not successful:
@@ -119,7 +157,10 @@ def run_sipp(work, port: int, rate: int, count: int, wait: float = WAIT) -> Run:
             times += [float(line.split(";")[1]) for line in f if line[:1].isdigit()]
         os.remove(path)
     median = statistics.median(times) if times else float("nan")
-    return Run(rate, count, int(successful[-1]), retransmissions, elapsed, median)
+    return Run(
+        rate, count, int(successful[-1]), retransmissions, elapsed, median,
+        server_cpu if pids else float("nan"), sipp_cpu,
+    )
 
 
 def ms(value: float) -> str:
@@ -129,12 +170,14 @@ def ms(value: float) -> str:
 def describe(run: Run) -> str:
     return (
         f"offered {run.offered}/s: {run.ok} ok, {run.failed} failed, {run.achieved:.0f} registrations/s "
-        f"achieved, {run.retransmissions} retransmissions, median {ms(run.median)} ms"
+        f"achieved, {run.retransmissions} retransmissions, median {ms(run.median)} ms; CPU per registration: "
+        f"server {run.server_cpu / max(run.ok, 1) * 1e6:.0f} µs, sipp {run.sipp_cpu / max(run.ok, 1) * 1e6:.0f} µs"
     )
 
 
-def start_communigate(work, users: int):
-    server = start_server(os.path.join(work, "data"))
+def start_communigate(work, users: int, profile: str | None = None):
+    twistd_options = (f"--profile={profile}", "--profiler=cprofile", "--savestats") if profile else ()
+    server = start_server(os.path.join(work, "data"), twistd_options=twistd_options)
     try:
         script = os.path.join(work, "accounts.txt")
         with open(script, "w") as f:
@@ -193,9 +236,10 @@ def check_authentication(name: str, port: int) -> None:
         raise SystemExit(f"{name} does not authenticate REGISTER as the benchmark expects")
 
 
-def ramp(work, ports: dict[str, int], rates, seconds: float) -> dict[str, list[Run]]:
+def ramp(work, ports: dict[str, int], rates, seconds: float, pids: dict) -> dict[str, list[Run]]:
     """
     Each rate in turn against every server still without failures.
+    PIDS: C{name -> callable returning the server's process ids}.
     """
     results = {name: [] for name in ports}
     rising = set(ports)
@@ -203,7 +247,7 @@ def ramp(work, ports: dict[str, int], rates, seconds: float) -> dict[str, list[R
         for name, port in ports.items():
             if name not in rising:
                 continue
-            run = run_sipp(work, port, rate, int(rate * seconds))
+            run = run_sipp(work, port, rate, int(rate * seconds), pids=pids[name]())
             results[name].append(run)
             print(f"{name:<11} {describe(run)}", flush=True)
             if run.failed:
@@ -225,9 +269,10 @@ def print_table(results: dict[str, list[Run]], users: int) -> None:
     names = list(results)
     print()
     print(f"authenticated REGISTER, sipp {os.path.basename(SCENARIO)}, {users} users, MD5 digest, UDP")
+    print("(CPU µs: the server's CPU per registration, all its processes)")
     header = f"{'offered/s':>9}"
     for name in names:
-        header += f" | {name + ': achieved/s':>23} {'failed':>7} {'retrans':>8} {'median ms':>9}"
+        header += f" | {name + ': achieved/s':>23} {'failed':>7} {'retrans':>8} {'median ms':>9} {'CPU µs':>7}"
     print(header)
     offered = sorted({run.offered for runs in results.values() for run in runs})
     for rate in offered:
@@ -235,10 +280,11 @@ def print_table(results: dict[str, list[Run]], users: int) -> None:
         for name in names:
             run = next((run for run in results[name] if run.offered == rate), None)
             if run is None:
-                line += f" | {'-':>23} {'':>7} {'':>8} {'':>9}"
+                line += f" | {'-':>23} {'':>7} {'':>8} {'':>9} {'':>7}"
             else:
                 line += (
                     f" | {run.achieved:>23.0f} {run.failed:>7} {run.retransmissions:>8} {ms(run.median):>9}"
+                    f" {run.server_cpu / max(run.ok, 1) * 1e6:>7.0f}"
                 )
         print(line)
     tops = {name: best(runs) for name, runs in results.items()}
@@ -266,11 +312,22 @@ def main(argv=None) -> None:
     parser.add_argument("--seconds", type=float, default=SECONDS, help="seconds of load offered per rate")
     parser.add_argument("--no-calls", action="store_true", help="skip communigate's proxied call rates")
     parser.add_argument(
+        "--profile", metavar="FILE",
+        help="run communigate under cProfile (slower: its rates are not comparable), save the statistics "
+        "to FILE and print where its time went",
+    )
+    parser.add_argument(
+        "--no-settle", action="store_true",
+        help="skip waiting out Timer J after the bindings are made (communigate's memory without transactions)",
+    )
+    parser.add_argument(
         "--kamailio-stateful", action="store_true",
         help="Kamailio with tm transactions and nonce_count replay checks (kamailio.cfg -A STATEFUL)",
     )
     options = parser.parse_args(argv)
     rates = [int(rate) for rate in options.rates.split(",")]
+    if options.profile:
+        options.profile = os.path.abspath(options.profile)
     users = options.users
     with_communigate = options.only != "kamailio"
     with_kamailio = options.only != "communigate"
@@ -286,7 +343,7 @@ def main(argv=None) -> None:
         try:
             ports = {}
             if with_communigate:
-                server = start_communigate(work, users)
+                server = start_communigate(work, users, options.profile)
                 ports["communigate"] = server.sip_port
                 print(f"communigate RSS with {users} accounts, no bindings: {rss_mb(server.process.pid):.0f} MB")
             if with_kamailio:
@@ -309,7 +366,20 @@ def main(argv=None) -> None:
                     f"{name}: registered {run.ok} of {users} bindings ({run.failed} failed) "
                     f"in {run.elapsed:.1f} s; {memory}", flush=True,
                 )
-            results = ramp(work, ports, rates, options.seconds)
+            if server is not None and not options.no_settle:
+                # The REGISTER transactions of the last 32 s (Timer J) are
+                # still held; without them the memory is the bindings'.
+                time.sleep(TIMER_J)
+                print(
+                    f"communigate RSS {TIMER_J:.0f} s later, the REGISTER transactions gone: "
+                    f"{rss_mb(server.process.pid):.0f} MB (freed memory the allocator keeps still counts; "
+                    "benchmarks/sip_memory.py tells the parts apart)", flush=True,
+                )
+            pids = {
+                "communigate": lambda: [server.process.pid],
+                "Kamailio": lambda: kamailio.pids(),
+            }
+            results = ramp(work, ports, rates, options.seconds, pids)
             print_table(results, users)
             if server is not None and not options.no_calls:
                 print()
@@ -319,6 +389,11 @@ def main(argv=None) -> None:
                 kamailio.stop()
             if server is not None:
                 stop_server(server)
+        if options.profile and os.path.exists(options.profile):
+            # twistd saves the statistics when the server stops.
+            stats = pstats.Stats(options.profile)
+            stats.sort_stats("tottime").print_stats(30)
+            stats.sort_stats("cumulative").print_stats(40)
 
 
 def calls(work, server) -> None:

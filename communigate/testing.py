@@ -90,11 +90,14 @@ class LiveServer:
             return f.read()
 
 
-def start_server(data_dir, *extra, domain="example.com") -> LiveServer:
+def start_server(data_dir, *extra, domain="example.com", twistd_options=()) -> LiveServer:
     """
     Start C{twistd communigate} on C{data_dir}, its CLI, HTTP, SIP, XMPP
     and XMPP server-to-server listeners on free ports of 127.0.0.1; return
     once the CLI and the other stream listeners accept connections.
+
+    @param twistd_options: options for twistd itself, before the
+        C{communigate} subcommand (a benchmark's C{--profile=FILE}).
     """
     cli_port, http_port, sip_port, xmpp_port = free_port(), free_port(), free_port(), free_port()
     xmpp_s2s_port = free_port()
@@ -104,7 +107,7 @@ def start_server(data_dir, *extra, domain="example.com") -> LiveServer:
     log = open(log_path, "w")
     process = subprocess.Popen(
         [
-            twistd, "--nodaemon", "--pidfile=", "communigate",
+            twistd, "--nodaemon", "--pidfile=", *twistd_options, "communigate",
             "--data", str(data_dir), "--domain", domain,
             "--cli", f"tcp:{cli_port}:interface=127.0.0.1",
             "--http", f"tcp:{http_port}:interface=127.0.0.1",

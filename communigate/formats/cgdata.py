@@ -53,6 +53,7 @@ import base64
 import datetime
 import ipaddress
 import re
+import sys
 
 import attrs
 
@@ -389,7 +390,7 @@ def _dictionary(text, pos, multiline, depth):
         value, pos = _value(text, pos, multiline, depth)
         if key in result:
             raise DataFormatError(f"duplicate key {_name(key)}", key_pos, text)
-        result[key] = value
+        result[_intern(key)] = value
         pos = skip_space(text, pos, multiline)
         if text.startswith(";", pos):
             pos = skip_space(text, pos + 1, multiline)
@@ -418,6 +419,12 @@ _PLAIN_TOKEN = re.compile(
     rf'[ \t\r\n]*(?:([{{}}();=,])|"([^"\\]*(?:\\.[^"\\]*)*)"|([{_ATOM_CHARS}][{_ATOM_CHARS}#]*))', re.S
 )
 _NOT_PLAIN = object()
+
+
+# Dictionary keys come from a small vocabulary (Settings, Kind, HA1, ...)
+# repeated in every record; a server caching thousands of parsed records
+# keeps one copy of each instead of one per record.
+_intern = sys.intern
 
 
 def _plain_loads(text):
@@ -450,7 +457,7 @@ def _plain_loads(text):
             else:
                 value = atom
             if expect == "key":
-                key, expect = value, "eq"
+                key, expect = _intern(value), "eq"
                 continue
             if expect != "value":
                 return _NOT_PLAIN

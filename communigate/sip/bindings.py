@@ -79,9 +79,14 @@ CAP_SETTING = "MaxSignalContacts"
 # -- values ----------------------------------------------------------------------
 
 
+# The transports' names, so that every binding shares one copy of each.
+_TRANSPORTS = {name: name for name in ("udp", "tcp", "tls", "ws", "wss", "sctp")}
+
+
 def _address(value) -> tuple[str, str, int] | None:
     """
-    A C{(transport, host, port)} triple, transport in lower case.
+    A C{(transport, host, port)} triple, transport in lower case: C{value}
+    itself when it is one already, so a binding shares its REGISTER's.
     """
     if value is None:
         return None
@@ -90,7 +95,11 @@ def _address(value) -> tuple[str, str, int] | None:
         raise TypeError(f"an address is (transport, host, port), not {value!r}")
     if isinstance(port, bool) or not isinstance(port, int) or not 0 <= port <= 65535:
         raise ValueError(f"a port is a number 0-65535, not {port!r}")
-    return (transport.lower(), host, port)
+    lowered = transport.lower()
+    lowered = _TRANSPORTS.get(lowered, lowered)
+    if type(value) is tuple and transport is lowered:
+        return value
+    return (lowered, host, port)
 
 
 def _check_q(instance, attribute, value):
@@ -438,6 +447,9 @@ class Bindings:
         self._pending: dict[str, str | None] = {}
         self._flush_timer: IDelayedCall | None = None
         self._aor_listeners: tuple = ()
+        # The local addresses bindings arrive on are the listeners': a
+        # handful, one copy each for all the bindings.
+        self._locals: dict[tuple, tuple] = {}
 
     def add_aor_listener(self, listener: Callable[[str, bool], None]) -> None:
         """
@@ -529,6 +541,7 @@ class Bindings:
             if binding.call_id == changes.call_id and binding.cseq >= changes.cseq:
                 raise OutOfOrder("Out of order REGISTER: CSeq not above the one that set the binding")
 
+        local = self._shared_local(changes.local)
         contacts = changes.contacts
         if any(change.contact == "*" for change in contacts):
             if len(contacts) != 1:
@@ -569,7 +582,7 @@ class Bindings:
                         reg_id=reg_id,
                         path=changes.path,
                         source=changes.source,
-                        local=changes.local,
+                        local=local,
                         nat=changes.nat,
                         user_agent=changes.user_agent,
                         params=change.params,
@@ -594,6 +607,16 @@ class Bindings:
                 self._remember(aor, key, binding)
             self._schedule()
         return self.lookup(aor)
+
+    def _shared_local(self, local):
+        if local is None:
+            return None
+        shared = self._locals.get(local)
+        if shared is None:
+            if len(self._locals) >= 1024:  # not listeners: do not keep them all
+                self._locals.clear()
+            shared = self._locals[local] = local
+        return shared
 
     def remove(self, aor: str) -> list[Binding]:
         """

@@ -173,9 +173,13 @@ class NonceManager:
         self._lifetime_ms = int(lifetime * 1000)
         self._max_tracked = max_tracked
         self._random_bytes = random_bytes
-        # nonce -> [issued_ms, highest nc]; in order of first use, which is
-        # close to issue order, so expired entries gather at the front.
-        self._tracked: OrderedDict[str, list[int]] = OrderedDict()
+        # nonce -> issued_ms << 32 | highest nc, in order of first use, which
+        # is close to issue order, so expired entries gather at the front.
+        # A server under load tracks up to max_tracked of them, so each is
+        # kept small: the nonce by its payload (issue time and random part,
+        # unique to the nonce once its MAC is checked) as a number, and
+        # both values packed in one.
+        self._tracked: OrderedDict[int, int] = OrderedDict()
         self._untracked_before = self._now_ms()
         self.evictions = 0
 
@@ -243,46 +247,51 @@ class NonceManager:
     def _judge(self, nonce: str, issued: int, nc: int | None) -> str:
         if issued + self._lifetime_ms <= self._now_ms():
             return "stale"
-        entry = self._tracked.get(nonce)
+        entry = self._tracked.get(_tracking_key(nonce))
         if entry is None:
             return "stale" if issued < self._untracked_before else "ok"
-        if nc is None or entry[1] == 0:
+        count = entry & _COUNT_MASK
+        if nc is None or count == 0:
             # Single-use RFC 2069 nonces, and a no-qop nonce answered again
             # with a count: the client should start over.
             return "stale"
-        return "ok" if nc > entry[1] else "replay"
+        return "ok" if nc > count else "replay"
 
     def record(self, nonce: str, realm: str, nc: int | None, address: str | None = None) -> str:
         """
         Remember that C{nonce} was used with C{nc} by a verified response,
         if L{check} still says C{'ok'}; returns what L{check} says now.
         """
+        if nc is not None and not 0 < nc <= _COUNT_MASK:
+            raise ValueError(f"a nonce-count is 8 hex digits, 00000001 or more, not {nc!r}")
         issued = self._issued_ms(nonce, realm, address)
         if issued is None:
             return "invalid"
         verdict = self._judge(nonce, issued, nc)
         if verdict != "ok":
             return verdict
-        entry = self._tracked.get(nonce)
+        key = _tracking_key(nonce)
+        entry = self._tracked.get(key)
         if entry is None:
             self._forget_expired()
             while len(self._tracked) >= self._max_tracked:
                 self._evict_oldest()
-            self._tracked[nonce] = [issued, 0 if nc is None else nc]
+            self._tracked[key] = issued << 32 | (0 if nc is None else nc)
         else:
-            entry[1] = nc
+            self._tracked[key] = entry & ~_COUNT_MASK | nc
         return "ok"
 
     def _forget_expired(self) -> None:
         horizon = self._now_ms() - self._lifetime_ms
         while self._tracked:
-            nonce, (issued, _) = next(iter(self._tracked.items()))
-            if issued > horizon:
+            key, entry = next(iter(self._tracked.items()))
+            if entry >> 32 > horizon:
                 break
-            del self._tracked[nonce]
+            del self._tracked[key]
 
     def _evict_oldest(self) -> None:
-        _, (issued, _) = self._tracked.popitem(last=False)
+        _, entry = self._tracked.popitem(last=False)
+        issued = entry >> 32
         self._untracked_before = max(self._untracked_before, issued + 1)
         self.evictions += 1
         if self.evictions == 1 or self.evictions % 10_000 == 0:
@@ -292,6 +301,18 @@ class NonceManager:
                 size=self._max_tracked,
                 evictions=self.evictions,
             )
+
+
+# A nonce-count is 8 hex digits: it fits below the issue time in one number.
+_COUNT_MASK = 0xFFFFFFFF
+
+
+def _tracking_key(nonce: str) -> int:
+    """
+    What a checked nonce is tracked by: its payload (the hex before the
+    MAC), as a number.
+    """
+    return int(nonce[: -2 * _NONCE_MAC_BYTES], 16)
 
 
 # -- header syntax -----------------------------------------------------------

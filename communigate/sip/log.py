@@ -31,7 +31,9 @@ class LogEntry:
     @ivar call_id: the Call-ID, or empty when it could not be parsed.
     @ivar method: the request method, or the CSeq method of a response.
     @ivar status: the response code, or 0 for a request.
-    @ivar text: the message as text (undecodable bytes replaced).
+    @ivar data: the message's octets, as they crossed the wire: the same
+        object the transport received or sent (and a completed
+        transaction keeps), not a copy; L{text} decodes it when asked.
     """
 
     time: float
@@ -41,8 +43,15 @@ class LogEntry:
     call_id: str
     method: str
     status: int
-    text: str
+    data: bytes
     _addresses: tuple[str, ...] | None = attrs.field(default=None, alias="addresses")
+
+    @property
+    def text(self) -> str:
+        """
+        The message as text (undecodable bytes replaced).
+        """
+        return self.data.decode("utf-8", "replace")
 
     @property
     def addresses(self) -> tuple[str, ...]:
@@ -81,7 +90,7 @@ class SIPLog:
     A ring of recent messages.
 
     @param capacity: at most this many messages are kept.
-    @param max_bytes: and at most this many bytes of message text; the
+    @param max_bytes: and at most this many octets of messages; the
         oldest go first.
     """
 
@@ -116,24 +125,24 @@ class SIPLog:
         """
         if message is not None:
             call_id, method, status = _summary(message)
-        text = data.decode("utf-8", "replace")
+        data = bytes(data)
         entry = LogEntry(
             time=self._clock.seconds(),
             direction=direction,
             transport=transport,
             peer=peer,
             call_id=call_id,
-            method=method.upper(),
+            method=method if method.isupper() else method.upper(),
             status=status,
-            text=text,
+            data=data,
             addresses=None
             if addresses is None
             else tuple(a.lower() for a in addresses if a) + (f"{peer[0]}:{peer[1]}",),
         )
         self._entries.append(entry)
-        self._bytes += len(text)
+        self._bytes += len(data)
         while self._entries and (len(self._entries) > self.capacity or self._bytes > self.max_bytes):
-            self._bytes -= len(self._entries.popleft().text)
+            self._bytes -= len(self._entries.popleft().data)
 
     def search(
         self,

@@ -381,9 +381,25 @@ class _Message:
         """
         A copy whose top Via is C{via} (a server stamping C{received} and
         C{rport}), with the other Vias as parsed already.
+
+        The top Via goes first of all the header lines, as
+        C{headers.without_first("Via").with_added("Via", via, first=True)}
+        puts it; a server does this to every request, so when the top Via
+        has a line of its own the new header list is made in one step.
         """
         vias = self.vias()
-        headers = self.headers.without_first("Via").with_added("Via", via, first=True)
+        headers = self.headers
+        items = headers._items
+        text = str(via).strip(" \t")
+        for i, (name, value) in enumerate(items):
+            if name == "Via" or name.lower() == "via":
+                if "," in value or "\r" in text or "\n" in text:
+                    break
+                cache = headers._cache_without("via")
+                cache["vias"] = (via,) + vias[1:]
+                stamped = Headers._trusted((("Via", text),) + items[:i] + items[i + 1:], cache=cache)
+                return self.with_headers(stamped)
+        headers = headers.without_first("Via").with_added("Via", via, first=True)
         headers._cache["vias"] = (via,) + vias[1:]
         return self.with_headers(headers)
 

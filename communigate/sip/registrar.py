@@ -170,6 +170,9 @@ class Registrar:
         self.default_expires = default_expires
         self._realm_for = realm_for
         self.counts: Counter[str] = Counter()
+        # The Date of the 200s, formatted once a second rather than for
+        # every registration (it has whole seconds).
+        self._date: tuple[int, str] = (-1, "")
 
     # -- the entry point ------------------------------------------------------------
 
@@ -382,8 +385,14 @@ class Registrar:
         if outbound:
             headers.append(("Require", "outbound"))
         headers.append(("Supported", ", ".join(SUPPORTED_EXTENSIONS)))
-        headers.append(("Date", formatdate(now, usegmt=True)))
+        headers.append(("Date", self._date_header(now)))
         return self._answer(request, 200, headers=headers, count=count)
+
+    def _date_header(self, now: float) -> str:
+        second = int(now)
+        if self._date[0] != second:
+            self._date = (second, formatdate(second, usegmt=True))
+        return self._date[1]
 
     @staticmethod
     def _contact_value(binding: Binding, now: float) -> str:

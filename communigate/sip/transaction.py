@@ -19,6 +19,9 @@ import enum
 import attrs
 from twisted.logger import Logger
 
+from communigate.sip.message import SIPParseError, parse_message
+from communigate.sip.timer_queue import FixedDelayQueue
+
 #: RFC 3261 timer defaults, seconds.
 T1 = 0.5
 T2 = 4.0
@@ -72,7 +75,23 @@ class _Transaction:
 
     log = Logger()
 
-    def __init__(self, request, send, clock, user, reliable: bool = False, timers: Timers = Timers()) -> None:
+    # Slots: a busy registrar holds tens of thousands of completed
+    # transactions; a dictionary each would be most of their memory.
+    # C{flow} is where a server transaction's request came from, and
+    # C{forward} what the proxy forwards it with; both set from outside.
+    # Weak references: the proxy keeps weak sets of its transactions.
+    __slots__ = (
+        "request", "_send", "_clock", "_user", "reliable", "timers", "state", "_calls",
+        "on_terminated", "_key", "flow", "forward", "__weakref__",
+    )
+
+    def __init__(
+        self, request, send, clock, user, reliable: bool = False, timers: Timers = Timers(), *, key=None
+    ) -> None:
+        """
+        @param key: the transaction key (L{transaction_key}) when the
+            caller worked it out already; otherwise it is, when first asked.
+        """
         self.request = request
         self._send = send
         self._clock = clock
@@ -80,9 +99,11 @@ class _Transaction:
         self.reliable = reliable
         self.timers = timers
         self.state = None
-        self._calls: dict[str, object] = {}
+        self._calls: dict[str, object] | None = None
         self.on_terminated = None
-        self._key = None
+        self._key = key
+        self.flow = None
+        self.forward = None
 
     @property
     def key(self):
@@ -92,6 +113,8 @@ class _Transaction:
 
     def _start_timer(self, name: str, delay: float, fire) -> None:
         self._cancel_timer(name)
+        if self._calls is None:
+            self._calls = {}
         self._calls[name] = self._clock.callLater(delay, self._fired, name, fire)
 
     def _fired(self, name: str, fire) -> None:
@@ -99,18 +122,26 @@ class _Transaction:
         fire()
 
     def _cancel_timer(self, name: str) -> None:
+        if not self._calls:
+            return
         call = self._calls.pop(name, None)
         if call is not None and call.active():
             call.cancel()
+
+    def _timer_pending(self, name: str) -> bool:
+        return bool(self._calls) and name in self._calls
 
     def _transmit(self, message) -> bool:
         try:
             self._send(message)
         except OSError as e:
-            self.log.warn("transport error in {kind}: {error}", kind=type(self).__name__, error=e)
-            self._transport_error()
+            self._transmit_failed(e)
             return False
         return True
+
+    def _transmit_failed(self, error: OSError) -> None:
+        self.log.warn("transport error in {kind}: {error}", kind=type(self).__name__, error=error)
+        self._transport_error()
 
     def _transport_error(self) -> None:
         self._terminate()
@@ -131,7 +162,7 @@ class _Transaction:
         if self.state is State.TERMINATED:
             return
         self.state = State.TERMINATED
-        for name in list(self._calls):
+        for name in list(self._calls or ()):
             self._cancel_timer(name)
         if self.on_terminated is not None:
             self.on_terminated(self)
@@ -145,6 +176,8 @@ class InviteClientTransaction(_Transaction):
     @param build_ack: C{(request, response) -> ACK request} for non-2xx
         final responses, which this transaction acknowledges itself.
     """
+
+    __slots__ = ("_build_ack", "_ack")
 
     def __init__(self, request, send, clock, user, reliable=False, timers=Timers(), *, build_ack):
         super().__init__(request, send, clock, user, reliable, timers)
@@ -188,7 +221,7 @@ class InviteClientTransaction(_Transaction):
                 self._cancel_timer("B")
                 if status > 100:
                     self._start_timer("C", self.timers.c, self._timer_c)
-                elif "C" not in self._calls:
+                elif not self._timer_pending("C"):
                     self._start_timer("C", self.timers.c, self._timer_c)
                 self._user.response_received(self, response)
             elif status < 300:
@@ -215,6 +248,8 @@ class NonInviteClientTransaction(_Transaction):
     """
     RFC 3261 §17.1.2.
     """
+
+    __slots__ = ()
 
     def start(self) -> None:
         self.state = State.TRYING
@@ -255,6 +290,8 @@ class InviteServerTransaction(_Transaction):
     RFC 3261 §17.2.1 with RFC 6026's Accepted state: a retransmitted INVITE
     after a 2xx is absorbed instead of looking like a new request.
     """
+
+    __slots__ = ("last_response",)
 
     def start(self, trying) -> None:
         """
@@ -314,35 +351,81 @@ class InviteServerTransaction(_Transaction):
 class NonInviteServerTransaction(_Transaction):
     """
     RFC 3261 §17.2.2.
+
+    In Completed (Timer J: 32 s over UDP) the transaction does nothing but
+    answer retransmissions of its request with its final response, and a
+    busy registrar holds tens of thousands of them, so that is all it
+    keeps: the request is let go, and when the C{send} callable returns
+    the octets it sent (the SIP transport's does) the response is kept as
+    those octets, a fifth of the memory of the parsed message, and parsed
+    again only when a retransmission asks for it, into a message that is
+    sent as the same octets.
+
+    @param timer_j: a L{FixedDelayQueue} of 64*T1 shared by the layer's
+        transactions, or L{None} for a clock call of this one's own.
     """
+
+    __slots__ = ("_response", "_sent", "_timer_j")
+
+    def __init__(
+        self, request, send, clock, user, reliable=False, timers=Timers(), *, key=None, timer_j=None
+    ) -> None:
+        super().__init__(request, send, clock, user, reliable, timers, key=key)
+        self._response = None
+        self._sent = None
+        self._timer_j = timer_j
+
+    @property
+    def last_response(self):
+        """
+        The response sent last, or L{None} before the first.
+        """
+        if self._response is None and self._sent is not None:
+            try:
+                return parse_message(self._sent)
+            except SIPParseError as error:
+                self.log.error("a response this server sent does not parse again: {reason}", reason=error.reason)
+                return None
+        return self._response
 
     def start(self) -> None:
         self.state = State.TRYING
-        self.last_response = None
+        self._response = None
 
     def respond(self, response) -> None:
         if self.state not in (State.TRYING, State.PROCEEDING):
             return
-        self.last_response = response
-        if not self._transmit(response):
+        self._response = response
+        try:
+            sent = self._send(response)
+        except OSError as error:
+            self._transmit_failed(error)
             return
         if response.status < 200:
             self.state = State.PROCEEDING
             return
         self.state = State.COMPLETED
-        # For the 32 s of Timer J only retransmissions of the request are
-        # answered, with the response kept; the request itself (half the
-        # memory of a completed transaction) is let go.
         self.key
         self.request = None
-        compact = getattr(getattr(response, "headers", None), "compact", None)
-        if compact is not None:
-            compact()
-        self._start_timer("J", 0 if self.reliable else 64 * self.timers.t1, self._terminate)
+        if isinstance(sent, bytes):
+            self._sent = sent
+            self._response = None
+        else:
+            compact = getattr(getattr(response, "headers", None), "compact", None)
+            if compact is not None:
+                compact()
+        if self.reliable:
+            self._start_timer("J", 0, self._terminate)
+        elif self._timer_j is not None:
+            self._timer_j.call_later(self._terminate)
+        else:
+            self._start_timer("J", 64 * self.timers.t1, self._terminate)
 
     def receive_request(self, request) -> None:
-        if self.state in (State.PROCEEDING, State.COMPLETED) and self.last_response is not None:
-            self._transmit(self.last_response)
+        if self.state in (State.PROCEEDING, State.COMPLETED):
+            response = self.last_response
+            if response is not None:
+                self._transmit(response)
 
 
 def transaction_key(message) -> tuple:
@@ -383,6 +466,11 @@ class TransactionLayer:
         self.max_transactions = max_transactions
         self._server: dict[tuple, _Transaction] = {}
         self._client: dict[tuple, _Transaction] = {}
+        # One bound method for every server transaction, not one each.
+        self._forget_server_call = self._forget_server
+        # Every completed non-INVITE server transaction waits out the same
+        # Timer J: one queue and one clock call for all of them.
+        self._timer_j = FixedDelayQueue(clock, 64 * timers.t1)
 
     @property
     def full(self) -> bool:
@@ -417,11 +505,15 @@ class TransactionLayer:
             self._user.request_received(request, flow, None)
             return
         if request.method == "INVITE":
-            transaction = InviteServerTransaction(request, send, self._clock, self._user, reliable, self.timers)
+            transaction = InviteServerTransaction(
+                request, send, self._clock, self._user, reliable, self.timers, key=key
+            )
         else:
-            transaction = NonInviteServerTransaction(request, send, self._clock, self._user, reliable, self.timers)
+            transaction = NonInviteServerTransaction(
+                request, send, self._clock, self._user, reliable, self.timers, key=key, timer_j=self._timer_j
+            )
         self._server[key] = transaction
-        transaction.on_terminated = self._forget_server
+        transaction.on_terminated = self._forget_server_call
         transaction.flow = flow
         if request.method == "INVITE":
             transaction.start(trying(request))

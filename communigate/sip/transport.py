@@ -278,11 +278,13 @@ class SIPTransport:
 
     # -- output ------------------------------------------------------------
 
-    def send(self, message, flow: Flow) -> None:
+    def send(self, message, flow: Flow) -> bytes:
         """
         Send C{message} over C{flow}: the UDP socket of C{flow.local} (or
         any), or the open connection to C{flow.remote}, or a new one.
 
+        @return: the octets sent, which a completed transaction keeps in
+            place of the message to answer retransmissions with.
         @raise OSError: nothing can carry it now (the caller's transaction
             treats it as a transport error).
         """
@@ -303,6 +305,7 @@ class SIPTransport:
         self.metrics.count_message("out", flow.transport, _kind(message))
         if self.sip_log is not None:
             self.sip_log.record(OUT, flow.transport, flow.remote, data, message)
+        return data
 
     def send_raw(self, data: bytes, flow: Flow) -> None:
         """

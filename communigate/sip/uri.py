@@ -197,6 +197,17 @@ class _Parameters:
         """A copy with ``name`` set (replacing any value it had)."""
         return attrs.evolve(self, parameters=_with(self.parameters, name, value))
 
+    def with_parameters(self, *pairs: tuple[str, str | None]):
+        """
+        A copy with each C{(name, value)} set in turn, as many
+        L{with_parameter} calls would, making one copy instead of one each
+        (a server stamps C{rport} and C{received} on every request).
+        """
+        parameters = self.parameters
+        for name, value in pairs:
+            parameters = _with(parameters, name, value)
+        return attrs.evolve(self, parameters=parameters)
+
     def without_parameter(self, name: str):
         return attrs.evolve(self, parameters=_without(self.parameters, name))
 

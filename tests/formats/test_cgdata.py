@@ -473,3 +473,18 @@ def test_the_fast_path_steps_aside_for_everything_else():
 def test_a_dictionary_may_end_without_its_last_semicolon():
     assert loads("{a = b; c = (d, e)}") == {"a": "b", "c": ["d", "e"]}
     assert _cgdata._plain_loads("{a = b; c = (d, e)}") == {"a": "b", "c": ["d", "e"]}
+
+
+@pytest.mark.parametrize(
+    "first, second",
+    [
+        ("{Kind = account; Account = u1;}", "{Kind = alias; Account = u2;}"),  # the plain reader
+        ('{Kind = "acc\\"ount"; Account = #1;}', '{Kind = #2; Account = "a\\tb";}'),  # the full parser
+    ],
+)
+def test_parsed_dictionaries_share_one_copy_of_each_key(first, second):
+    # A server caches thousands of parsed records with the same keys.
+    a, b = loads(first), loads(second)
+    assert list(a) == list(b) == ["Kind", "Account"]
+    for key_a, key_b in zip(a, b):
+        assert key_a is key_b

@@ -663,3 +663,16 @@ def test_records_written_as_data_format_text_are_still_read(store, clock):
     assert binding.cseq == 3 and binding.source == ("udp", "203.0.113.7", 40123)
     assert all(text.startswith('{"') for _, text in records(store))
     loaded.stop()
+
+
+def test_bindings_share_their_register_s_addresses_and_one_copy_of_each_listener(bindings):
+    source = ("udp", "203.0.113.9", 40000)
+    register(bindings, "alice@example.com", ContactChange("sip:a@h", 60),
+             source=source, local=tuple(["udp", "192.0.2.1", 5060]))
+    register(bindings, "bob@example.com", ContactChange("sip:b@h", 60), call_id="call-2",
+             source=("UDP", "203.0.113.9", 40001), local=tuple(["udp", "192.0.2.1", 5060]))
+    (alice,) = bindings.lookup("alice@example.com")
+    (bob,) = bindings.lookup("bob@example.com")
+    assert alice.source is source
+    assert bob.source == ("udp", "203.0.113.9", 40001)
+    assert alice.local == bob.local == ("udp", "192.0.2.1", 5060) and alice.local is bob.local

@@ -872,3 +872,24 @@ def test_rfc_examples_are_accepted_and_a_changed_response_is_not(header, realm):
     assert outcome.kind is OutcomeKind.REFUSED
     outcome = result_of(verifier.verify(header, "POST", "/dir/index.html", b"", realm, SOURCE))
     assert outcome.kind is OutcomeKind.REFUSED
+
+
+def test_the_highest_count_is_remembered_and_the_issue_time_with_it(nonces, clock):
+    # Both are kept packed in one number per tracked nonce.
+    nonce = nonces.new_nonce(REALM)
+    assert nonces.record(nonce, REALM, 0xFFFFFFFE) == "ok"
+    assert nonces.record(nonce, REALM, 0xFFFFFFFF) == "ok"
+    assert nonces.check(nonce, REALM, 0xFFFFFFFF) == "replay"
+    for _ in range(20):  # nothing tracked expires while it is live
+        clock.advance(14)
+        nonces.record(nonces.new_nonce(REALM), REALM, 1)
+    assert nonces.check(nonce, REALM, 0xFFFFFFFF) == "replay"
+    clock.advance(300 - 280)
+    nonces.record(nonces.new_nonce(REALM), REALM, 1)
+    assert nonces.check(nonce, REALM, 0xFFFFFFFF) == "stale"
+    assert nonces.tracked_count() == 21  # it alone expired, and was forgotten
+
+
+def test_a_count_beyond_eight_hex_digits_is_refused(nonces):
+    with pytest.raises(ValueError, match="8 hex digits"):
+        nonces.record(nonces.new_nonce(REALM), REALM, 0x100000000)

@@ -456,3 +456,39 @@ def test_with_top_via_keeps_the_parsed_vias_true_to_the_text():
     assert stamped.vias() == parse_message(serialize(stamped)).vias()
     assert stamped.top_via().received == "203.0.113.9" and stamped.top_via().rport == 4000
     assert stamped.vias()[1] == request.vias()[1]
+
+
+@pytest.mark.parametrize(
+    "vias",
+    [
+        "Via: SIP/2.0/UDP a.example;branch=z9hG4bK1;rport\r\nVia: SIP/2.0/UDP b.example;branch=z9hG4bK2\r\n",
+        "Via: SIP/2.0/UDP a.example;branch=z9hG4bK1, SIP/2.0/UDP b.example;branch=z9hG4bK2\r\n",
+        "v: SIP/2.0/UDP a.example;branch=z9hG4bK1\r\n",
+    ],
+)
+@pytest.mark.parametrize("via_first", [True, False])
+def test_a_new_top_via_goes_first_of_all_lines_as_the_generic_edit_puts_it(vias, via_first):
+    head = "OPTIONS sip:b@example.com SIP/2.0\r\n"
+    others = (
+        "Max-Forwards: 70\r\nFrom: <sip:a@example.com>;tag=1\r\nTo: <sip:b@example.com>\r\n"
+        "Call-ID: x@a\r\nCSeq: 1 OPTIONS\r\n"
+    )
+    text = head + (vias + others if via_first else others + vias) + "Content-Length: 0\r\n\r\n"
+    request = parse_message(text.encode())
+    new = request.top_via().with_parameters(("rport", "5062"), ("received", "192.0.2.9"))
+    stamped = request.with_top_via(new)
+    expected = request.headers.without_first("Via").with_added("Via", new, first=True)
+    assert stamped.headers.items() == expected.items()
+    assert stamped.vias() == (new,) + request.vias()[1:]
+    assert stamped.headers.get_all("Via") == expected.get_all("Via")
+    assert bytes(stamped) == bytes(request.with_headers(expected))
+
+
+def test_setting_several_parameters_at_once_is_setting_them_in_turn():
+    via = parse_message(
+        b"OPTIONS sip:b@example.com SIP/2.0\r\nVia: SIP/2.0/UDP a.example;rport;branch=z9hG4bK1;received=x\r\n"
+        b"From: <sip:a@example.com>;tag=1\r\nTo: <sip:b@example.com>\r\nCall-ID: x@a\r\nCSeq: 1 OPTIONS\r\n\r\n"
+    ).top_via()
+    assert via.with_parameters(("rport", "5"), ("received", "h"), ("ttl", None)) == (
+        via.with_rport(5).with_received("h").with_parameter("ttl")
+    )

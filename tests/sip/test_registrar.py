@@ -514,3 +514,14 @@ def test_torture_regaut01_an_unknown_authorization_scheme_gets_a_digest_challeng
 def test_torture_unksm2_a_non_sip_to_uri_is_a_bad_request(world):
     response = world.send(torture("unksm2.dat"))
     assert (response.status, response.reason) == (400, "To must be a SIP or SIPS URI")
+
+
+def test_the_date_of_each_200_is_the_clock_s_second(world):
+    from email.utils import formatdate
+
+    world.clock.advance(1_700_000_000.2 - world.clock.seconds())
+    first = world.register(cseq=10).headers.get("Date")
+    world.clock.advance(0.7)
+    assert world.register(cseq=20).headers.get("Date") == first == formatdate(1_700_000_000, usegmt=True)
+    world.clock.advance(0.1)
+    assert world.register(cseq=30).headers.get("Date") == formatdate(1_700_000_001, usegmt=True)

@@ -98,3 +98,13 @@ def test_an_unparsable_message_is_still_found_by_its_peer():
     log = SIPLog(Clock())
     log.record(IN, "udp", ("203.0.113.9", 4000), b"\xff\xfe garbage")
     assert len(log.search(address="203.0.113.9")) == 1
+
+
+def test_an_entry_keeps_the_octets_it_was_given_and_decodes_them_when_read():
+    # The same object the transport sent, and a completed transaction keeps.
+    log = SIPLog(Clock())
+    data = b"MESSAGE sip:bob@example.com SIP/2.0\r\nSubject: caf\xc3\xa9 \xff\r\n\r\n"
+    log.record(IN, "udp", ("192.0.2.1", 5060), data)
+    (entry,) = log.search()
+    assert entry.data is data
+    assert entry.text == "MESSAGE sip:bob@example.com SIP/2.0\r\nSubject: café \ufffd\r\n\r\n"

@@ -8,6 +8,7 @@ import attrs
 import pytest
 from twisted.internet.task import Clock
 
+from communigate.sip.message import make_response, parse_message, serialize
 from communigate.sip.transaction import (
     InviteClientTransaction,
     InviteServerTransaction,
@@ -324,3 +325,99 @@ def test_an_invite_ringing_past_timer_c_is_given_up():
     assert t.state is State.COMPLETED
     clock.advance(40)
     assert t.state is State.TERMINATED and clock.getDelayedCalls() == []
+
+
+# -- completed non-INVITE server transactions, as a busy registrar holds them
+
+
+REGISTER = (
+    b"REGISTER sip:example.com SIP/2.0\r\n"
+    b"Via: SIP/2.0/UDP 192.0.2.7:5062;branch=z9hG4bK-reg-1;rport\r\n"
+    b"Max-Forwards: 70\r\n"
+    b"From: <sip:alice@example.com>;tag=a1\r\n"
+    b"To: <sip:alice@example.com>\r\n"
+    b"Call-ID: reg-1@192.0.2.7\r\n"
+    b"CSeq: 7 REGISTER\r\n"
+    b"Contact: <sip:alice@192.0.2.7:5062;transport=udp>;+sip.instance=\"<urn:uuid:1>\"\r\n"
+    b"Content-Length: 0\r\n\r\n"
+)
+
+
+class Transport(list):
+    """A send callable like the SIP transport's: it returns the octets sent."""
+
+    def __call__(self, message):
+        data = serialize(message)
+        self.append(data)
+        return data
+
+
+def registrar_answer(request):
+    return make_response(
+        request, 200, to_tag="t1",
+        headers=[("Contact", '<sip:alice@192.0.2.7:5062;transport=udp>;expires=3600'),
+                 ("Supported", "path, outbound"), ("Date", "Thu, 01 Jan 1970 00:00:01 GMT")],
+    )
+
+
+def test_a_completed_transaction_answers_a_retransmission_with_the_same_octets():
+    clock, wire, user = Clock(), Transport(), User()
+    request = parse_message(REGISTER)
+    t = NonInviteServerTransaction(request, wire, clock, user)
+    t.start()
+    response = registrar_answer(request)
+    t.respond(response)
+    t.receive_request(parse_message(REGISTER))
+    clock.advance(20)
+    t.receive_request(parse_message(REGISTER))
+    assert wire == [serialize(response)] * 3
+    assert t.last_response == parse_message(serialize(response))
+    assert t.request is None  # only the answer is kept
+    clock.advance(12)
+    assert t.state is State.TERMINATED
+
+
+def test_a_completed_transaction_keeps_a_provisional_answer_as_the_message():
+    clock, wire, user = Clock(), Transport(), User()
+    request = parse_message(REGISTER)
+    t = NonInviteServerTransaction(request, wire, clock, user)
+    t.start()
+    trying = make_response(request, 100)
+    t.respond(trying)
+    assert t.last_response is trying and t.state is State.PROCEEDING
+    t.receive_request(parse_message(REGISTER))
+    assert wire == [serialize(trying)] * 2
+
+
+def test_a_layer_waits_out_every_timer_j_on_one_clock_call_each_exactly_32_s():
+    clock, user = Clock(), User()
+    layer = TransactionLayer(clock, user)
+    transactions = []
+    for i in range(50):
+        wire = Wire()
+        request = Request("MESSAGE", f"z9hG4bK-{i}")
+        layer.receive_request(request, "flow", wire, False)
+        t = layer.server_transaction(request)
+        t.respond(Response(200, "MESSAGE", f"z9hG4bK-{i}"))
+        transactions.append(t)
+        clock.advance(0.1)
+    assert layer.counts() == (50, 0)
+    assert len(clock.getDelayedCalls()) == 1
+    clock.advance(31.9 - 0.1 * 50 + 0.0001)  # 31.9 s after the first answer
+    assert transactions[0].state is State.COMPLETED
+    clock.advance(0.1)
+    assert transactions[0].state is State.TERMINATED and transactions[1].state is State.COMPLETED
+    layer.receive_request(Request("MESSAGE", "z9hG4bK-1"), "flow", Wire(), False)
+    assert user.events[-1] == ("request", "MESSAGE", True)  # absorbed: still the first one
+    assert len(user.events) == 50
+    clock.advance(5)
+    assert layer.counts() == (0, 0) and clock.getDelayedCalls() == []
+
+
+def test_over_tcp_a_completed_transaction_ends_at_once():
+    clock, user = Clock(), User()
+    layer = TransactionLayer(clock, user)
+    layer.receive_request(Request("MESSAGE"), "flow", Wire(), True)
+    layer.server_transaction(Request("MESSAGE")).respond(Response(200, "MESSAGE"))
+    clock.advance(0)
+    assert layer.counts() == (0, 0)
