@@ -23,6 +23,10 @@ $(VENV)/.installed-test: $(VENV)/.installed
 	$(INSTALL) -e '.[test]'
 	touch $@
 
+$(VENV)/.installed-bench: $(VENV)/.installed-test
+	$(INSTALL) -e '.[test,bench]'
+	touch $@
+
 run: $(VENV)/.installed
 	$(BIN)/twistd --nodaemon --pidfile= communigate --data $(DATA) --domain example.com --demo \
 	    --cli tcp:10106:interface=127.0.0.1 --http tcp:8010:interface=127.0.0.1 \
@@ -56,7 +60,7 @@ bench-peers: test-peers
 test: $(VENV)/.installed-test test-peers
 	$(BIN)/python -m pytest
 
-bench: $(VENV)/.installed-test bench-peers
+bench: $(VENV)/.installed-bench bench-peers
 	$(BIN)/python benchmarks/start_time.py
 	$(BIN)/python benchmarks/import_accounts.py
 	$(BIN)/python benchmarks/sip_load.py
