@@ -230,14 +230,8 @@ class TransparentCall:
         fails with 488).
         """
         signal = self.leg.request("INVITE", self.task.submitter, contact=self._contact())
-        try:
-            d = self._transact(signal)
-        except CallError as error:
-            return fail(error)
 
         def answered(answer):
-            if not answer.success:
-                raise CallError(f"{answer.code} {answer.reason}".strip(), answer.code)
             if not is_sdp(answer.content_type, answer.body):
                 self._ack()
                 raise CallError("488 No offer in the answer to a re-INVITE without SDP", 488)
@@ -246,7 +240,7 @@ class TransparentCall:
             self.peer_sdp = answer.body
             return answer.body
 
-        return d.addCallback(answered)
+        return self._accepted(signal).addCallback(answered)
 
     def ack_with(self, sdp: bytes | None) -> None:
         """
@@ -264,21 +258,32 @@ class TransparentCall:
         """
         signal = self.leg.request("INVITE", self.task.submitter, body=self.ours(offer), content_type=SDP,
                                   contact=self._contact())
-        try:
-            d = self._transact(signal)
-        except CallError as error:
-            return fail(error)
 
         def answered(answer):
-            if not answer.success:
-                raise CallError(f"{answer.code} {answer.reason}".strip(), answer.code)
             self._ack()
             if not is_sdp(answer.content_type, answer.body):
                 raise CallError("488 No SDP in the answer", 488)
             self.peer_sdp = answer.body
             return answer.body
 
-        return d.addCallback(answered)
+        return self._accepted(signal).addCallback(answered)
+
+    def _accepted(self, signal) -> Deferred:
+        """
+        Send re-INVITE C{signal}: fires with the peer's 2xx, or fails with
+        L{CallError} (its refusal, or ours when a request of ours is out).
+        """
+        try:
+            d = self._transact(signal)
+        except CallError as error:
+            return fail(error)
+
+        def succeeded(answer):
+            if not answer.success:
+                raise CallError(f"{answer.code} {answer.reason}".strip(), answer.code)
+            return answer
+
+        return d.addCallback(succeeded)
 
 
 class TransparentBridging:
