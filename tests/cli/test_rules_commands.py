@@ -324,3 +324,15 @@ def test_stored_rules_are_what_the_signal_service_reads(core):
     (fork,) = stored.domain_signal_rules("example.com")
     assert fork.stage == Stage.after(15)
     assert fork.comment == "ring bob too"
+
+
+def test_stored_rules_are_parsed_once_per_stored_version_and_a_change_is_read_at_once(core):
+    ok(core, f"SETACCOUNTSIGNALRULES alice ({BUSY})")
+    stored = StoredRules(core.directory)
+    first = stored.account_signal_rules("alice@example.com")
+    assert stored.account_signal_rules("alice@example.com") is first  # not parsed again
+    ok(core, f"SETACCOUNTSIGNALRULES alice ({BUSY}, {FORK})")
+    assert [rule.name for rule in stored.account_signal_rules("alice@example.com")] == ["busy", "fork"]
+    ok(core, "SETACCOUNTSIGNALRULES alice ()")
+    assert stored.account_signal_rules("alice@example.com") == ()
+    assert stored.domain_signal_rules("example.com") == ()  # none stored: nothing kept for it
