@@ -178,6 +178,37 @@ def round_trip_shown(server) -> str:
     return status
 
 
+def echo_call_reports(server, workdir, peer, scenario: str):
+    """
+    A sipp call to echo with C{scenario}, its media C{peer}: the task's
+    first SR must come within 7 s, our RR reach it (an RTT shows) and its
+    BYE come when the call ends.  Returns (when the call started, the
+    task's READNODESTATUS, sipp's output and exit code).
+    """
+    started = time.monotonic()
+    sipp = call(server, workdir, "echo", peer.port, scenario, timeout="30s")
+    try:
+        got_sr = peer.wait_for(
+            lambda: any(isinstance(p[0], SenderReport) for _, p, _ in peer.reports()), timeout=7.0
+        )
+        assert got_sr, (
+            f"no SR within 7 s of the call ({time.monotonic() - started:.1f} s; RTP packets heard: "
+            f"{len(peer.rtp_heard)}, datagrams on the RTCP port: {peer.rtcp_port_datagrams})"
+        )
+        # The round-trip time shows once our RR has reached the task.
+        assert peer.wait_for(lambda: peer.replied, timeout=2.0)
+        status = round_trip_shown(server)
+        assert peer.wait_for(
+            lambda: any(isinstance(p[-1], Goodbye) for _, p, _ in peer.reports()), timeout=15.0
+        ), "no RTCP BYE after the call ended"
+        output, _ = sipp.communicate(timeout=30)
+    finally:
+        if sipp.poll() is None:
+            sipp.kill()
+            sipp.communicate()
+    return started, status, output, sipp.returncode
+
+
 @pytest.fixture
 def echo_server(tmp_path):
     with pbx_server(tmp_path) as (server, _):
@@ -187,29 +218,12 @@ def echo_server(tmp_path):
 
 def test_a_call_to_echo_gets_sender_reports_about_its_stream_and_a_bye(echo_server, tmp_path):
     with RTCPListeningPeer() as peer:
-        started = time.monotonic()
-        sipp = call(echo_server, tmp_path, "echo", peer.port, "uac_app_rtcp.xml", timeout="30s")
-        try:
-            got_sr = peer.wait_for(
-                lambda: any(isinstance(p[0], SenderReport) for _, p, _ in peer.reports()), timeout=7.0
-            )
-            assert got_sr, f"no SR within 7 s of the call ({time.monotonic() - started:.1f} s)"
-            when, packets, heard = next((w, p, h) for w, p, h in peer.reports() if isinstance(p[0], SenderReport))
-            # The round-trip time shows once our RR has reached the task.
-            assert peer.wait_for(lambda: peer.replied, timeout=2.0)
-            status = round_trip_shown(echo_server)
-            assert peer.wait_for(
-                lambda: any(isinstance(p[-1], Goodbye) for _, p, _ in peer.reports()), timeout=15.0
-            ), "no RTCP BYE after the call ended"
-            output, _ = sipp.communicate(timeout=30)
-        finally:
-            if sipp.poll() is None:
-                sipp.kill()
-                sipp.communicate()
+        started, status, output, returncode = echo_call_reports(echo_server, tmp_path, peer, "uac_app_rtcp.xml")
+        when, packets, heard = next((w, p, h) for w, p, h in peer.reports() if isinstance(p[0], SenderReport))
         rtp_ssrcs = {p.ssrc for p in peer.rtp_heard}
         sources = set(peer.rtcp_sources)
         sent, highest_sent = peer.sent, peer.highest_sent
-    assert sipp.returncode == 0, output
+    assert returncode == 0, output
 
     sr, sdes = packets[0], packets[1]
     assert rtp_ssrcs == {sr.ssrc}, "the SR's sender is not the stream we hear"
@@ -232,32 +246,13 @@ def test_a_call_to_echo_gets_sender_reports_about_its_stream_and_a_bye(echo_serv
 
 def test_a_call_that_muxes_gets_the_reports_on_its_rtp_port_and_the_task_reads_its_sr(echo_server, tmp_path):
     with RTCPListeningPeer(muxed=True) as peer:
-        started = time.monotonic()
-        sipp = call(echo_server, tmp_path, "echo", peer.port, "uac_app_rtcp_mux.xml", timeout="30s")
-        try:
-            got_sr = peer.wait_for(
-                lambda: any(isinstance(p[0], SenderReport) for _, p, _ in peer.reports()), timeout=7.0
-            )
-            assert got_sr, (
-                f"no muxed SR within 7 s of the call ({time.monotonic() - started:.1f} s; RTP packets heard: "
-                f"{len(peer.rtp_heard)}, datagrams on the RTCP port: {peer.rtcp_port_datagrams})"
-            )
-            assert peer.wait_for(lambda: peer.replied, timeout=2.0)
-            status = round_trip_shown(echo_server)
-            assert peer.wait_for(
-                lambda: any(isinstance(p[-1], Goodbye) for _, p, _ in peer.reports()), timeout=15.0
-            ), "no muxed RTCP BYE after the call ended"
-            output, _ = sipp.communicate(timeout=30)
-        finally:
-            if sipp.poll() is None:
-                sipp.kill()
-                sipp.communicate()
+        _, status, output, returncode = echo_call_reports(echo_server, tmp_path, peer, "uac_app_rtcp_mux.xml")
         reports = peer.reports()
         rtcp_sources = set(peer.rtcp_sources)
         rtp_sources = set(peer.rtp_sources)
         on_rtcp_port = peer.rtcp_port_datagrams
         rtp_ssrcs = {p.ssrc for p in peer.rtp_heard}
-    assert sipp.returncode == 0, output  # the 200 carried a=rtcp-mux
+    assert returncode == 0, output  # the 200 carried a=rtcp-mux
     assert on_rtcp_port == 0, "the task sent RTCP to the RTCP port although mux was agreed"
     assert len(rtp_sources) == 1 and rtcp_sources == rtp_sources, (rtcp_sources, rtp_sources)
     sr = next(p[0] for _, p, _ in reports if isinstance(p[0], SenderReport))
