@@ -6,10 +6,7 @@ exchange, and the media coming back to the channels after the bridge.
 """
 
 import pytest
-from twisted.plugin import IPlugin
-from zope.interface import implementer
 
-from communigate.interfaces import ICallApplication
 from communigate.media.offer_answer import streams
 from communigate.media.sdp import parse_sdp
 from communigate.pbx.events import BridgeMode, CallError, Event
@@ -17,21 +14,11 @@ from communigate.pbx.transparent import SDPOrigin, glare_delay
 from communigate.sip.message import Request, make_response
 
 from .conftest import CALLER, CALLER_MEDIA, TICK, PBXHarness, offer
+from .test_task import Program
 
 BOB = ("127.0.0.1", 5090)
 BOB_MEDIA = ("127.0.0.1", 42000)
 SDP = "application/sdp"
-
-
-@implementer(IPlugin, ICallApplication)
-class Program:
-    def __init__(self, name, run):
-        self.name = name
-        self.description = f"test program {name}"
-        self._run = run
-
-    def run(self, task):
-        return self._run(task)
 
 
 @pytest.fixture
@@ -371,7 +358,10 @@ def test_a_join_refused_by_the_callee_falls_back_to_simple_bridging(made):
     assert harness.pbx.bridges == {"fallback": 1}
 
 
-def test_a_join_the_caller_refuses_falls_back_to_simple_and_491_is_tried_again(made):
+def test_a_join_the_caller_refuses_falls_back_to_simple_and_491_is_tried_again(made, monkeypatch):
+    # The glare delay is drawn at random (0-2 s here); a draw of 0 would
+    # send the re-INVITE at once, so the draw is fixed: 1 s.
+    monkeypatch.setattr("communigate.pbx.transparent.random.random", lambda: 0.5)
     log = []
     back_id, programs = joined(log)
     harness = made(**programs)

@@ -387,7 +387,9 @@ def test_start_transfer_between_transparently_bridged_tasks_sends_the_refer_with
 # -- glare on the far peer's re-INVITE -----------------------------------------------------
 
 
-def test_a_491_from_the_far_peer_on_a_replaces_is_tried_again_after_the_glare_delay(made):  # noqa: F811
+def test_a_491_from_the_far_peer_on_a_replaces_is_tried_again_after_the_glare_delay(made, monkeypatch):  # noqa: F811
+    # A draw of 0 would retry at once: the draw is fixed (1 s of the 0-2 s).
+    monkeypatch.setattr("communigate.pbx.transparent_transfers.random.random", lambda: 0.5)
     harness, bob_invite, answer, tasks = bridged(made)
     replacing_invite(harness, bob_invite)
     (reinvite,) = [r for r in harness.requests_to() if r.method == "INVITE"]
